@@ -1,0 +1,31 @@
+# raftcron: the two commands of the README, and the gate CI runs.
+#   make run    a local 3-node cluster on 127.0.0.1:7001-7003 (data in ./raftcron-data)
+#   make test   format check, clippy, and the whole test suite
+# The build cache lives outside the clone so a fresh clone reuses it.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftcron-target
+CARGO ?= cargo
+
+.PHONY: deps run build test fmt lint unit doc
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release -p raftcron-node --bin raftcron
+
+run: build
+	$(CARGO_TARGET_DIR)/release/raftcron dev --nodes 3 --data-dir ./raftcron-data --port 7001
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint: deps
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: deps
+	$(CARGO) test --workspace --no-fail-fast
+
+doc: deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+test: deps fmt lint unit

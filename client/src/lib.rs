@@ -1,0 +1,13 @@
+//! raftcron-client: the wire types of raftcron's public REST API, shared with the node so the
+//! two cannot drift, and a typed async HTTP client that fails over between node URLs.
+//!
+//! This crate must not depend on the node: it is serde types, the stable [`ErrorCode`]s and an
+//! HTTP client only.
+
+pub mod client;
+pub mod error;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use error::{ErrorBody, ErrorCode};
+pub use types::*;

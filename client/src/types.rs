@@ -1,0 +1,197 @@
+//! The JSON shapes of the public API: requests, resources and their envelopes.
+//!
+//! Requests reject unknown fields so that a typo is a 400, not a silently ignored setting.
+//! Validation of values (ranges, formats) is the node's job, not this module's.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `POST /api/v1/jobs`. Optional fields take the defaults of the jobs API reference.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    pub cron_expression: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_on_failure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_after_failures: Option<u32>,
+}
+
+/// `PATCH /api/v1/jobs/{id}`: a partial update; absent fields keep their value.
+/// `headers`, when present, replaces the whole header map; `body: ""` clears the body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_on_failure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_after_failures: Option<u32>,
+}
+
+/// A job as the API returns it. Header values are masked: only names are shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    pub cron_expression: String,
+    pub timezone: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub timeout_seconds: u32,
+    pub max_retries: u32,
+    pub retry_delay_seconds: u32,
+    pub is_active: bool,
+    pub notify_on_failure: bool,
+    pub notify_after_failures: u32,
+    /// The next scheduled instant in UTC, computed in the job's zone; null when paused.
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The value shown instead of a header's value.
+pub const MASKED_VALUE: &str = "********";
+
+/// `{"job": {...}}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEnvelope {
+    pub job: Job,
+}
+
+/// `{"jobs": [...], "page": 1, "page_size": 50, "total_count": N}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_count: u64,
+}
+
+/// `{"ok": true}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OkResponse {
+    pub ok: bool,
+}
+
+/// Query parameters of list routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// The read reflects every write acknowledged before it started (a leader round trip).
+    #[default]
+    Linearizable,
+    /// The read serves this node's applied state, which may lag the leader.
+    Stale,
+}
+
+/// The role of a member in the Raft group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Leader,
+    Follower,
+    Learner,
+}
+
+/// A member of the cluster as seen from the answering node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub node_id: u64,
+    pub addr: String,
+    pub role: MemberRole,
+    pub voter: bool,
+    /// Milliseconds since the leader last heard from this member (known on the leader only).
+    pub last_contact_ms: Option<u64>,
+    /// The highest log index known to be replicated to this member (leader only).
+    pub matched_index: Option<u64>,
+}
+
+/// `GET /api/v1/cluster`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub members: Vec<Member>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+}
+
+/// `{"cluster": {...}}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEnvelope {
+    pub cluster: ClusterStatus,
+}
+
+/// `POST /api/v1/cluster/nodes`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddNode {
+    pub node_id: u64,
+    pub addr: String,
+}
+
+/// `GET /healthz` and `GET /readyz`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,146 @@
+//! `/api/v1/jobs`: list, create, get, update and delete jobs.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use raftcron_client::{Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, UpdateJob};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::api::auth::Caller;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::{ApiJson, AppState};
+use crate::clock::ms_to_utc;
+use crate::ids::JobId;
+use crate::model::job::{JobRecord, JobSpec};
+use crate::state::{read, CommandBody, CommandResult, Rejection};
+
+pub const PAGE_SIZE_DEFAULT: u32 = 50;
+pub const PAGE_SIZE_MAX: u32 = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/jobs", get(list).post(create))
+        .route("/api/v1/jobs/{id}", get(get_one).patch(update).delete(delete))
+}
+
+/// `?consistency=` on single-resource reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
+}
+
+fn parse_id(raw: &str) -> ApiResult<JobId> {
+    Uuid::parse_str(raw).map(JobId).map_err(|_| ApiError::not_found(format!("job {raw:?} not found")))
+}
+
+/// The wire view of a stored job; `now_ms` decides `next_run_at`.
+pub fn job_view(r: &JobRecord, now_ms: i64) -> Job {
+    let next_run_at =
+        if r.spec.is_active { r.spec.schedule().and_then(|s| s.next_after(ms_to_utc(now_ms))) } else { None };
+    Job {
+        id: r.id.0,
+        name: r.spec.name.clone(),
+        url: r.spec.url.clone(),
+        method: r.spec.method.as_str().to_string(),
+        cron_expression: r.spec.cron_expression.clone(),
+        timezone: r.spec.timezone.clone(),
+        headers: r.spec.masked_headers(),
+        body: r.spec.body.clone(),
+        timeout_seconds: r.spec.timeout_seconds,
+        max_retries: r.spec.max_retries,
+        retry_delay_seconds: r.spec.retry_delay_seconds,
+        is_active: r.spec.is_active,
+        notify_on_failure: r.spec.notify_on_failure,
+        notify_after_failures: r.spec.notify_after_failures,
+        next_run_at,
+        created_at: ms_to_utc(r.created_at_ms),
+        updated_at: ms_to_utc(r.updated_at_ms),
+    }
+}
+
+fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
+    match result {
+        CommandResult::Job(r) => Ok(job_view(&r, state.cluster.clock().now_ms())),
+        CommandResult::Rejected(Rejection::JobNotFound { id }) => Err(ApiError::not_found(format!("job {id} not found"))),
+        CommandResult::Rejected(Rejection::JobExists { id }) => {
+            Err(ApiError::new(raftcron_client::ErrorCode::Conflict, format!("job {id} already exists")))
+        }
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<JobList>> {
+    let Query(q) = query?;
+    let page = q.page.unwrap_or(1);
+    let page_size = q.page_size.unwrap_or(PAGE_SIZE_DEFAULT);
+    if page == 0 {
+        return Err(ApiError::validation("page: must be 1 or more"));
+    }
+    if page_size == 0 || page_size > PAGE_SIZE_MAX {
+        return Err(ApiError::validation(format!("page_size: must be between 1 and {PAGE_SIZE_MAX}")));
+    }
+    state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
+    let (records, total_count) = read::jobs_page(&state.cluster.store, &caller.key.tenant, page, page_size)?;
+    let now = state.cluster.clock().now_ms();
+    Ok(Json(JobList { jobs: records.iter().map(|r| job_view(r, now)).collect(), page, page_size, total_count }))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateJob>,
+) -> ApiResult<impl IntoResponse> {
+    let spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    let body = CommandBody::CreateJob { id: JobId::new_random(), tenant: caller.key.tenant.clone(), spec };
+    let job = job_result(&state, state.cluster.write(body).await?)?;
+    Ok((StatusCode::CREATED, Json(JobEnvelope { job })))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<JobEnvelope>> {
+    let Query(q) = query?;
+    let id = parse_id(&raw)?;
+    state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
+    let record =
+        read::job(&state.cluster.store, &caller.key.tenant, id)?.ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+    Ok(Json(JobEnvelope { job: job_view(&record, state.cluster.clock().now_ms()) }))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    ApiJson(req): ApiJson<UpdateJob>,
+) -> ApiResult<Json<JobEnvelope>> {
+    let id = parse_id(&raw)?;
+    // Validate against the latest committed version, so the merged job is checked as a whole.
+    state.cluster.read_barrier(Consistency::Linearizable).await?;
+    let current =
+        read::job(&state.cluster.store, &caller.key.tenant, id)?.ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+    let patch = current.spec.validate_update(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    let body = CommandBody::UpdateJob { id, tenant: caller.key.tenant.clone(), patch };
+    let job = job_result(&state, state.cluster.write(body).await?)?;
+    Ok(Json(JobEnvelope { job }))
+}
+
+async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<Json<OkResponse>> {
+    let id = parse_id(&raw)?;
+    match state.cluster.write(CommandBody::DeleteJob { id, tenant: caller.key.tenant.clone() }).await? {
+        CommandResult::JobDeleted { .. } => Ok(Json(OkResponse { ok: true })),
+        CommandResult::Rejected(Rejection::JobNotFound { id }) => Err(ApiError::not_found(format!("job {id} not found"))),
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
+    }
+}

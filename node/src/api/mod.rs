@@ -1,0 +1,70 @@
+//! The public HTTP API: routes, authentication, request parsing and the single error mapping.
+//!
+//! Handlers validate input, call `cluster` for writes and read barriers, and read the applied
+//! state through `state::read`. Nothing imports this module; it must not reach into Raft or the
+//! store directly.
+
+pub mod auth;
+pub mod cluster;
+pub mod error;
+pub mod jobs;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use raftcron_client::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use crate::cluster::Cluster;
+use error::ApiError;
+
+/// Largest public request body: a job's 100 KB body, 8 KB of headers and JSON overhead.
+pub const MAX_API_BODY: usize = 256 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub cluster: Cluster,
+    pub allow_private_targets: bool,
+}
+
+/// `Json<T>` whose rejections use the API's error body.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(ApiError::from(r as JsonRejection)),
+        }
+    }
+}
+
+/// The public router (`/api/v1/*`, `/healthz`, `/readyz`).
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .merge(jobs::routes())
+        .merge(cluster::routes())
+        .route("/healthz", get(cluster::healthz))
+        .route("/readyz", get(cluster::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_API_BODY))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found("no such route").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route").into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}

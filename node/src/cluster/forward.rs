@@ -1,0 +1,66 @@
+//! `/internal/forward`: a follower hands the leader a write, a read-index request or a
+//! membership change. The leader runs it as if it had been called locally.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Cluster;
+use crate::ids::NodeId;
+use crate::raft::handle::ProposeError;
+use crate::raft::rpc::{bincode_answer, decode_body};
+use crate::state::{CommandBody, CommandResult};
+
+pub const PATH: &str = "/internal/forward";
+
+/// What a node asks the leader to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardOp {
+    Write(CommandBody),
+    ReadIndex,
+    AddVoter { node_id: NodeId, addr: String },
+    RemoveMember { node_id: NodeId },
+}
+
+impl ForwardOp {
+    /// Whether losing the answer leaves an unknown outcome.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, ForwardOp::ReadIndex)
+    }
+}
+
+/// The leader's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardResult {
+    Written(CommandResult),
+    ReadIndex(u64),
+    Done,
+    /// The receiver is not (or no longer) the leader.
+    NotLeader,
+    /// Proposed, but not known to be committed in time.
+    Unknown(String),
+    Refused(String),
+    Failed(String),
+}
+
+pub fn routes(cluster: Cluster) -> Router {
+    Router::new().route(PATH, post(handle)).with_state(cluster)
+}
+
+async fn handle(State(cluster): State<Cluster>, body: Bytes) -> Response {
+    let op: ForwardOp = match decode_body(&body) {
+        Ok(op) => op,
+        Err(resp) => return resp,
+    };
+    // One hop only: a receiver that is not the leader says so instead of forwarding again.
+    let result = match cluster.run_local(op).await {
+        Ok(r) => r,
+        Err(ProposeError::ForwardTo { .. } | ProposeError::NoLeader) => ForwardResult::NotLeader,
+        Err(ProposeError::Refused(m)) => ForwardResult::Refused(m),
+        Err(ProposeError::Fatal(m)) => ForwardResult::Failed(m),
+    };
+    bincode_answer(&result)
+}

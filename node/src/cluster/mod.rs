@@ -1,0 +1,210 @@
+//! Cluster-level routing: writes and read barriers from any node, membership changes, and the
+//! cluster's formation and first admin key.
+//!
+//! A follower forwards a write to the leader itself (the client never sees a redirect), and the
+//! *leader* stamps the time into the command, so apply stays deterministic. Routing outcomes
+//! (forward, no leader) never surface as 500s: they end as a result, `NoLeader` or
+//! `OutcomeUnknown`. This module must not touch HTTP routes other than `/internal/forward`.
+
+pub mod bootstrap;
+pub mod forward;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftcron_client::{ClusterStatus, Consistency, Member, MemberRole};
+
+use crate::clock::Clock;
+use crate::ids::NodeId;
+use crate::raft::handle::{ProposeError, RaftHandle};
+use crate::raft::network::{PeerClient, PeerError};
+use crate::state::{Command, CommandBody, CommandResult};
+use crate::store::Store;
+use forward::{ForwardOp, ForwardResult};
+
+/// How long a write may wait for a leader to appear before answering `NoLeader`.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long a committed-or-not write may take before its outcome is reported unknown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Forwarding hops before giving up (leadership moving while we route).
+const MAX_HOPS: usize = 4;
+
+/// Why a write or read barrier did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the cluster has no leader right now")]
+    NoLeader,
+    #[error("the write's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("cluster failure: {0}")]
+    Failed(String),
+}
+
+/// The node's handle on the cluster. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub raft: RaftHandle,
+    pub store: Store,
+    peers: PeerClient,
+    clock: Arc<dyn Clock>,
+}
+
+impl Cluster {
+    pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, clock: Arc<dyn Clock>) -> Cluster {
+        Cluster { raft, store, peers, clock }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.raft.node_id()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Runs `op` on the leader, wherever it is.
+    async fn on_leader(&self, op: ForwardOp) -> Result<ForwardResult, ClusterError> {
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let mut last = ClusterError::NoLeader;
+        for _ in 0..MAX_HOPS {
+            match self.run_local(op.clone()).await {
+                Ok(r) => return Ok(r),
+                Err(ProposeError::NoLeader) => {
+                    if self.raft.wait_for_leader(LEADER_WAIT).await.is_none() {
+                        return Err(ClusterError::NoLeader);
+                    }
+                    last = ClusterError::NoLeader;
+                }
+                Err(ProposeError::ForwardTo { leader_id, addr }) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.peers.call::<_, ForwardResult>(&addr, forward::PATH, &op, left).await {
+                        Ok(ForwardResult::NotLeader) => {
+                            tracing::debug!(leader_id, "forward target is no longer the leader");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Ok(ForwardResult::Refused(m)) => return Err(ClusterError::Refused(m)),
+                        Ok(ForwardResult::Failed(m)) => return Err(ClusterError::Failed(m)),
+                        Ok(r) => return Ok(r),
+                        Err(PeerError::Unreachable { .. }) => {
+                            // Nothing was sent: wait for leadership to settle and try again.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e @ PeerError::NoAnswer { .. }) if op.is_write() => {
+                            return Err(ClusterError::OutcomeUnknown(e.to_string()));
+                        }
+                        Err(e) => last = ClusterError::Failed(e.to_string()),
+                    }
+                }
+                Err(ProposeError::Refused(m)) => return Err(ClusterError::Refused(m)),
+                Err(ProposeError::Fatal(m)) => return Err(ClusterError::Failed(m)),
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs `op` here if this node leads. Used by both local callers and `/internal/forward`.
+    pub(crate) async fn run_local(&self, op: ForwardOp) -> Result<ForwardResult, ProposeError> {
+        match op {
+            ForwardOp::Write(body) => {
+                // The leader's clock, stamped once: every replica applies the same instant.
+                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body };
+                match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
+                    Ok(r) => r.map(ForwardResult::Written),
+                    Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
+                }
+            }
+            ForwardOp::ReadIndex => self.raft.read_index().await.map(ForwardResult::ReadIndex),
+            ForwardOp::AddVoter { node_id, addr } => {
+                self.raft.add_voter(node_id, &addr).await.map(|()| ForwardResult::Done)
+            }
+            ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
+        }
+    }
+
+    /// Commits a command through the leader and returns what applying it answered.
+    pub async fn write(&self, body: CommandBody) -> Result<CommandResult, ClusterError> {
+        match self.on_leader(ForwardOp::Write(body)).await? {
+            ForwardResult::Written(r) => Ok(r),
+            ForwardResult::Unknown(m) => Err(ClusterError::OutcomeUnknown(m)),
+            other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Makes a following local read see every write acknowledged before this call.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ClusterError> {
+        if consistency == Consistency::Stale {
+            return Ok(());
+        }
+        let index = match self.on_leader(ForwardOp::ReadIndex).await? {
+            ForwardResult::ReadIndex(i) => i,
+            other => return Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
+        };
+        if self.raft.wait_applied(index, WRITE_TIMEOUT).await {
+            Ok(())
+        } else {
+            Err(ClusterError::NoLeader)
+        }
+    }
+
+    pub async fn add_node(&self, node_id: NodeId, addr: String) -> Result<(), ClusterError> {
+        self.on_leader(ForwardOp::AddVoter { node_id, addr }).await.map(|_| ())
+    }
+
+    pub async fn remove_node(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.on_leader(ForwardOp::RemoveMember { node_id }).await.map(|_| ())
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let v = self.raft.view();
+        let members = v
+            .members
+            .iter()
+            .map(|m| Member {
+                node_id: m.node_id,
+                addr: m.addr.clone(),
+                role: if Some(m.node_id) == v.leader_id {
+                    MemberRole::Leader
+                } else if m.voter {
+                    MemberRole::Follower
+                } else {
+                    MemberRole::Learner
+                },
+                voter: m.voter,
+                last_contact_ms: m.last_contact_ms,
+                matched_index: m.matched_index,
+            })
+            .collect();
+        ClusterStatus {
+            node_id: v.node_id,
+            leader_id: v.leader_id,
+            term: v.term,
+            members,
+            committed_index: v.committed_index,
+            applied_index: v.applied_index,
+            last_log_index: v.last_log_index,
+        }
+    }
+
+    /// Ready: a member of a cluster with a known leader, applied up to what it has in its log.
+    pub fn readiness(&self) -> Result<(), String> {
+        let v = self.raft.view();
+        if !v.members.iter().any(|m| m.node_id == v.node_id) {
+            return Err("not a member of a cluster yet".into());
+        }
+        if v.leader_id.is_none() {
+            return Err("no known leader".into());
+        }
+        let applied = v.applied_index.unwrap_or(0);
+        let logged = v.last_log_index.unwrap_or(0);
+        if applied + 1 < logged {
+            return Err(format!("applying the log: {applied} of {logged}"));
+        }
+        Ok(())
+    }
+}

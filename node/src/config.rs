@@ -1,0 +1,260 @@
+//! Typed configuration: command line, environment and TOML file, merged and validated.
+//!
+//! Precedence: a flag wins over its environment variable (`RAFTCRON_<FLAG>`), which wins over
+//! the `--config` file's key of the same name, which wins over the default. [`ServeArgs::resolve`]
+//! reports every problem at once. This module must not start anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::ids::NodeId;
+use crate::model::apikey::MIN_ADMIN_KEY_CHARS;
+use crate::raft::RaftTuning;
+
+pub const MIN_CLUSTER_SECRET_CHARS: usize = 16;
+
+#[derive(Debug, Parser)]
+#[command(name = "raftcron", version, about = "A highly available HTTP cron service replicated with Raft")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node of a cluster.
+    Serve(Box<ServeArgs>),
+    /// Run a local cluster of N nodes in this process, for trying raftcron out.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `raftcron serve` flags. Every one is optional here so the file and defaults can fill in.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// This node's id (1 or more), unique in the cluster.
+    #[arg(long, env = "RAFTCRON_NODE_ID")]
+    pub node_id: Option<NodeId>,
+    /// Address to listen on for the API and node-to-node traffic, HOST:PORT.
+    #[arg(long, env = "RAFTCRON_LISTEN")]
+    pub listen: Option<String>,
+    /// Address other nodes reach this one at (defaults to --listen).
+    #[arg(long, env = "RAFTCRON_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for the Raft log, state and snapshots.
+    #[arg(long, env = "RAFTCRON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The first members, `1=HOST:PORT,2=HOST:PORT,...`; the cluster forms once a majority is up.
+    #[arg(long, env = "RAFTCRON_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Shared secret that authenticates node-to-node calls (16 characters or more).
+    #[arg(long, env = "RAFTCRON_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Allow jobs to target loopback and private addresses (labs and tests only).
+    #[arg(long, env = "RAFTCRON_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_targets: Option<bool>,
+    /// Log format.
+    #[arg(long, env = "RAFTCRON_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Raft heartbeat interval in milliseconds (default 100).
+    #[arg(long, env = "RAFTCRON_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 500).
+    #[arg(long, env = "RAFTCRON_ELECTION_TIMEOUT_MS")]
+    pub election_timeout_ms: Option<u64>,
+    /// Log entries between snapshots (default 20000).
+    #[arg(long, env = "RAFTCRON_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// A TOML file with any of the keys above (snake_case).
+    #[arg(long, env = "RAFTCRON_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+/// `raftcron dev` flags.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes: u64,
+    /// Directory holding each node's data, the dev admin key and cluster secret.
+    #[arg(long, default_value = "./raftcron-data")]
+    pub data_dir: PathBuf,
+    /// Port of node 1; node N listens on port + N - 1.
+    #[arg(long, default_value_t = 7001)]
+    pub port: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A fully resolved, valid node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: NodeId,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub initial_cluster: BTreeMap<NodeId, String>,
+    pub cluster_secret: String,
+    pub admin_key: Option<String>,
+    pub allow_private_targets: bool,
+    pub log_format: LogFormat,
+    pub tuning: RaftTuning,
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ServeArgs {
+    /// Fills unset values from `file` (lower precedence).
+    fn or_file(self, file: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            node_id: self.node_id.or(file.node_id),
+            listen: self.listen.or(file.listen),
+            advertise: self.advertise.or(file.advertise),
+            data_dir: self.data_dir.or(file.data_dir),
+            initial_cluster: self.initial_cluster.or(file.initial_cluster),
+            cluster_secret: self.cluster_secret.or(file.cluster_secret),
+            allow_private_targets: self.allow_private_targets.or(file.allow_private_targets),
+            log_format: self.log_format.or(file.log_format),
+            heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
+            election_timeout_ms: self.election_timeout_ms.or(file.election_timeout_ms),
+            snapshot_every: self.snapshot_every.or(file.snapshot_every),
+            config: self.config,
+        }
+    }
+
+    /// Merges the config file (if any), applies defaults and validates everything.
+    /// `admin_key` is `RAFTCRON_ADMIN_KEY`, read by the caller.
+    pub fn resolve(self, admin_key: Option<String>) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let args = match &self.config {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match toml::from_str::<ServeArgs>(&text) {
+                    Ok(file) => self.or_file(file),
+                    Err(e) => return Err(ConfigError(vec![format!("--config {}: {e}", path.display())])),
+                },
+                Err(e) => return Err(ConfigError(vec![format!("--config {}: {e}", path.display())])),
+            },
+            None => self,
+        };
+        let node_id = match args.node_id {
+            Some(0) | None => {
+                problems.push("--node-id: required, 1 or more".to_string());
+                0
+            }
+            Some(n) => n,
+        };
+        let listen = match args.listen.as_deref().map(str::parse::<SocketAddr>) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                problems.push(format!("--listen: expected IP:PORT ({e})"));
+                None
+            }
+            None => {
+                problems.push("--listen: required, IP:PORT".to_string());
+                None
+            }
+        };
+        let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+            problems.push("--data-dir: required".to_string());
+            PathBuf::new()
+        });
+        let initial_cluster = match args.initial_cluster.as_deref() {
+            None | Some("") => BTreeMap::new(),
+            Some(s) => parse_initial_cluster(s).unwrap_or_else(|e| {
+                problems.push(format!("--initial-cluster: {e}"));
+                BTreeMap::new()
+            }),
+        };
+        if !initial_cluster.is_empty() && node_id != 0 && !initial_cluster.contains_key(&node_id) {
+            problems.push(format!("--initial-cluster: does not list this node's id {node_id}"));
+        }
+        let cluster_secret = args.cluster_secret.clone().unwrap_or_default();
+        if cluster_secret.chars().count() < MIN_CLUSTER_SECRET_CHARS {
+            problems.push(format!(
+                "--cluster-secret (RAFTCRON_CLUSTER_SECRET): required, {MIN_CLUSTER_SECRET_CHARS} characters or more"
+            ));
+        }
+        if let Some(k) = &admin_key {
+            if k.chars().count() < MIN_ADMIN_KEY_CHARS || crate::model::apikey::check_shape(k).is_err() {
+                problems.push(format!(
+                    "RAFTCRON_ADMIN_KEY: must be {MIN_ADMIN_KEY_CHARS} or more printable characters without spaces"
+                ));
+            }
+        }
+        let defaults = RaftTuning::default();
+        let heartbeat = args.heartbeat_ms.map(Duration::from_millis).unwrap_or(defaults.heartbeat);
+        let election = args.election_timeout_ms.map(Duration::from_millis).unwrap_or(defaults.election_timeout);
+        if election <= heartbeat * 2 {
+            problems.push("--election-timeout-ms: must be more than twice --heartbeat-ms".to_string());
+        }
+        if heartbeat.is_zero() {
+            problems.push("--heartbeat-ms: must be 1 or more".to_string());
+        }
+        let snapshot_every = args.snapshot_every.unwrap_or(defaults.snapshot_every);
+        if snapshot_every < 10 {
+            problems.push("--snapshot-every: must be 10 or more".to_string());
+        }
+        let (Some(listen), true) = (listen, problems.is_empty()) else {
+            return Err(ConfigError(problems));
+        };
+        let advertise = args.advertise.clone().unwrap_or_else(|| listen.to_string());
+        Ok(Config {
+            node_id,
+            listen,
+            advertise,
+            data_dir,
+            initial_cluster,
+            cluster_secret,
+            admin_key,
+            allow_private_targets: args.allow_private_targets.unwrap_or(false),
+            log_format: args.log_format.unwrap_or_default(),
+            tuning: RaftTuning { heartbeat, election_timeout: election, snapshot_every, ..defaults },
+        })
+    }
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT`.
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| format!("{part:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        let addr = addr.trim();
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("{addr:?} is not HOST:PORT")),
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no members".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,82 @@
+use std::io::Write;
+
+use clap::Parser;
+
+use super::*;
+
+fn serve(args: &[&str]) -> ServeArgs {
+    let mut argv = vec!["raftcron", "serve"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Serve(a) => *a,
+        Command::Dev(_) => unreachable!(),
+    }
+}
+
+const SECRET: &str = "0123456789abcdef";
+
+#[test]
+fn a_minimal_valid_config_resolves_with_defaults() {
+    let cfg = serve(&[
+        "--node-id",
+        "2",
+        "--listen",
+        "127.0.0.1:7002",
+        "--data-dir",
+        "/tmp/x",
+        "--initial-cluster",
+        "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+        "--cluster-secret",
+        SECRET,
+    ])
+    .resolve(None)
+    .unwrap();
+    assert_eq!(cfg.node_id, 2);
+    assert_eq!(cfg.advertise, "127.0.0.1:7002");
+    assert_eq!(cfg.initial_cluster.len(), 3);
+    assert!(!cfg.allow_private_targets);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = serve(&["--listen", "nope", "--initial-cluster", "1=a"]).resolve(Some("short".into())).unwrap_err();
+    let text = err.to_string();
+    for needle in ["--node-id", "--listen", "--data-dir", "--initial-cluster", "--cluster-secret", "RAFTCRON_ADMIN_KEY"] {
+        assert!(text.contains(needle), "{needle} missing from {text}");
+    }
+}
+
+#[test]
+fn flags_win_over_the_file_and_the_file_over_defaults() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        "node_id = 3\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/f\"\ncluster_secret = \"{SECRET}\"\nelection_timeout_ms = 900\nallow_private_targets = true"
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap().to_string();
+    let cfg = serve(&["--config", &path, "--listen", "127.0.0.1:9100"]).resolve(None).unwrap();
+    assert_eq!(cfg.node_id, 3, "from the file");
+    assert_eq!(cfg.listen.port(), 9100, "the flag wins");
+    assert_eq!(cfg.tuning.election_timeout.as_millis(), 900);
+    assert!(cfg.allow_private_targets);
+}
+
+#[test]
+fn unknown_file_keys_are_refused() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "nodeid = 3").unwrap();
+    let path = file.path().to_str().unwrap().to_string();
+    let err = serve(&["--config", &path]).resolve(None).unwrap_err();
+    assert!(err.to_string().contains("nodeid"), "{err}");
+}
+
+#[test]
+fn initial_cluster_parsing() {
+    assert!(parse_initial_cluster("1=127.0.0.1:1,2=h:2").is_ok());
+    assert!(parse_initial_cluster("1=127.0.0.1:1,1=h:2").is_err());
+    assert!(parse_initial_cluster("0=h:1").is_err());
+    assert!(parse_initial_cluster("x=h:1").is_err());
+    assert!(parse_initial_cluster("1=h").is_err());
+    assert!(parse_initial_cluster("").is_err());
+}

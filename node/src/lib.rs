@@ -1,0 +1,28 @@
+//! raftcron-node: one node of a raftcron cluster.
+//!
+//! Architecture, from the outside in (arrows are the only allowed imports):
+//!
+//! ```text
+//! main/dev -> server (composition root)
+//! api      -> cluster, state::read, model          public REST API, auth, error mapping
+//! cluster  -> raft::handle, state, model           routing to the leader, read barriers, formation
+//! raft     -> state, store                         openraft: log store, state machine, snapshots, peer RPC
+//! state    -> store (through StateRead), model     deterministic apply: Command -> CommandResult
+//! store                                            RocksDB: tables, batches, versioned codec
+//! model                                            jobs, cron schedules, API keys: pure
+//! clock, ids, config                               leaves
+//! ```
+//!
+//! The design notes live in `docs/design/`.
+
+pub mod api;
+pub mod clock;
+pub mod cluster;
+pub mod config;
+pub mod dev;
+pub mod ids;
+pub mod model;
+pub mod raft;
+pub mod server;
+pub mod state;
+pub mod store;

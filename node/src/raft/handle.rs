@@ -1,0 +1,226 @@
+//! [`RaftHandle`]: the narrow face of openraft that the rest of the node uses.
+//!
+//! It turns openraft's results into plain outcomes (`ForwardTo`, `NoLeader`, ...) so that no
+//! other module needs openraft's types. It does not route or retry: `cluster/` does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+
+use crate::ids::NodeId;
+use crate::raft::{log_store, BasicNode, Raft, RaftMetrics};
+use crate::store::Store;
+use crate::state::{Command, CommandResult};
+
+/// Why a proposal or leader-only call did not run here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Another node leads; send it there.
+    #[error("node {leader_id} at {addr} is the leader")]
+    ForwardTo { leader_id: NodeId, addr: String },
+    /// No leader is known right now.
+    #[error("no leader")]
+    NoLeader,
+    /// A membership change was refused (for example, a change already in progress).
+    #[error("{0}")]
+    Refused(String),
+    /// Raft stopped (shutdown or a storage failure).
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+/// A member as openraft sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+    pub matched_index: Option<u64>,
+    pub last_contact_ms: Option<u64>,
+}
+
+/// A summary of this node's Raft state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftView {
+    pub node_id: NodeId,
+    pub leader_id: Option<NodeId>,
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub members: Vec<MemberView>,
+}
+
+/// A cheap, cloneable handle on the Raft node.
+#[derive(Clone)]
+pub struct RaftHandle {
+    raft: Raft,
+    node_id: NodeId,
+    store: Store,
+}
+
+impl std::fmt::Debug for RaftHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftHandle").field("node_id", &self.node_id).finish()
+    }
+}
+
+fn from_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match (f.leader_id, f.leader_node) {
+            (Some(leader_id), Some(node)) => ProposeError::ForwardTo { leader_id, addr: node.addr },
+            _ => ProposeError::NoLeader,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ProposeError::Refused(c.to_string()),
+        RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
+    }
+}
+
+impl RaftHandle {
+    pub fn new(raft: Raft, node_id: NodeId, store: Store) -> RaftHandle {
+        RaftHandle { raft, node_id, store }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Proposes a command. Only the leader accepts; others answer `ForwardTo`.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
+        self.raft.client_write(cmd).await.map(|r| r.data).map_err(from_write_error)
+    }
+
+    /// Confirms leadership with a quorum and returns the index a linearizable read must see.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(leader_id), Some(node)) => Err(ProposeError::ForwardTo { leader_id, addr: node.addr }),
+                    _ => Err(ProposeError::NoLeader),
+                }
+            }
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(ProposeError::NoLeader)
+            }
+            Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until this node applied `index`, up to `timeout`. False on timeout.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        if self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0) >= index {
+            return true;
+        }
+        self.raft.wait(Some(timeout)).applied_index_at_least(Some(index), "read barrier").await.is_ok()
+    }
+
+    /// Waits until some leader is known, up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = rx.borrow().current_leader {
+                return Some(l);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Forms the cluster from `members` if this node's log is pristine. Safe to call on every
+    /// initial member with the same set: the first entries they write are identical.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<bool, ProposeError> {
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
+            Err(RaftError::APIError(e)) => Err(ProposeError::Refused(e.to_string())),
+            Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Adds a learner and waits until it caught up, then makes it a voter.
+    pub async fn add_voter(&self, node_id: NodeId, addr: &str) -> Result<(), ProposeError> {
+        self.raft.add_learner(node_id, BasicNode::new(addr), true).await.map_err(from_write_error)?;
+        let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.voter_ids().collect();
+        voters.insert(node_id);
+        self.raft.change_membership(voters, false).await.map_err(from_write_error)?;
+        Ok(())
+    }
+
+    /// Removes a member (voter or learner) from the cluster.
+    pub async fn remove_member(&self, node_id: NodeId) -> Result<(), ProposeError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let is_voter = membership.voter_ids().any(|v| v == node_id);
+        if is_voter {
+            let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != node_id).collect();
+            if voters.is_empty() {
+                return Err(ProposeError::Refused("cannot remove the last voter".into()));
+            }
+            self.raft.change_membership(voters, false).await.map_err(from_write_error)?;
+        } else if membership.membership().get_node(&node_id).is_some() {
+            let remove: BTreeSet<NodeId> = [node_id].into();
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveNodes(remove), false)
+                .await
+                .map_err(from_write_error)?;
+        } else {
+            return Err(ProposeError::Refused(format!("node {node_id} is not a member")));
+        }
+        Ok(())
+    }
+
+    /// The address of a member, from the membership config.
+    pub fn member_addr(&self, node_id: NodeId) -> Option<String> {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&node_id).map(|n| n.addr.clone())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// A snapshot of this node's view of the cluster.
+    pub fn view(&self) -> RaftView {
+        let m: RaftMetrics = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let replication = m.replication.clone().unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberView {
+                node_id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+                matched_index: replication.get(id).and_then(|l| l.map(|l| l.index)),
+                last_contact_ms: None,
+            })
+            .collect();
+        RaftView {
+            node_id: m.id,
+            leader_id: m.current_leader,
+            is_leader: m.state == ServerState::Leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            committed_index: log_store::committed_index(&self.store),
+            members,
+        }
+    }
+
+    /// Subscribes to changes of leadership and application progress.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<RaftMetrics> {
+        self.raft.metrics()
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The Raft log and vote on RocksDB.
+//!
+//! Durability: an append is acknowledged (`log_io_completed`) only after its batch is written
+//! with `sync`, so an entry a follower acknowledged survives a power cut. Vote writes are synced
+//! too. Purge writes the new `last_purged` and deletes the entries in one atomic batch.
+//! Ordering: all writes go through one RocksDB WAL, so a purge that survives a crash implies
+//! that every state-machine write before it survived as well.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
+
+use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::store::{decode, Batch, Store, Table};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+
+/// The log store. Cloning shares the same database.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    store: Store,
+}
+
+fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// The last commit index this node saved (a hint for status pages, not a durability point).
+pub fn committed_index(store: &Store) -> Option<u64> {
+    store.get_value::<Option<LogId>>(Table::RaftMeta, COMMITTED).ok().flatten().flatten().map(|l| l.index)
+}
+
+impl LogStore {
+    pub fn new(store: Store) -> LogStore {
+        LogStore { store }
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], subject: ErrorSubject<u64>) -> Result<Option<T>, StorageError> {
+        self.store.get_value(Table::RaftMeta, key).map_err(|e| io_err(subject, ErrorVerb::Read, e))
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
+        let mut b = Batch::default();
+        b.put_value(Table::RaftMeta, key.to_vec(), v).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.store.write(b, true).map_err(|e| io_err(subject, ErrorVerb::Write, e))
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
+        match self.store.last(Table::Log).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))? {
+            None => Ok(None),
+            Some((_, v)) => {
+                let e: Entry = decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                Ok(Some(e.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let limit = match range.end_bound() {
+            Bound::Included(x) => x.saturating_sub(start).saturating_add(1),
+            Bound::Excluded(x) => x.saturating_sub(start),
+            Bound::Unbounded => u64::MAX,
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
+            .scan(Table::Log, &[], &index_key(start), usize::try_from(limit).unwrap_or(usize::MAX))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let entry: Entry = decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = k.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+            if !range.contains(&index) {
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.meta(LAST_PURGED, ErrorSubject::Store)?;
+        let last = self.last_entry_id()?.or(last_purged);
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(VOTE, vote, ErrorSubject::Vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.meta(VOTE, ErrorSubject::Vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: losing it only means re-applying entries that are still in the log.
+        let mut b = Batch::default();
+        b.put_value(Table::RaftMeta, COMMITTED.to_vec(), &committed)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.store.write(b, false).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.meta::<Option<LogId>>(COMMITTED, ErrorSubject::Store)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut b = Batch::default();
+        for entry in entries {
+            b.put_value(Table::Log, index_key(entry.log_id.index).to_vec(), &entry)
+                .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+        }
+        // Durability point: the entries are on disk before Raft hears they are.
+        let res = self.store.write(b, true);
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut b = Batch::default();
+        b.delete_range(Table::Log, index_key(log_id.index).to_vec(), index_key(u64::MAX).to_vec());
+        b.delete(Table::Log, index_key(u64::MAX).to_vec());
+        self.store.write(b, true).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut b = Batch::default();
+        b.put_value(Table::RaftMeta, LAST_PURGED.to_vec(), &log_id)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        b.delete_range(Table::Log, index_key(0).to_vec(), index_key(log_id.index.saturating_add(1)).to_vec());
+        self.store.write(b, false).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}

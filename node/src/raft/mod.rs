@@ -1,0 +1,104 @@
+//! The Raft layer: the only module that imports openraft.
+//!
+//! It declares the type configuration, stores the log and vote in RocksDB ([`log_store`]),
+//! applies committed entries through `state::apply` ([`state_machine`]), builds and installs
+//! snapshots as streamed files ([`snapshot`]), and carries Raft RPCs between nodes
+//! ([`network`] on the sending side, [`rpc`] on the receiving side). It knows nothing of HTTP
+//! routes other than its own internal ones and nothing of jobs beyond the `Command` type.
+
+pub mod handle;
+pub mod log_store;
+pub mod network;
+pub mod rpc;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use openraft::{BasicNode, ServerState};
+
+use crate::ids::NodeId;
+use crate::state::{Command, CommandResult};
+use crate::store::Store;
+
+openraft::declare_raft_types!(
+    /// raftcron's Raft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, BasicNode>;
+pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, BasicNode>;
+pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
+pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<NodeId>;
+pub type VoteRequest = openraft::raft::VoteRequest<NodeId>;
+pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
+pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
+pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
+pub type InstallSnapshotError = openraft::error::InstallSnapshotError;
+pub use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ForwardToLeader, InitializeError};
+pub use openraft::ChangeMembers;
+
+/// Timing knobs of the Raft group.
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot, so a briefly lagging follower needs no snapshot.
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> RaftTuning {
+        RaftTuning {
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            snapshot_every: 20_000,
+            keep_after_snapshot: 2_000,
+        }
+    }
+}
+
+/// Starts the Raft node on `store`, talking to peers through `network`.
+pub async fn start(
+    node_id: NodeId,
+    store: Store,
+    network: network::PeerNetwork,
+    tuning: &RaftTuning,
+) -> Result<Raft, anyhow::Error> {
+    let election_min = tuning.election_timeout.as_millis() as u64;
+    let config = openraft::Config {
+        cluster_name: "raftcron".to_string(),
+        heartbeat_interval: tuning.heartbeat.as_millis() as u64,
+        election_timeout_min: election_min,
+        election_timeout_max: election_min * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_every),
+        max_in_snapshot_log_to_keep: tuning.keep_after_snapshot,
+        purge_batch_size: 1024,
+        snapshot_max_chunk_size: 1024 * 1024,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    };
+    let config = Arc::new(config.validate()?);
+    let log_store = log_store::LogStore::new(store.clone());
+    let sm = state_machine::StateMachine::open(store).await?;
+    let raft = Raft::new(node_id, config, network, log_store, sm).await?;
+    Ok(raft)
+}

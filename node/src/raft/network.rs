@@ -1,0 +1,175 @@
+//! The sending side of node-to-node RPC: Raft messages, forwarded writes and read-index calls.
+//!
+//! Every call is an HTTP/1.1 POST to the peer's `/internal/...` route with a bincode body and
+//! the cluster secret in `X-Raftcron-Cluster-Token`. One pooled `reqwest::Client` per node keeps
+//! connections alive; every call has a bounded timeout. This module never decides what to send:
+//! openraft and `cluster/` do.
+
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RPCError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::ids::NodeId;
+use crate::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, RaftError, TypeConfig, VoteRequest, VoteResponse,
+};
+
+/// The header that carries the cluster secret on internal routes.
+pub const CLUSTER_TOKEN_HEADER: &str = "x-raftcron-cluster-token";
+
+/// How a peer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Nothing was sent (connection refused, unresolvable): safe to retry elsewhere.
+    #[error("peer {addr} unreachable: {reason}")]
+    Unreachable { addr: String, reason: String },
+    /// Sent, but no answer came in time: the outcome is unknown.
+    #[error("peer {addr} did not answer: {reason}")]
+    NoAnswer { addr: String, reason: String },
+    /// The peer refused the cluster secret.
+    #[error("peer {addr} refused the cluster secret")]
+    Unauthorized { addr: String },
+    /// The peer answered with something this build cannot read.
+    #[error("peer {addr} answered {status}: {reason}")]
+    BadAnswer { addr: String, status: u16, reason: String },
+}
+
+/// A pooled HTTP client for peer calls.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    secret: String,
+}
+
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient").finish_non_exhaustive()
+    }
+}
+
+impl PeerClient {
+    pub fn new(secret: String) -> Result<PeerClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(8)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(PeerClient { http, secret })
+    }
+
+    /// POSTs `req` to `http://{addr}{path}` and decodes the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let body = bincode::serialize(req)
+            .map_err(|e| PeerError::BadAnswer { addr: addr.into(), status: 0, reason: e.to_string() })?;
+        let resp = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header(CLUSTER_TOKEN_HEADER, &self.secret)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(addr, &e))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(PeerError::Unauthorized { addr: addr.into() });
+        }
+        let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer { addr: addr.into(), reason: e.to_string() })?;
+        if !status.is_success() {
+            return Err(PeerError::BadAnswer {
+                addr: addr.into(),
+                status: status.as_u16(),
+                reason: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            });
+        }
+        bincode::deserialize(&bytes)
+            .map_err(|e| PeerError::BadAnswer { addr: addr.into(), status: status.as_u16(), reason: e.to_string() })
+    }
+}
+
+fn classify(addr: &str, e: &reqwest::Error) -> PeerError {
+    let reason = e.to_string();
+    if e.is_connect() {
+        PeerError::Unreachable { addr: addr.into(), reason }
+    } else {
+        PeerError::NoAnswer { addr: addr.into(), reason }
+    }
+}
+
+/// openraft's network factory: one [`PeerConnection`] per target.
+#[derive(Debug, Clone)]
+pub struct PeerNetwork {
+    pub client: PeerClient,
+}
+
+/// A connection to one peer. Connections are pooled inside the shared client.
+#[derive(Debug)]
+pub struct PeerConnection {
+    client: PeerClient,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        PeerConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<E>>>;
+
+impl PeerConnection {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> RpcResult<Resp, E>
+    where
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<Resp, RaftError<E>> =
+            self.client.call(&self.addr, path, req, timeout).await.map_err(|e| match e {
+                PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                other => RPCError::Network(NetworkError::new(&other)),
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse, openraft::error::Infallible> {
+        self.rpc("/internal/raft/append", &req, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse, InstallSnapshotError> {
+        self.rpc("/internal/raft/snapshot", &req, option.hard_ttl()).await
+    }
+
+    async fn vote(&mut self, req: VoteRequest, option: RPCOption) -> RpcResult<VoteResponse, openraft::error::Infallible> {
+        self.rpc("/internal/raft/vote", &req, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,106 @@
+//! The composition root: opens the store, starts Raft, the cluster layer and the HTTP server,
+//! forms the cluster, and shuts everything down in order.
+//!
+//! Every background task is named here, owned here and stopped here. Order at shutdown: stop
+//! accepting requests, stop background tasks, then stop Raft (which flushes nothing it has not
+//! already synced: durability never depends on a clean shutdown).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::clock::SystemClock;
+use crate::cluster::{bootstrap, forward, Cluster};
+use crate::config::Config;
+use crate::raft::handle::RaftHandle;
+use crate::raft::network::{PeerClient, PeerNetwork};
+use crate::raft::rpc::{self, ClusterSecret};
+use crate::store::Store;
+
+/// Runs a node until `shutdown` resolves. Returns the bound address through `bound` as soon as
+/// the listener is up (tests and `dev` use it).
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.data_dir).with_context(|| format!("opening {}", cfg.data_dir.display()))?;
+    let peers = PeerClient::new(cfg.cluster_secret.clone()).context("building the peer client")?;
+    let raft = crate::raft::start(cfg.node_id, store.clone(), PeerNetwork { client: peers.clone() }, &cfg.tuning)
+        .await
+        .context("starting raft")?;
+    let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone());
+    let cluster = Cluster::new(handle, store, peers, Arc::new(SystemClock::default()));
+    if cfg.allow_private_targets {
+        tracing::warn!("--allow-private-targets is on: jobs may call loopback and private addresses");
+    }
+
+    let secret = ClusterSecret::new(&cfg.cluster_secret);
+    let internal = rpc::routes(raft)
+        .merge(forward::routes(cluster.clone()))
+        .layer(from_fn_with_state(secret, rpc::require_cluster_secret))
+        .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
+    let app = api::routes(AppState { cluster: cluster.clone(), allow_private_targets: cfg.allow_private_targets })
+        .merge(internal);
+
+    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(node_id = cfg.node_id, addr = %local, advertise = %cfg.advertise, "listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(local);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+
+    if let Err(e) = bootstrap::form(&cluster, &cfg.initial_cluster).await {
+        tracing::error!(error = %e, "forming the cluster");
+    }
+    let admin = tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), stop_rx.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    cluster.raft.shutdown().await;
+    let _ = http.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,96 @@
+//! Applying one command to the state.
+
+use crate::model::apikey::ApiKeyRecord;
+use crate::model::job::JobRecord;
+use crate::state::command::{Command, CommandBody, CommandResult, Rejection};
+use crate::state::{keys, StateError};
+use crate::store::{decode, Batch, Table};
+
+/// Read access to the current state, as of the start of the command.
+pub trait StateRead {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+}
+
+impl StateRead for crate::store::Store {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(crate::store::Store::get(self, t, key)?)
+    }
+}
+
+fn get_value<T: serde::de::DeserializeOwned>(
+    view: &impl StateRead,
+    t: Table,
+    key: &[u8],
+) -> Result<Option<T>, StateError> {
+    match view.get(t, key)? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn adjust_count(view: &impl StateRead, batch: &mut Batch, key: Vec<u8>, delta: i64) -> Result<(), StateError> {
+    let current: u64 = get_value(view, Table::SmMeta, &key)?.unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    batch.put_value(Table::SmMeta, key, &next)?;
+    Ok(())
+}
+
+/// Applies `cmd`, adding its effects to `batch`. Deterministic: see the module docs of `state`.
+pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<CommandResult, StateError> {
+    let now = cmd.proposed_at_ms;
+    match &cmd.body {
+        CommandBody::CreateJob { id, tenant, spec } => {
+            let key = keys::job(tenant, *id);
+            if view.get(Table::Jobs, &key)?.is_some() {
+                return Ok(CommandResult::Rejected(Rejection::JobExists { id: *id }));
+            }
+            let record = JobRecord {
+                id: *id,
+                tenant: tenant.clone(),
+                spec: spec.clone(),
+                created_at_ms: now,
+                updated_at_ms: now,
+            };
+            batch.put_value(Table::Jobs, key, &record)?;
+            adjust_count(view, batch, keys::job_count(tenant), 1)?;
+            Ok(CommandResult::Job(Box::new(record)))
+        }
+        CommandBody::UpdateJob { id, tenant, patch } => {
+            let key = keys::job(tenant, *id);
+            let Some(mut record) = get_value::<JobRecord>(view, Table::Jobs, &key)? else {
+                return Ok(CommandResult::Rejected(Rejection::JobNotFound { id: *id }));
+            };
+            record.spec.apply(patch.clone());
+            record.updated_at_ms = now.max(record.updated_at_ms);
+            batch.put_value(Table::Jobs, key, &record)?;
+            Ok(CommandResult::Job(Box::new(record)))
+        }
+        CommandBody::DeleteJob { id, tenant } => {
+            let key = keys::job(tenant, *id);
+            if view.get(Table::Jobs, &key)?.is_none() {
+                return Ok(CommandResult::Rejected(Rejection::JobNotFound { id: *id }));
+            }
+            batch.delete(Table::Jobs, key);
+            adjust_count(view, batch, keys::job_count(tenant), -1)?;
+            Ok(CommandResult::JobDeleted { id: *id })
+        }
+        CommandBody::BootstrapAdminKey { id, hash, prefix, name, kind } => {
+            if view.get(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED)?.is_some() {
+                return Ok(CommandResult::AdminKeyBootstrapped { created: false });
+            }
+            let record = ApiKeyRecord {
+                id: *id,
+                tenant: crate::ids::TenantId::default_tenant(),
+                name: name.clone(),
+                prefix: prefix.clone(),
+                kind: *kind,
+                created_at_ms: now,
+                updated_at_ms: now,
+            };
+            batch.put_value(Table::Keys, hash.to_vec(), &record)?;
+            batch.put_value(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED.to_vec(), &true)?;
+            Ok(CommandResult::AdminKeyBootstrapped { created: true })
+        }
+        CommandBody::Noop => Ok(CommandResult::Done),
+    }
+}

@@ -1,0 +1,45 @@
+//! The commands proposed through Raft and what applying them answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, KeyId, TenantId};
+use crate::model::apikey::{KeyHash, KeyKind};
+use crate::model::job::{JobPatch, JobRecord, JobSpec};
+
+/// A log entry's payload. `proposed_at_ms` is the leader's wall clock when it accepted the
+/// command: apply uses it as "now", so every replica computes the same state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub proposed_at_ms: i64,
+    pub body: CommandBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Creates a job; rejected if the id exists.
+    CreateJob { id: JobId, tenant: TenantId, spec: JobSpec },
+    /// Applies a validated partial update; rejected if the job does not exist.
+    UpdateJob { id: JobId, tenant: TenantId, patch: JobPatch },
+    /// Deletes a job; rejected if it does not exist.
+    DeleteJob { id: JobId, tenant: TenantId },
+    /// Installs the first admin key; a no-op once any admin key was bootstrapped.
+    BootstrapAdminKey { id: KeyId, hash: KeyHash, prefix: String, name: String, kind: KeyKind },
+    /// Does nothing; used to commit an entry of the current term.
+    Noop,
+}
+
+/// Why a well-formed command changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    JobNotFound { id: JobId },
+    JobExists { id: JobId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    Job(Box<JobRecord>),
+    JobDeleted { id: JobId },
+    AdminKeyBootstrapped { created: bool },
+    Rejected(Rejection),
+    Done,
+}

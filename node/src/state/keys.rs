@@ -1,0 +1,28 @@
+//! Key layout of the state tables. Every state key is built here and nowhere else.
+
+use crate::ids::{JobId, TenantId};
+
+/// `tenant 0x00 job-uuid`: a tenant's jobs are one contiguous range, in id order.
+pub fn job(tenant: &TenantId, id: JobId) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    k.extend_from_slice(id.0.as_bytes());
+    k
+}
+
+/// The prefix of all of a tenant's jobs.
+pub fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.0.len() + 17);
+    k.extend_from_slice(tenant.0.as_bytes());
+    k.push(0);
+    k
+}
+
+/// The job counter of a tenant in the meta table.
+pub fn job_count(tenant: &TenantId) -> Vec<u8> {
+    let mut k = b"job_count/".to_vec();
+    k.extend_from_slice(tenant.0.as_bytes());
+    k
+}
+
+/// Set once the first admin key was installed.
+pub const ADMIN_BOOTSTRAPPED: &[u8] = b"admin_bootstrapped";

@@ -1,0 +1,362 @@
+//! The storage engine: the only module that imports `rocksdb`.
+//!
+//! It owns the data directory (and its format marker), the column families, write batches and
+//! the versioned value codec. It knows nothing of Raft or jobs: callers name a [`Table`] and pass
+//! bytes. Invariant: every value written through [`encode`] starts with [`VALUE_FORMAT`], and a
+//! data directory carries [`DATA_DIR_FORMAT`] in its `FORMAT` file; a mismatch is refused at open
+//! rather than misread.
+
+mod codec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+pub use codec::{decode, encode, CodecError, VALUE_FORMAT};
+
+/// The format of the data directory as a whole. Bump it with a migration step when the layout
+/// of tables or keys changes.
+pub const DATA_DIR_FORMAT: u32 = 1;
+
+const FORMAT_FILE: &str = "FORMAT";
+const FORMAT_MAGIC: &str = "raftcron-data-dir";
+
+/// A column family. Raft tables hold the log and its metadata; state tables hold the replicated
+/// state machine and are what a snapshot carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Raft log entries, keyed by big-endian index.
+    Log,
+    /// Vote, committed log id, last purged log id.
+    RaftMeta,
+    /// State machine metadata: last applied log id, membership, counters.
+    SmMeta,
+    /// Jobs, keyed by tenant and job id.
+    Jobs,
+    /// API keys, keyed by the SHA-256 of the key.
+    Keys,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [Table::Log, Table::RaftMeta, Table::SmMeta, Table::Jobs, Table::Keys];
+    /// The tables of the replicated state machine, in the order a snapshot carries them.
+    pub const STATE: [Table; 3] = [Table::SmMeta, Table::Jobs, Table::Keys];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Log => "log",
+            Table::RaftMeta => "raft_meta",
+            Table::SmMeta => "sm_meta",
+            Table::Jobs => "jobs",
+            Table::Keys => "keys",
+        }
+    }
+
+    /// A stable one-byte tag used in snapshot files.
+    pub fn tag(self) -> u8 {
+        match self {
+            Table::Log => 1,
+            Table::RaftMeta => 2,
+            Table::SmMeta => 3,
+            Table::Jobs => 4,
+            Table::Keys => 5,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.tag() == tag)
+    }
+}
+
+/// Storage failures. These are I/O failures, never business rejections.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("data directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("data directory {path} has format {found:?}, this build reads format {DATA_DIR_FORMAT}")]
+    Format { path: PathBuf, found: String },
+    #[error("column family {0} is missing")]
+    MissingTable(&'static str),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// A handle on the node's RocksDB. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir/db`, checking the data directory format.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        check_format(dir)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
+        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf() })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn cf(&self, t: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(t.name()).ok_or(StoreError::MissingTable(t.name()))
+    }
+
+    pub fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(t)?, key)?)
+    }
+
+    /// Reads and decodes a versioned value.
+    pub fn get_value<T: serde::de::DeserializeOwned>(
+        &self,
+        t: Table,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.get(t, key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies a batch atomically. `sync` makes it durable (fsync of the WAL) before returning.
+    pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(t, k, v) => wb.put_cf(self.cf(t)?, k, v),
+                BatchOp::Delete(t, k) => wb.delete_cf(self.cf(t)?, k),
+                BatchOp::DeleteRange(t, from, to) => wb.delete_range_cf(self.cf(t)?, from, to),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// Makes every earlier write durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Up to `limit` pairs with keys `>= from` that start with `prefix`, in key order.
+    pub fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let start = if from < prefix { prefix } else { from };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last pair of a table, if any.
+    pub fn last(&self, t: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        match self.db.iterator_cf(self.cf(t)?, IteratorMode::End).next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `f` over one consistent point-in-time view of every table.
+    pub fn read_consistent<R>(
+        &self,
+        f: impl FnOnce(&StoreSnapshot<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let view = StoreSnapshot { store: self, snap: self.db.snapshot() };
+        f(&view)
+    }
+
+    /// Deletes every pair of a table (used when a snapshot replaces the state).
+    pub fn clear(&self, t: Table) -> Result<(), StoreError> {
+        let cf = self.cf(t)?;
+        let mut wb = WriteBatch::default();
+        let mut n = 0usize;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item?;
+            wb.delete_cf(cf, k);
+            n += 1;
+            if n % 10_000 == 0 {
+                self.db.write(std::mem::take(&mut wb))?;
+            }
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// Approximate bytes on disk of all tables.
+    pub fn size_bytes(&self) -> u64 {
+        let mut total = 0;
+        for t in Table::ALL {
+            if let Ok(cf) = self.cf(t) {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size") {
+                    total += v;
+                }
+            }
+        }
+        total
+    }
+}
+
+/// A consistent point-in-time view of the store.
+pub struct StoreSnapshot<'a> {
+    store: &'a Store,
+    snap: rocksdb::SnapshotWithThreadMode<'a, DB>,
+}
+
+impl StoreSnapshot<'_> {
+    pub fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snap.get_cf(self.store.cf(t)?, key)?)
+    }
+
+    pub fn get_value<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get(t, key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits every pair of a table in key order.
+    pub fn for_each(
+        &self,
+        t: Table,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.snap.iterator_cf(self.store.cf(t)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            visit(&k, &v)?;
+        }
+        Ok(())
+    }
+}
+
+/// An atomic group of writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<BatchOp>,
+}
+
+/// One write of a [`Batch`].
+#[derive(Debug)]
+pub enum BatchOp {
+    Put(Table, Vec<u8>, Vec<u8>),
+    Delete(Table, Vec<u8>),
+    DeleteRange(Table, Vec<u8>, Vec<u8>),
+}
+
+impl Batch {
+    pub fn put(&mut self, t: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Put(t, key.into(), value.into()));
+    }
+
+    /// Encodes `value` with the versioned codec and puts it.
+    pub fn put_value<T: serde::Serialize>(
+        &mut self,
+        t: Table,
+        key: impl Into<Vec<u8>>,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        self.ops.push(BatchOp::Put(t, key.into(), encode(value)?));
+        Ok(())
+    }
+
+    pub fn delete(&mut self, t: Table, key: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Delete(t, key.into()));
+    }
+
+    /// Deletes keys in `[from, to)`.
+    pub fn delete_range(&mut self, t: Table, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::DeleteRange(t, from.into(), to.into()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The writes, in order (for stores other than RocksDB, such as test doubles).
+    pub fn into_ops(self) -> Vec<BatchOp> {
+        self.ops
+    }
+}
+
+fn check_format(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(FORMAT_FILE);
+    let expected = format!("{FORMAT_MAGIC} {DATA_DIR_FORMAT}\n");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(found) => Err(StoreError::Format { path, found: found.trim().to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join("db").exists() {
+                return Err(StoreError::Format { path, found: "missing".into() });
+            }
+            std::fs::write(&path, expected).map_err(|source| StoreError::Io { path, source })
+        }
+        Err(source) => Err(StoreError::Io { path, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_data_dir_of_another_format() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        std::fs::write(dir.path().join(FORMAT_FILE), "raftcron-data-dir 99\n").unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Format { .. }), "{err}");
+    }
+
+    #[test]
+    fn batches_scans_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = Batch::default();
+        for i in 0u8..10 {
+            b.put(Table::Jobs, vec![b'a', i], vec![i]);
+        }
+        b.put(Table::Jobs, b"b1".to_vec(), b"x".to_vec());
+        store.write(b, true).unwrap();
+        let got = store.scan(Table::Jobs, b"a", b"", 100).unwrap();
+        assert_eq!(got.len(), 10);
+        let got = store.scan(Table::Jobs, b"a", &[b'a', 5], 3).unwrap();
+        assert_eq!(got.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(), vec![5, 6, 7]);
+        store.clear(Table::Jobs).unwrap();
+        assert!(store.scan(Table::Jobs, b"", b"", 100).unwrap().is_empty());
+    }
+}
