@@ -197,9 +197,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
         let files = self.files.clone();
         let _guard = files.lock().await;
-        snapshot.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        drop(snapshot);
         let incoming = self.dir.join(INCOMING);
+        let mut snapshot = snapshot;
+        if !is_file_at(&snapshot, &incoming).await {
+            // The data came in another file (a local copy, or a test): stream it into ours.
+            use tokio::io::AsyncSeekExt;
+            snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let mut out = tokio::fs::File::create(&incoming).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            tokio::io::copy(&mut *snapshot, &mut out).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            out.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        } else {
+            snapshot.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        }
+        drop(snapshot);
         let checked = {
             let p = incoming.clone();
             tokio::task::spawn_blocking(move || snapshot::verify(&p))
@@ -230,6 +240,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(meta) = meta else { return Ok(None) };
         let file = tokio::fs::File::open(self.dir.join(CURRENT)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+/// Whether `file` is the file at `path` (same device and inode).
+async fn is_file_at(file: &tokio::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata().await, tokio::fs::metadata(path).await) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        false
     }
 }
 
