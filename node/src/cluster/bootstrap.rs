@@ -23,9 +23,15 @@ pub async fn form(cluster: &Cluster, initial: &BTreeMap<NodeId, String>) -> Resu
         tracing::info!("no initial cluster given: waiting to be added to a cluster");
         return Ok(());
     }
-    let members = initial.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+    let members = initial
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
     match cluster.raft.initialize(members).await {
-        Ok(true) => tracing::info!(members = initial.len(), "initialized the cluster's first membership"),
+        Ok(true) => tracing::info!(
+            members = initial.len(),
+            "initialized the cluster's first membership"
+        ),
         Ok(false) => tracing::info!("already part of a cluster: rejoining"),
         Err(e) => return Err(e.to_string()),
     }
@@ -33,7 +39,11 @@ pub async fn form(cluster: &Cluster, initial: &BTreeMap<NodeId, String>) -> Resu
 }
 
 /// Runs until the first admin key is in the replicated state (or `stop` fires).
-pub async fn ensure_admin_key(cluster: Cluster, admin_key: Option<String>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn ensure_admin_key(
+    cluster: Cluster,
+    admin_key: Option<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {

@@ -52,8 +52,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, clock: Arc<dyn Clock>) -> Cluster {
-        Cluster { raft, store, peers, clock }
+    pub fn new(
+        raft: RaftHandle,
+        store: Store,
+        peers: PeerClient,
+        clock: Arc<dyn Clock>,
+    ) -> Cluster {
+        Cluster {
+            raft,
+            store,
+            peers,
+            clock,
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -67,37 +77,45 @@ impl Cluster {
     /// Runs `op` on the leader, wherever it is.
     async fn on_leader(&self, op: ForwardOp) -> Result<ForwardResult, ClusterError> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let mut hops = 0;
         let mut last = ClusterError::NoLeader;
-        for _ in 0..MAX_HOPS {
+        while tokio::time::Instant::now() < deadline && hops < MAX_HOPS {
             match self.run_local(op.clone()).await {
                 Ok(r) => return Ok(r),
                 Err(ProposeError::NoLeader) => {
                     if self.raft.wait_for_leader(LEADER_WAIT).await.is_none() {
                         return Err(ClusterError::NoLeader);
                     }
-                    last = ClusterError::NoLeader;
                 }
                 Err(ProposeError::ForwardTo { leader_id, addr }) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    match self.peers.call::<_, ForwardResult>(&addr, forward::PATH, &op, left).await {
+                    match self
+                        .peers
+                        .call::<_, ForwardResult>(&addr, forward::PATH, &op, left)
+                        .await
+                    {
                         Ok(ForwardResult::NotLeader) => {
+                            hops += 1;
                             tracing::debug!(leader_id, "forward target is no longer the leader");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            self.wait_for_other_leader(leader_id).await;
                         }
                         Ok(ForwardResult::Refused(m)) => return Err(ClusterError::Refused(m)),
                         Ok(ForwardResult::Failed(m)) => return Err(ClusterError::Failed(m)),
                         Ok(r) => return Ok(r),
                         Err(PeerError::Unreachable { .. }) => {
-                            // Nothing was sent: wait for leadership to settle and try again.
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            // Nothing was sent. The leader we know is probably gone: wait for
+                            // the election (bounded by LEADER_WAIT) and route again.
+                            if !self.wait_for_other_leader(leader_id).await {
+                                return Err(ClusterError::NoLeader);
+                            }
                         }
                         Err(e @ PeerError::NoAnswer { .. }) if op.is_write() => {
                             return Err(ClusterError::OutcomeUnknown(e.to_string()));
                         }
-                        Err(e) => last = ClusterError::Failed(e.to_string()),
+                        Err(e) => {
+                            hops += 1;
+                            last = ClusterError::Failed(e.to_string());
+                        }
                     }
                 }
                 Err(ProposeError::Refused(m)) => return Err(ClusterError::Refused(m)),
@@ -107,22 +125,45 @@ impl Cluster {
         Err(last)
     }
 
+    /// Waits (up to `LEADER_WAIT`) until this node knows a leader other than `old`.
+    async fn wait_for_other_leader(&self, old: NodeId) -> bool {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.raft.view().leader_id {
+                Some(l) if l != old => return true,
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+        false
+    }
+
     /// Runs `op` here if this node leads. Used by both local callers and `/internal/forward`.
     pub(crate) async fn run_local(&self, op: ForwardOp) -> Result<ForwardResult, ProposeError> {
         match op {
             ForwardOp::Write(body) => {
                 // The leader's clock, stamped once: every replica applies the same instant.
-                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body };
+                let cmd = Command {
+                    proposed_at_ms: self.clock.now_ms(),
+                    body,
+                };
                 match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
-                    Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
+                    Err(_) => Ok(ForwardResult::Unknown(
+                        "timed out waiting for commit".into(),
+                    )),
                 }
             }
             ForwardOp::ReadIndex => self.raft.read_index().await.map(ForwardResult::ReadIndex),
-            ForwardOp::AddVoter { node_id, addr } => {
-                self.raft.add_voter(node_id, &addr).await.map(|()| ForwardResult::Done)
-            }
-            ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
+            ForwardOp::AddVoter { node_id, addr } => self
+                .raft
+                .add_voter(node_id, &addr)
+                .await
+                .map(|()| ForwardResult::Done),
+            ForwardOp::RemoveMember { node_id } => self
+                .raft
+                .remove_member(node_id)
+                .await
+                .map(|()| ForwardResult::Done),
         }
     }
 
@@ -152,11 +193,15 @@ impl Cluster {
     }
 
     pub async fn add_node(&self, node_id: NodeId, addr: String) -> Result<(), ClusterError> {
-        self.on_leader(ForwardOp::AddVoter { node_id, addr }).await.map(|_| ())
+        self.on_leader(ForwardOp::AddVoter { node_id, addr })
+            .await
+            .map(|_| ())
     }
 
     pub async fn remove_node(&self, node_id: NodeId) -> Result<(), ClusterError> {
-        self.on_leader(ForwardOp::RemoveMember { node_id }).await.map(|_| ())
+        self.on_leader(ForwardOp::RemoveMember { node_id })
+            .await
+            .map(|_| ())
     }
 
     /// This node's view of the cluster.

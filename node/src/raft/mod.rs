@@ -51,7 +51,9 @@ pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
 pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
 pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
 pub type InstallSnapshotError = openraft::error::InstallSnapshotError;
-pub use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ForwardToLeader, InitializeError};
+pub use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ForwardToLeader, InitializeError,
+};
 pub use openraft::ChangeMembers;
 
 /// Timing knobs of the Raft group.

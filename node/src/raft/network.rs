@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use crate::ids::NodeId;
 use crate::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError, InstallSnapshotRequest,
-    InstallSnapshotResponse, RaftError, TypeConfig, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError,
+    InstallSnapshotRequest, InstallSnapshotResponse, RaftError, TypeConfig, VoteRequest,
+    VoteResponse,
 };
 
 /// The header that carries the cluster secret on internal routes.
@@ -35,7 +36,11 @@ pub enum PeerError {
     Unauthorized { addr: String },
     /// The peer answered with something this build cannot read.
     #[error("peer {addr} answered {status}: {reason}")]
-    BadAnswer { addr: String, status: u16, reason: String },
+    BadAnswer {
+        addr: String,
+        status: u16,
+        reason: String,
+    },
 }
 
 /// A pooled HTTP client for peer calls.
@@ -71,8 +76,11 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let body = bincode::serialize(req)
-            .map_err(|e| PeerError::BadAnswer { addr: addr.into(), status: 0, reason: e.to_string() })?;
+        let body = bincode::serialize(req).map_err(|e| PeerError::BadAnswer {
+            addr: addr.into(),
+            status: 0,
+            reason: e.to_string(),
+        })?;
         let resp = self
             .http
             .post(format!("http://{addr}{path}"))
@@ -87,7 +95,10 @@ impl PeerClient {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(PeerError::Unauthorized { addr: addr.into() });
         }
-        let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer { addr: addr.into(), reason: e.to_string() })?;
+        let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer {
+            addr: addr.into(),
+            reason: e.to_string(),
+        })?;
         if !status.is_success() {
             return Err(PeerError::BadAnswer {
                 addr: addr.into(),
@@ -95,17 +106,26 @@ impl PeerClient {
                 reason: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
             });
         }
-        bincode::deserialize(&bytes)
-            .map_err(|e| PeerError::BadAnswer { addr: addr.into(), status: status.as_u16(), reason: e.to_string() })
+        bincode::deserialize(&bytes).map_err(|e| PeerError::BadAnswer {
+            addr: addr.into(),
+            status: status.as_u16(),
+            reason: e.to_string(),
+        })
     }
 }
 
 fn classify(addr: &str, e: &reqwest::Error) -> PeerError {
     let reason = e.to_string();
     if e.is_connect() {
-        PeerError::Unreachable { addr: addr.into(), reason }
+        PeerError::Unreachable {
+            addr: addr.into(),
+            reason,
+        }
     } else {
-        PeerError::NoAnswer { addr: addr.into(), reason }
+        PeerError::NoAnswer {
+            addr: addr.into(),
+            reason,
+        }
     }
 }
 
@@ -127,7 +147,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
-        PeerConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+        PeerConnection {
+            client: self.client.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
@@ -143,12 +167,21 @@ impl PeerConnection {
     where
         E: std::error::Error + DeserializeOwned,
     {
-        let answer: Result<Resp, RaftError<E>> =
-            self.client.call(&self.addr, path, req, timeout).await.map_err(|e| match e {
+        let answer: Result<Resp, RaftError<E>> = self
+            .client
+            .call(&self.addr, path, req, timeout)
+            .await
+            .map_err(|e| match e {
                 PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 other => RPCError::Network(NetworkError::new(&other)),
             })?;
-        answer.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                BasicNode::new(&self.addr),
+                e,
+            ))
+        })
     }
 }
 
@@ -158,7 +191,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         req: AppendEntriesRequest,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse, openraft::error::Infallible> {
-        self.rpc("/internal/raft/append", &req, option.hard_ttl()).await
+        self.rpc("/internal/raft/append", &req, option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
@@ -166,10 +200,16 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         req: InstallSnapshotRequest,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse, InstallSnapshotError> {
-        self.rpc("/internal/raft/snapshot", &req, option.hard_ttl()).await
+        self.rpc("/internal/raft/snapshot", &req, option.hard_ttl())
+            .await
     }
 
-    async fn vote(&mut self, req: VoteRequest, option: RPCOption) -> RpcResult<VoteResponse, openraft::error::Infallible> {
-        self.rpc("/internal/raft/vote", &req, option.hard_ttl()).await
+    async fn vote(
+        &mut self,
+        req: VoteRequest,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse, openraft::error::Infallible> {
+        self.rpc("/internal/raft/vote", &req, option.hard_ttl())
+            .await
     }
 }

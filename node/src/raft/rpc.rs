@@ -47,7 +47,11 @@ impl ClusterSecret {
 }
 
 /// Middleware: 401 unless the request carries the cluster secret.
-pub async fn require_cluster_secret(State(secret): State<ClusterSecret>, req: Request, next: Next) -> Response {
+pub async fn require_cluster_secret(
+    State(secret): State<ClusterSecret>,
+    req: Request,
+    next: Next,
+) -> Response {
     if secret.matches(req.headers()) {
         next.run(req).await
     } else {
@@ -68,7 +72,8 @@ pub fn bincode_answer<T: Serialize>(value: &T) -> Response {
 
 /// Decodes a bincode body, or answers 400.
 pub fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    bincode::deserialize(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("bad body: {e}")).into_response())
+    bincode::deserialize(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad body: {e}")).into_response())
 }
 
 /// The Raft routes (without the secret gate, which the caller layers over all of `/internal`).

@@ -65,16 +65,26 @@ fn write_field(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes the state tables as seen by `view`, with `meta`, to `path`, and fsyncs it.
 /// Returns the number of records.
-pub fn write_file(view: &StoreSnapshot<'_>, meta: &SnapshotMeta, path: &Path) -> Result<u64, SnapshotError> {
+pub fn write_file(
+    view: &StoreSnapshot<'_>,
+    meta: &SnapshotMeta,
+    path: &Path,
+) -> Result<u64, SnapshotError> {
     let file = File::create(path)?;
-    let mut w = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
+    let mut w = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+    };
     w.write_all(MAGIC)?;
     w.write_all(&[SNAPSHOT_FORMAT])?;
     write_field(&mut w, &encode(meta).map_err(StoreError::from)?)?;
     let mut count = 0u64;
     for t in Table::STATE {
         view.for_each(t, |k, v| {
-            let io = |e: std::io::Error| StoreError::Io { path: path.to_path_buf(), source: e };
+            let io = |e: std::io::Error| StoreError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            };
             w.write_all(&[t.tag()]).map_err(io)?;
             write_field(&mut w, k).map_err(io)?;
             write_field(&mut w, v).map_err(io)?;
@@ -100,7 +110,10 @@ struct Reader {
 
 impl Reader {
     fn open(path: &Path) -> Result<(Reader, SnapshotMeta), SnapshotError> {
-        let mut reader = Reader { r: BufReader::with_capacity(1 << 20, File::open(path)?), hash: Sha256::new() };
+        let mut reader = Reader {
+            r: BufReader::with_capacity(1 << 20, File::open(path)?),
+            hash: Sha256::new(),
+        };
         let mut magic = [0u8; 7];
         reader.read_exact(&mut magic)?;
         if &magic != MAGIC {

@@ -12,10 +12,18 @@ struct RocksBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RocksBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| {
-            openraft::StorageIOError::new(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, openraft::AnyError::new(&e))
+            openraft::StorageIOError::new(
+                openraft::ErrorSubject::Store,
+                openraft::ErrorVerb::Write,
+                openraft::AnyError::new(&e),
+            )
         })?;
         let store = Store::open(dir.path()).map_err(|e| {
-            openraft::StorageIOError::new(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, openraft::AnyError::new(&e))
+            openraft::StorageIOError::new(
+                openraft::ErrorSubject::Store,
+                openraft::ErrorVerb::Write,
+                openraft::AnyError::new(&e),
+            )
         })?;
         let sm = StateMachine::open(store.clone()).await?;
         Ok((dir, LogStore::new(store), sm))

@@ -11,7 +11,9 @@ mod codec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 pub use codec::{decode, encode, CodecError, VALUE_FORMAT};
 
@@ -39,7 +41,13 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [Table::Log, Table::RaftMeta, Table::SmMeta, Table::Jobs, Table::Keys];
+    pub const ALL: [Table; 5] = [
+        Table::Log,
+        Table::RaftMeta,
+        Table::SmMeta,
+        Table::Jobs,
+        Table::Keys,
+    ];
     /// The tables of the replicated state machine, in the order a snapshot carries them.
     pub const STATE: [Table; 3] = [Table::SmMeta, Table::Jobs, Table::Keys];
 
@@ -75,8 +83,13 @@ pub enum StoreError {
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("data directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("data directory {path} has format {found:?}, this build reads format {DATA_DIR_FORMAT}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "data directory {path} has format {found:?}, this build reads format {DATA_DIR_FORMAT}"
+    )]
     Format { path: PathBuf, found: String },
     #[error("column family {0} is missing")]
     MissingTable(&'static str),
@@ -100,7 +113,10 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store under `dir/db`, checking the data directory format.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         check_format(dir)?;
         let mut opts = Options::default();
@@ -109,9 +125,14 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
-        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let cfs = Table::ALL
+            .iter()
+            .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
-        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf() })
+        Ok(Store {
+            db: Arc::new(db),
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The data directory.
@@ -120,7 +141,9 @@ impl Store {
     }
 
     fn cf(&self, t: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db.cf_handle(t.name()).ok_or(StoreError::MissingTable(t.name()))
+        self.db
+            .cf_handle(t.name())
+            .ok_or(StoreError::MissingTable(t.name()))
     }
 
     pub fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -171,7 +194,10 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let start = if from < prefix { prefix } else { from };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward))
+        {
             let (k, v) = item?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -197,7 +223,10 @@ impl Store {
         &self,
         f: impl FnOnce(&StoreSnapshot<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let view = StoreSnapshot { store: self, snap: self.db.snapshot() };
+        let view = StoreSnapshot {
+            store: self,
+            snap: self.db.snapshot(),
+        };
         f(&view)
     }
 
@@ -223,7 +252,10 @@ impl Store {
         let mut total = 0;
         for t in Table::ALL {
             if let Ok(cf) = self.cf(t) {
-                if let Ok(Some(v)) = self.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size") {
+                if let Ok(Some(v)) = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+                {
                     total += v;
                 }
             }
@@ -243,7 +275,11 @@ impl StoreSnapshot<'_> {
         Ok(self.snap.get_cf(self.store.cf(t)?, key)?)
     }
 
-    pub fn get_value<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
+    pub fn get_value<T: serde::de::DeserializeOwned>(
+        &self,
+        t: Table,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         match self.get(t, key)? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
@@ -256,7 +292,10 @@ impl StoreSnapshot<'_> {
         t: Table,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self.snap.iterator_cf(self.store.cf(t)?, IteratorMode::Start) {
+        for item in self
+            .snap
+            .iterator_cf(self.store.cf(t)?, IteratorMode::Start)
+        {
             let (k, v) = item?;
             visit(&k, &v)?;
         }
@@ -300,7 +339,8 @@ impl Batch {
 
     /// Deletes keys in `[from, to)`.
     pub fn delete_range(&mut self, t: Table, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::DeleteRange(t, from.into(), to.into()));
+        self.ops
+            .push(BatchOp::DeleteRange(t, from.into(), to.into()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -318,10 +358,16 @@ fn check_format(dir: &Path) -> Result<(), StoreError> {
     let expected = format!("{FORMAT_MAGIC} {DATA_DIR_FORMAT}\n");
     match std::fs::read_to_string(&path) {
         Ok(found) if found == expected => Ok(()),
-        Ok(found) => Err(StoreError::Format { path, found: found.trim().to_string() }),
+        Ok(found) => Err(StoreError::Format {
+            path,
+            found: found.trim().to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.join("db").exists() {
-                return Err(StoreError::Format { path, found: "missing".into() });
+                return Err(StoreError::Format {
+                    path,
+                    found: "missing".into(),
+                });
             }
             std::fs::write(&path, expected).map_err(|source| StoreError::Io { path, source })
         }
@@ -355,7 +401,10 @@ mod tests {
         let got = store.scan(Table::Jobs, b"a", b"", 100).unwrap();
         assert_eq!(got.len(), 10);
         let got = store.scan(Table::Jobs, b"a", &[b'a', 5], 3).unwrap();
-        assert_eq!(got.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(
+            got.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
         store.clear(Table::Jobs).unwrap();
         assert!(store.scan(Table::Jobs, b"", b"", 100).unwrap().is_empty());
     }

@@ -46,7 +46,9 @@ const LOG_TAIL_LINES: usize = 60;
 
 /// A random hex string (std only: `RandomState` is seeded from the OS).
 fn random_hex(words: usize) -> String {
-    (0..words).map(|_| format!("{:016x}", RandomState::new().build_hasher().finish())).collect()
+    (0..words)
+        .map(|_| format!("{:016x}", RandomState::new().build_hasher().finish()))
+        .collect()
 }
 
 /// The `raftcron` binary: `RAFTCRON_BIN`, else `$CARGO_TARGET_DIR/debug/raftcron`, else next to
@@ -78,8 +80,13 @@ pub fn binary() -> PathBuf {
 
 /// `n` distinct free loopback ports (all bound at once so they differ, then released).
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// A valid job create body (a yearly schedule, so nothing fires during a test).
@@ -116,7 +123,10 @@ where
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(POLL.min(left)).await;
     }
-    bail!("timed out after {:.1?} waiting for {what}; last attempt: {last:#}", start.elapsed())
+    bail!(
+        "timed out after {:.1?} waiting for {what}; last attempt: {last:#}",
+        start.elapsed()
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +164,10 @@ impl Resp {
     }
 
     pub fn message(&self) -> &str {
-        self.json.get("message").and_then(Value::as_str).unwrap_or("")
+        self.json
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// Fails unless this is the JSON error `{"error": code, "message": "..."}` with `status`.
@@ -173,7 +186,9 @@ impl Resp {
             truncate(&r.text, 600)
         );
         ensure!(
-            r.content_type.as_deref().is_some_and(|c| c.starts_with("application/json")),
+            r.content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/json")),
             "{}: error answered with content type {:?}",
             r.request,
             r.content_type
@@ -183,7 +198,13 @@ impl Resp {
 
     /// The value under `key` of the JSON body.
     pub fn field(&self, key: &str) -> Result<Value> {
-        self.json.get(key).cloned().ok_or_else(|| anyhow!("{}: no {key:?} in {}", self.request, truncate(&self.text, 600)))
+        self.json.get(key).cloned().ok_or_else(|| {
+            anyhow!(
+                "{}: no {key:?} in {}",
+                self.request,
+                truncate(&self.text, 600)
+            )
+        })
     }
 }
 
@@ -230,7 +251,10 @@ pub struct RawRequest {
 impl Api {
     /// The same node with another way of authenticating.
     pub fn with_auth(&self, auth: Auth) -> Api {
-        Api { auth, ..self.clone() }
+        Api {
+            auth,
+            ..self.clone()
+        }
     }
 
     /// The same node without any key.
@@ -240,13 +264,19 @@ impl Api {
 
     /// The same node with another per-request timeout.
     pub fn with_timeout(&self, timeout: Duration) -> Api {
-        Api { timeout, ..self.clone() }
+        Api {
+            timeout,
+            ..self.clone()
+        }
     }
 
     pub async fn raw(&self, req: RawRequest) -> Result<Resp> {
         let label = format!("{} node {}{}", req.method, self.node_id, req.path);
         let method = reqwest::Method::from_bytes(req.method.as_bytes()).context("method")?;
-        let mut b = self.http.request(method, format!("{}{}", self.base, req.path)).timeout(self.timeout);
+        let mut b = self
+            .http
+            .request(method, format!("{}{}", self.base, req.path))
+            .timeout(self.timeout);
         b = match &self.auth {
             Auth::None => b,
             Auth::Bearer(k) => b.header("Authorization", format!("Bearer {k}")),
@@ -254,7 +284,10 @@ impl Api {
             Auth::XApiKey(k) => b.header("X-Api-Key", k),
             Auth::Basic(k) => b.header(
                 "Authorization",
-                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))
+                ),
             ),
         };
         for (k, v) in &req.headers {
@@ -263,18 +296,39 @@ impl Api {
         if let Some(body) = req.body {
             b = b.body(body);
         }
-        let r = b.send().await.with_context(|| format!("{label}: request failed"))?;
+        let r = b
+            .send()
+            .await
+            .with_context(|| format!("{label}: request failed"))?;
         let status = r.status().as_u16();
-        let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let text = r.text().await.with_context(|| format!("{label}: reading the answer"))?;
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = r
+            .text()
+            .await
+            .with_context(|| format!("{label}: reading the answer"))?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp { status, content_type, text, json, request: label })
+        Ok(Resp {
+            status,
+            content_type,
+            text,
+            json,
+            request: label,
+        })
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Resp> {
-        let mut req = RawRequest { method: method.into(), path: path.into(), ..RawRequest::default() };
+        let mut req = RawRequest {
+            method: method.into(),
+            path: path.into(),
+            ..RawRequest::default()
+        };
         if let Some(v) = body {
-            req.headers.push(("Content-Type".into(), "application/json".into()));
+            req.headers
+                .push(("Content-Type".into(), "application/json".into()));
             req.body = Some(serde_json::to_vec(v)?);
         }
         self.raw(req).await
@@ -298,12 +352,18 @@ impl Api {
 
     /// `GET /api/v1/cluster` -> the `cluster` object.
     pub async fn cluster_status(&self) -> Result<Value> {
-        self.get("/api/v1/cluster").await?.expect(200)?.field("cluster")
+        self.get("/api/v1/cluster")
+            .await?
+            .expect(200)?
+            .field("cluster")
     }
 
     /// `POST /api/v1/jobs`, expecting 201 -> the job.
     pub async fn create_job(&self, body: &Value) -> Result<Value> {
-        self.post("/api/v1/jobs", body).await?.expect(201)?.field("job")
+        self.post("/api/v1/jobs", body)
+            .await?
+            .expect(201)?
+            .field("job")
     }
 
     /// `GET /api/v1/jobs/{id}` (linearizable, or `stale`).
@@ -317,10 +377,18 @@ impl Api {
         let c = if stale { "&consistency=stale" } else { "" };
         let mut out = Vec::new();
         for page in 1..=100 {
-            let r = self.get(&format!("/api/v1/jobs?page={page}&page_size=500{c}")).await?.expect(200)?;
+            let r = self
+                .get(&format!("/api/v1/jobs?page={page}&page_size=500{c}"))
+                .await?
+                .expect(200)?;
             let jobs = r.field("jobs")?;
-            let jobs = jobs.as_array().ok_or_else(|| anyhow!("jobs is not an array"))?;
-            let total = r.field("total_count")?.as_u64().ok_or_else(|| anyhow!("total_count is not a number"))?;
+            let jobs = jobs
+                .as_array()
+                .ok_or_else(|| anyhow!("jobs is not an array"))?;
+            let total = r
+                .field("total_count")?
+                .as_u64()
+                .ok_or_else(|| anyhow!("total_count is not a number"))?;
             out.extend(jobs.iter().cloned());
             if jobs.is_empty() || out.len() as u64 >= total {
                 out.sort_by(|a, b| job_id(a).cmp(&job_id(b)));
@@ -333,7 +401,10 @@ impl Api {
 
 /// A job's `id`.
 pub fn job_id(job: &Value) -> String {
-    job.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
+    job.get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The member ids of a `cluster` object.
@@ -341,7 +412,11 @@ pub fn member_ids(cluster: &Value) -> Vec<u64> {
     let mut ids: Vec<u64> = cluster
         .get("members")
         .and_then(Value::as_array)
-        .map(|ms| ms.iter().filter_map(|m| m.get("node_id").and_then(Value::as_u64)).collect())
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m.get("node_id").and_then(Value::as_u64))
+                .collect()
+        })
         .unwrap_or_default();
     ids.sort_unstable();
     ids
@@ -352,7 +427,11 @@ pub fn member(cluster: &Value, id: u64) -> Option<Value> {
     cluster
         .get("members")
         .and_then(Value::as_array)
-        .and_then(|ms| ms.iter().find(|m| m.get("node_id").and_then(Value::as_u64) == Some(id)).cloned())
+        .and_then(|ms| {
+            ms.iter()
+                .find(|m| m.get("node_id").and_then(Value::as_u64) == Some(id))
+                .cloned()
+        })
 }
 
 pub fn leader_of(cluster: &Value) -> Option<u64> {
@@ -392,8 +471,11 @@ impl TestCluster {
     pub async fn start(n: u64) -> Result<TestCluster> {
         let mut c = TestCluster::new()?;
         let ports = free_ports(n as usize)?;
-        let initial =
-            (1..=n).zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
+        let initial = (1..=n)
+            .zip(&ports)
+            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
         for (id, port) in (1..=n).zip(ports) {
             c.add_node_files(id, port, Some(initial.clone()))?;
         }
@@ -401,8 +483,14 @@ impl TestCluster {
             c.spawn(id)?;
         }
         let started = Instant::now();
-        let leader = c.wait_ready(FORM_TIMEOUT).await.context("the cluster did not form")?;
-        eprintln!("[harness] {n}-node cluster formed in {:.1?}, leader is node {leader}", started.elapsed());
+        let leader = c
+            .wait_ready(FORM_TIMEOUT)
+            .await
+            .context("the cluster did not form")?;
+        eprintln!(
+            "[harness] {n}-node cluster formed in {:.1?}, leader is node {leader}",
+            started.elapsed()
+        );
         Ok(c)
     }
 
@@ -427,8 +515,17 @@ impl TestCluster {
         })
     }
 
-    fn add_node_files(&mut self, id: u64, port: u16, initial_cluster: Option<String>) -> Result<()> {
-        let root = self.root.as_ref().ok_or_else(|| anyhow!("no temp dir"))?.path();
+    fn add_node_files(
+        &mut self,
+        id: u64,
+        port: u16,
+        initial_cluster: Option<String>,
+    ) -> Result<()> {
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| anyhow!("no temp dir"))?
+            .path();
         let dir = root.join(format!("node-{id}"));
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir)?;
@@ -441,7 +538,10 @@ impl TestCluster {
             child: None,
             starts: 0,
         };
-        ensure!(self.nodes.insert(id, node).is_none(), "node {id} exists already");
+        ensure!(
+            self.nodes.insert(id, node).is_none(),
+            "node {id} exists already"
+        );
         Ok(())
     }
 
@@ -449,11 +549,21 @@ impl TestCluster {
     fn spawn(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
         let (key, secret) = (self.admin_key.clone(), self.cluster_secret.clone());
-        let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
         ensure!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
-        let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path)?;
-        writeln!(log, "==== [harness] start #{} of node {id} on {} ====", node.starts, node.addr)?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)?;
+        writeln!(
+            log,
+            "==== [harness] start #{} of node {id} on {} ====",
+            node.starts, node.addr
+        )?;
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .args(["--node-id", &id.to_string()])
@@ -476,10 +586,13 @@ impl TestCluster {
             cmd.env("RAFTCRON_LOG", filter);
         }
         cmd.env("RAFTCRON_ADMIN_KEY", key)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
         node.child = Some(child);
         Ok(())
     }
@@ -493,15 +606,27 @@ impl TestCluster {
         let api = self.client(id);
         wait_until(&format!("node {id} to serve /healthz"), WAIT, || {
             let api = api.clone();
-            async move { api.anonymous().get("/healthz").await?.expect(200).map(|_| ()) }
+            async move {
+                api.anonymous()
+                    .get("/healthz")
+                    .await?
+                    .expect(200)
+                    .map(|_| ())
+            }
         })
         .await
     }
 
     /// SIGKILLs node `id` and reaps it.
     pub fn kill(&mut self, id: u64) -> Result<()> {
-        let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
-        let mut child = node.child.take().ok_or_else(|| anyhow!("node {id} is not running"))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
+        let mut child = node
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("node {id} is not running"))?;
         child.kill()?;
         child.wait()?;
         let mut log = OpenOptions::new().append(true).open(&node.log_path)?;
@@ -520,7 +645,11 @@ impl TestCluster {
             if let Some(child) = node.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
                     node.child = None;
-                    bail!("node {} exited unexpectedly ({status}); see its log {}", node.id, node.log_path.display());
+                    bail!(
+                        "node {} exited unexpectedly ({status}); see its log {}",
+                        node.id,
+                        node.log_path.display()
+                    );
                 }
             }
         }
@@ -529,11 +658,18 @@ impl TestCluster {
 
     /// Ids of the nodes whose process runs.
     pub fn running(&self) -> Vec<u64> {
-        self.nodes.values().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+        self.nodes
+            .values()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
     }
 
     pub fn addr(&self, id: u64) -> SocketAddr {
-        self.nodes.get(&id).map(|n| n.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)))
+        self.nodes
+            .get(&id)
+            .map(|n| n.addr)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)))
     }
 
     /// A client of node `id` with the admin key (as a Bearer token).
@@ -549,7 +685,10 @@ impl TestCluster {
 
     /// Clients of every running node.
     pub fn clients(&self) -> Vec<Api> {
-        self.running().into_iter().map(|id| self.client(id)).collect()
+        self.running()
+            .into_iter()
+            .map(|id| self.client(id))
+            .collect()
     }
 
     /// Waits until every running node is ready (`/readyz` 200), accepts the admin key and names
@@ -569,7 +708,10 @@ impl TestCluster {
             }
             tokio::time::sleep(POLL).await;
         }
-        bail!("timed out after {timeout:?} waiting for nodes {:?} to be ready; last: {last:#}", self.running())
+        bail!(
+            "timed out after {timeout:?} waiting for nodes {:?} to be ready; last: {last:#}",
+            self.running()
+        )
     }
 
     async fn probe_ready(&self) -> Result<u64> {
@@ -579,7 +721,12 @@ impl TestCluster {
         for id in &running {
             let api = self.client(*id).with_timeout(PROBE_TIMEOUT);
             let r = api.anonymous().get("/readyz").await?;
-            ensure!(r.status == 200, "node {id} /readyz: {} {}", r.status, r.text);
+            ensure!(
+                r.status == 200,
+                "node {id} /readyz: {} {}",
+                r.status,
+                r.text
+            );
             let status = api.cluster_status().await?;
             leaders.insert(*id, leader_of(&status));
         }
@@ -612,7 +759,9 @@ impl TestCluster {
             if ok {
                 let running = self.running();
                 match leaders.values().next().copied().flatten() {
-                    Some(l) if leaders.values().all(|v| *v == Some(l)) && running.contains(&l) => return Ok(l),
+                    Some(l) if leaders.values().all(|v| *v == Some(l)) && running.contains(&l) => {
+                        return Ok(l)
+                    }
                     _ => last = anyhow!("no agreed running leader: {leaders:?}"),
                 }
             }
@@ -624,18 +773,27 @@ impl TestCluster {
     /// The running nodes other than the leader.
     pub async fn followers(&self) -> Result<Vec<u64>> {
         let leader = self.leader().await?;
-        Ok(self.running().into_iter().filter(|id| *id != leader).collect())
+        Ok(self
+            .running()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect())
     }
 
     /// A running node other than the leader.
     pub async fn follower(&self) -> Result<u64> {
-        self.followers().await?.first().copied().ok_or_else(|| anyhow!("no follower is running"))
+        self.followers()
+            .await?
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("no follower is running"))
     }
 
     /// Prints the tail of every node's log to stderr.
     pub fn dump_logs(&self) {
         for node in self.nodes.values() {
-            let text = std::fs::read_to_string(&node.log_path).unwrap_or_else(|e| format!("(cannot read: {e})"));
+            let text = std::fs::read_to_string(&node.log_path)
+                .unwrap_or_else(|e| format!("(cannot read: {e})"));
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(LOG_TAIL_LINES);
             eprintln!(
