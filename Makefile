@@ -22,10 +22,12 @@ fmt:
 lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The integration tests in tests/ run the debug `raftcron` binary, so build every target first.
 unit: deps
+	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 doc: deps
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
-test: deps fmt lint unit
+test: deps fmt lint doc unit

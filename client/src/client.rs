@@ -63,10 +63,7 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Client {
-            urls: urls
-                .into_iter()
-                .map(|u| u.trim_end_matches('/').to_string())
-                .collect(),
+            urls: urls.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect(),
             api_key: api_key.into(),
             http,
             preferred: AtomicUsize::new(0),
@@ -84,10 +81,7 @@ impl Client {
         for i in 0..self.urls.len() {
             let idx = (start + i) % self.urls.len();
             let url = format!("{}{}", self.urls[idx], path);
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(&self.api_key);
+            let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.api_key);
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -105,43 +99,25 @@ impl Client {
                 continue;
             }
             self.preferred.store(idx, Ordering::Relaxed);
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| ClientError::Unknown(e.to_string()))?;
+            let bytes = resp.bytes().await.map_err(|e| ClientError::Unknown(e.to_string()))?;
             if status.is_success() {
-                let bytes = if bytes.is_empty() {
-                    &b"null"[..]
-                } else {
-                    &bytes[..]
-                };
-                return serde_json::from_slice(bytes)
-                    .map_err(|e| ClientError::Decode(e.to_string()));
+                let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+                return serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()));
             }
-            let body: ErrorBody = serde_json::from_slice(&bytes).map_err(|e| {
-                ClientError::Decode(format!(
-                    "{status}: {e}: {}",
-                    String::from_utf8_lossy(&bytes)
-                ))
-            })?;
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                body,
-            });
+            let body: ErrorBody = serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Decode(format!("{status}: {e}: {}", String::from_utf8_lossy(&bytes))))?;
+            return Err(ClientError::Api { status: status.as_u16(), body });
         }
         Err(ClientError::Unreachable(last_err))
     }
 
     pub async fn list_jobs(&self, query: &ListQuery) -> Result<JobList, ClientError> {
         let qs = serde_urlencoded(query);
-        self.call::<(), _>(Method::GET, &format!("/api/v1/jobs{qs}"), None)
-            .await
+        self.call::<(), _>(Method::GET, &format!("/api/v1/jobs{qs}"), None).await
     }
 
     pub async fn get_job(&self, id: Uuid) -> Result<Job, ClientError> {
-        let env: JobEnvelope = self
-            .call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
-            .await?;
+        let env: JobEnvelope = self.call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None).await?;
         Ok(env.job)
     }
 
@@ -151,45 +127,29 @@ impl Client {
     }
 
     pub async fn update_job(&self, id: Uuid, patch: &UpdateJob) -> Result<Job, ClientError> {
-        let env: JobEnvelope = self
-            .call(Method::PATCH, &format!("/api/v1/jobs/{id}"), Some(patch))
-            .await?;
+        let env: JobEnvelope = self.call(Method::PATCH, &format!("/api/v1/jobs/{id}"), Some(patch)).await?;
         Ok(env.job)
     }
 
     pub async fn delete_job(&self, id: Uuid) -> Result<(), ClientError> {
-        let _: OkResponse = self
-            .call::<(), _>(Method::DELETE, &format!("/api/v1/jobs/{id}"), None)
-            .await?;
+        let _: OkResponse = self.call::<(), _>(Method::DELETE, &format!("/api/v1/jobs/{id}"), None).await?;
         Ok(())
     }
 
     pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
-        let env: ClusterEnvelope = self
-            .call::<(), _>(Method::GET, "/api/v1/cluster", None)
-            .await?;
+        let env: ClusterEnvelope = self.call::<(), _>(Method::GET, "/api/v1/cluster", None).await?;
         Ok(env.cluster)
     }
 
     pub async fn add_node(&self, node_id: u64, addr: &str) -> Result<ClusterStatus, ClientError> {
-        let req = AddNode {
-            node_id,
-            addr: addr.to_string(),
-        };
-        let env: ClusterEnvelope = self
-            .call(Method::POST, "/api/v1/cluster/nodes", Some(&req))
-            .await?;
+        let req = AddNode { node_id, addr: addr.to_string() };
+        let env: ClusterEnvelope = self.call(Method::POST, "/api/v1/cluster/nodes", Some(&req)).await?;
         Ok(env.cluster)
     }
 
     pub async fn remove_node(&self, node_id: u64) -> Result<(), ClientError> {
-        let _: OkResponse = self
-            .call::<(), _>(
-                Method::DELETE,
-                &format!("/api/v1/cluster/nodes/{node_id}"),
-                None,
-            )
-            .await?;
+        let _: OkResponse =
+            self.call::<(), _>(Method::DELETE, &format!("/api/v1/cluster/nodes/{node_id}"), None).await?;
         Ok(())
     }
 }

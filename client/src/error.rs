@@ -50,9 +50,7 @@ impl ErrorCode {
         match self {
             ErrorCode::ValidationError | ErrorCode::InvalidJson | ErrorCode::BadRequest => 400,
             ErrorCode::AuthenticationRequired => 401,
-            ErrorCode::AccessDenied | ErrorCode::PlanLimitReached | ErrorCode::IntervalTooShort => {
-                403
-            }
+            ErrorCode::AccessDenied | ErrorCode::PlanLimitReached | ErrorCode::IntervalTooShort => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,

@@ -37,9 +37,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start_ms: i64) -> ManualClock {
-        ManualClock {
-            now: Arc::new(AtomicI64::new(start_ms)),
-        }
+        ManualClock { now: Arc::new(AtomicI64::new(start_ms)) }
     }
 
     pub fn set_ms(&self, ms: i64) {

@@ -19,11 +19,7 @@ use crate::raft::RaftTuning;
 pub const MIN_CLUSTER_SECRET_CHARS: usize = 16;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "raftcron",
-    version,
-    about = "A highly available HTTP cron service replicated with Raft"
-)]
+#[command(name = "raftcron", version, about = "A highly available HTTP cron service replicated with Raft")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -152,19 +148,9 @@ impl ServeArgs {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => match toml::from_str::<ServeArgs>(&text) {
                     Ok(file) => self.or_file(file),
-                    Err(e) => {
-                        return Err(ConfigError(vec![format!(
-                            "--config {}: {e}",
-                            path.display()
-                        )]))
-                    }
+                    Err(e) => return Err(ConfigError(vec![format!("--config {}: {e}", path.display())])),
                 },
-                Err(e) => {
-                    return Err(ConfigError(vec![format!(
-                        "--config {}: {e}",
-                        path.display()
-                    )]))
-                }
+                Err(e) => return Err(ConfigError(vec![format!("--config {}: {e}", path.display())])),
             },
             None => self,
         };
@@ -198,9 +184,7 @@ impl ServeArgs {
             }),
         };
         if !initial_cluster.is_empty() && node_id != 0 && !initial_cluster.contains_key(&node_id) {
-            problems.push(format!(
-                "--initial-cluster: does not list this node's id {node_id}"
-            ));
+            problems.push(format!("--initial-cluster: does not list this node's id {node_id}"));
         }
         let cluster_secret = args.cluster_secret.clone().unwrap_or_default();
         if cluster_secret.chars().count() < MIN_CLUSTER_SECRET_CHARS {
@@ -209,26 +193,17 @@ impl ServeArgs {
             ));
         }
         if let Some(k) = &admin_key {
-            if k.chars().count() < MIN_ADMIN_KEY_CHARS
-                || crate::model::apikey::check_shape(k).is_err()
-            {
+            if k.chars().count() < MIN_ADMIN_KEY_CHARS || crate::model::apikey::check_shape(k).is_err() {
                 problems.push(format!(
                     "RAFTCRON_ADMIN_KEY: must be {MIN_ADMIN_KEY_CHARS} or more printable characters without spaces"
                 ));
             }
         }
         let defaults = RaftTuning::default();
-        let heartbeat = args
-            .heartbeat_ms
-            .map(Duration::from_millis)
-            .unwrap_or(defaults.heartbeat);
-        let election = args
-            .election_timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(defaults.election_timeout);
+        let heartbeat = args.heartbeat_ms.map(Duration::from_millis).unwrap_or(defaults.heartbeat);
+        let election = args.election_timeout_ms.map(Duration::from_millis).unwrap_or(defaults.election_timeout);
         if election <= heartbeat * 2 {
-            problems
-                .push("--election-timeout-ms: must be more than twice --heartbeat-ms".to_string());
+            problems.push("--election-timeout-ms: must be more than twice --heartbeat-ms".to_string());
         }
         if heartbeat.is_zero() {
             problems.push("--heartbeat-ms: must be 1 or more".to_string());
@@ -251,12 +226,7 @@ impl ServeArgs {
             admin_key,
             allow_private_targets: args.allow_private_targets.unwrap_or(false),
             log_format: args.log_format.unwrap_or_default(),
-            tuning: RaftTuning {
-                heartbeat,
-                election_timeout: election,
-                snapshot_every,
-                ..defaults
-            },
+            tuning: RaftTuning { heartbeat, election_timeout: election, snapshot_every, ..defaults },
         })
     }
 }
@@ -265,13 +235,8 @@ impl ServeArgs {
 pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut out = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not ID=HOST:PORT"))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|_| format!("{id:?} is not a node id"))?;
+        let (id, addr) = part.split_once('=').ok_or_else(|| format!("{part:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
         if id == 0 {
             return Err("node ids start at 1".into());
         }

@@ -39,18 +39,10 @@ fn a_minimal_valid_config_resolves_with_defaults() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let err = serve(&["--listen", "nope", "--initial-cluster", "1=a"])
-        .resolve(Some("short".into()))
-        .unwrap_err();
+    let err = serve(&["--listen", "nope", "--initial-cluster", "1=a"]).resolve(Some("short".into())).unwrap_err();
     let text = err.to_string();
-    for needle in [
-        "--node-id",
-        "--listen",
-        "--data-dir",
-        "--initial-cluster",
-        "--cluster-secret",
-        "RAFTCRON_ADMIN_KEY",
-    ] {
+    for needle in ["--node-id", "--listen", "--data-dir", "--initial-cluster", "--cluster-secret", "RAFTCRON_ADMIN_KEY"]
+    {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
 }
@@ -64,9 +56,7 @@ fn flags_win_over_the_file_and_the_file_over_defaults() {
     )
     .unwrap();
     let path = file.path().to_str().unwrap().to_string();
-    let cfg = serve(&["--config", &path, "--listen", "127.0.0.1:9100"])
-        .resolve(None)
-        .unwrap();
+    let cfg = serve(&["--config", &path, "--listen", "127.0.0.1:9100"]).resolve(None).unwrap();
     assert_eq!(cfg.node_id, 3, "from the file");
     assert_eq!(cfg.listen.port(), 9100, "the flag wins");
     assert_eq!(cfg.tuning.election_timeout.as_millis(), 900);

@@ -15,8 +15,7 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<
         return Ok(s.trim().to_string());
     }
     let value = make();
-    std::fs::write(path, format!("{value}\n"))
-        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, format!("{value}\n")).with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -26,21 +25,14 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let secret = read_or_create(&args.data_dir.join("cluster-secret"), apikey::generate)?;
     let admin_key = read_or_create(&args.data_dir.join("admin-key"), apikey::generate)?;
     let port = |i: u64| u64::from(args.port) + i - 1;
     if port(args.nodes) > u64::from(u16::MAX) {
-        anyhow::bail!(
-            "--port {} leaves no room for {} nodes",
-            args.port,
-            args.nodes
-        );
+        anyhow::bail!("--port {} leaves no room for {} nodes", args.port, args.nodes);
     }
-    let initial: Vec<String> = (1..=args.nodes)
-        .map(|i| format!("{i}=127.0.0.1:{}", port(i)))
-        .collect();
+    let initial: Vec<String> = (1..=args.nodes).map(|i| format!("{i}=127.0.0.1:{}", port(i))).collect();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
     for i in 1..=args.nodes {
@@ -68,22 +60,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             span,
         )));
     }
-    println!(
-        "raftcron dev cluster: {} nodes, data in {}",
-        args.nodes,
-        args.data_dir.display()
-    );
+    println!("raftcron dev cluster: {} nodes, data in {}", args.nodes, args.data_dir.display());
     for i in 1..=args.nodes {
         println!("  node {i}: http://127.0.0.1:{}", port(i));
     }
     println!("admin API key: {admin_key}");
-    println!(
-        "try: curl -H \"Authorization: Bearer {admin_key}\" http://127.0.0.1:{}/api/v1/cluster",
-        args.port
-    );
-    println!(
-        "jobs may target private addresses in dev mode. Ctrl-C stops the cluster; data is kept."
-    );
+    println!("try: curl -H \"Authorization: Bearer {admin_key}\" http://127.0.0.1:{}/api/v1/cluster", args.port);
+    println!("jobs may target private addresses in dev mode. Ctrl-C stops the cluster; data is kept.");
     crate::server::signal().await;
     let _ = stop_tx.send(());
     for t in tasks {

@@ -18,7 +18,7 @@ use crate::clock::SystemClock;
 use crate::cluster::{bootstrap, forward, Cluster};
 use crate::config::Config;
 use crate::raft::handle::RaftHandle;
-use crate::raft::network::{PeerClient, PeerNetwork};
+use crate::raft::network::{LastContact, PeerClient, PeerNetwork};
 use crate::raft::rpc::{self, ClusterSecret};
 use crate::store::Store;
 
@@ -29,25 +29,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.data_dir)
-        .with_context(|| format!("opening {}", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir).with_context(|| format!("opening {}", cfg.data_dir.display()))?;
     let peers = PeerClient::new(cfg.cluster_secret.clone()).context("building the peer client")?;
-    let raft = crate::raft::start(
-        cfg.node_id,
-        store.clone(),
-        PeerNetwork {
-            client: peers.clone(),
-        },
-        &cfg.tuning,
-    )
-    .await
-    .context("starting raft")?;
-    let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone());
+    let contact = LastContact::default();
+    let network = PeerNetwork { client: peers.clone(), contact: contact.clone() };
+    let raft = crate::raft::start(cfg.node_id, store.clone(), network, &cfg.tuning).await.context("starting raft")?;
+    let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone(), contact);
     let cluster = Cluster::new(handle, store, peers, Arc::new(SystemClock::default()));
     if cfg.allow_private_targets {
-        tracing::warn!(
-            "--allow-private-targets is on: jobs may call loopback and private addresses"
-        );
+        tracing::warn!("--allow-private-targets is on: jobs may call loopback and private addresses");
     }
 
     let secret = ClusterSecret::new(&cfg.cluster_secret);
@@ -55,15 +45,10 @@ pub async fn run(
         .merge(forward::routes(cluster.clone()))
         .layer(from_fn_with_state(secret, rpc::require_cluster_secret))
         .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
-    let app = api::routes(AppState {
-        cluster: cluster.clone(),
-        allow_private_targets: cfg.allow_private_targets,
-    })
-    .merge(internal);
+    let app = api::routes(AppState { cluster: cluster.clone(), allow_private_targets: cfg.allow_private_targets })
+        .merge(internal);
 
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
+    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(node_id = cfg.node_id, addr = %local, advertise = %cfg.advertise, "listening");
     if let Some(tx) = bound {
@@ -73,14 +58,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.changed().await;
-        })
-        .await;
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "http server failed");
         }
@@ -89,11 +71,7 @@ pub async fn run(
     if let Err(e) = bootstrap::form(&cluster, &cfg.initial_cluster).await {
         tracing::error!(error = %e, "forming the cluster");
     }
-    let admin = tokio::spawn(bootstrap::ensure_admin_key(
-        cluster.clone(),
-        cfg.admin_key.clone(),
-        stop_rx.clone(),
-    ));
+    let admin = tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");

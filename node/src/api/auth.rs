@@ -17,14 +17,7 @@ use crate::model::apikey::{self, ApiKeyRecord};
 use crate::state::read;
 
 /// Query parameters that look like a key; their presence is a 400.
-const KEY_QUERY_PARAMS: [&str; 6] = [
-    "api_key",
-    "apikey",
-    "key",
-    "token",
-    "access_token",
-    "x-api-key",
-];
+const KEY_QUERY_PARAMS: [&str; 6] = ["api_key", "apikey", "key", "token", "access_token", "x-api-key"];
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -46,15 +39,11 @@ pub fn presented_key(headers: &HeaderMap, query: Option<&str>) -> Result<String,
     }
     let mut found: Vec<String> = Vec::new();
     for value in headers.get_all(header::AUTHORIZATION) {
-        let v = value
-            .to_str()
-            .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+        let v = value.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
         found.push(parse_authorization(v)?);
     }
     for value in headers.get_all("x-api-key") {
-        let v = value
-            .to_str()
-            .map_err(|_| ApiError::unauthenticated("malformed X-Api-Key header"))?;
+        let v = value.to_str().map_err(|_| ApiError::unauthenticated("malformed X-Api-Key header"))?;
         let v = v.trim();
         if v.is_empty() {
             return Err(ApiError::unauthenticated("empty X-Api-Key header"));
@@ -63,49 +52,39 @@ pub fn presented_key(headers: &HeaderMap, query: Option<&str>) -> Result<String,
     }
     found.dedup();
     match found.len() {
-        0 => Err(ApiError::unauthenticated(
-            "API key authentication is required",
-        )),
+        0 => Err(ApiError::unauthenticated("API key authentication is required")),
         1 => Ok(found.remove(0)),
-        _ => Err(ApiError::bad_request(
-            "the request carries more than one different API key",
-        )),
+        _ => Err(ApiError::bad_request("the request carries more than one different API key")),
     }
 }
 
 fn parse_authorization(v: &str) -> Result<String, ApiError> {
     let (scheme, rest) = v.split_once(' ').ok_or_else(|| {
-        ApiError::unauthenticated("malformed Authorization header: expected \"Bearer <key>\", \"ApiKey <key>\" or \"Basic ...\"")
+        ApiError::unauthenticated(
+            "malformed Authorization header: expected \"Bearer <key>\", \"ApiKey <key>\" or \"Basic ...\"",
+        )
     })?;
     let token = rest.trim();
     if token.is_empty() {
-        return Err(ApiError::unauthenticated(
-            "empty credentials in the Authorization header",
-        ));
+        return Err(ApiError::unauthenticated("empty credentials in the Authorization header"));
     }
     match scheme {
         "Bearer" | "ApiKey" => Ok(token.to_string()),
         "Basic" => {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(token)
-                .map_err(|_| {
-                    ApiError::unauthenticated("malformed Basic credentials: not base64")
-                })?;
+                .map_err(|_| ApiError::unauthenticated("malformed Basic credentials: not base64"))?;
             let text = String::from_utf8(decoded)
                 .map_err(|_| ApiError::unauthenticated("malformed Basic credentials: not UTF-8"))?;
-            let (user, _password) = text.split_once(':').ok_or_else(|| {
-                ApiError::unauthenticated("malformed Basic credentials: expected \"<key>:\"")
-            })?;
+            let (user, _password) = text
+                .split_once(':')
+                .ok_or_else(|| ApiError::unauthenticated("malformed Basic credentials: expected \"<key>:\""))?;
             if user.is_empty() {
-                return Err(ApiError::unauthenticated(
-                    "malformed Basic credentials: the key goes in the user name",
-                ));
+                return Err(ApiError::unauthenticated("malformed Basic credentials: the key goes in the user name"));
             }
             Ok(user.to_string())
         }
-        _ => Err(ApiError::unauthenticated(
-            "unsupported Authorization scheme: use Bearer, ApiKey or Basic",
-        )),
+        _ => Err(ApiError::unauthenticated("unsupported Authorization scheme: use Bearer, ApiKey or Basic")),
     }
 }
 
@@ -134,10 +113,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -151,10 +127,7 @@ mod tests {
             headers(&[("authorization", &format!("ApiKey {key}"))]),
             headers(&[("authorization", &format!("Basic {basic}"))]),
             headers(&[("x-api-key", key)]),
-            headers(&[
-                ("x-api-key", key),
-                ("authorization", &format!("Bearer {key}")),
-            ]),
+            headers(&[("x-api-key", key), ("authorization", &format!("Bearer {key}"))]),
         ] {
             assert_eq!(presented_key(&h, None).unwrap(), key);
         }
@@ -174,19 +147,11 @@ mod tests {
         ];
         for h in cases {
             let e = presented_key(&h, None).unwrap_err();
-            assert_eq!(
-                e.code,
-                raftcron_client::ErrorCode::AuthenticationRequired,
-                "{h:?}"
-            );
+            assert_eq!(e.code, raftcron_client::ErrorCode::AuthenticationRequired, "{h:?}");
         }
         let two = headers(&[("x-api-key", "a"), ("authorization", "Bearer b")]);
-        assert_eq!(
-            presented_key(&two, None).unwrap_err().code,
-            raftcron_client::ErrorCode::BadRequest
-        );
-        let q =
-            presented_key(&headers(&[("x-api-key", "a")]), Some("page=1&api_key=x")).unwrap_err();
+        assert_eq!(presented_key(&two, None).unwrap_err().code, raftcron_client::ErrorCode::BadRequest);
+        let q = presented_key(&headers(&[("x-api-key", "a")]), Some("page=1&api_key=x")).unwrap_err();
         assert_eq!(q.code, raftcron_client::ErrorCode::BadRequest);
     }
 }

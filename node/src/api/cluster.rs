@@ -19,9 +19,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn status(State(state): State<AppState>, _caller: Caller) -> Json<ClusterEnvelope> {
-    Json(ClusterEnvelope {
-        cluster: state.cluster.status(),
-    })
+    Json(ClusterEnvelope { cluster: state.cluster.status() })
 }
 
 fn check_addr(addr: &str) -> ApiResult<()> {
@@ -47,9 +45,7 @@ async fn add_node(
     }
     check_addr(&req.addr)?;
     state.cluster.add_node(req.node_id, req.addr).await?;
-    Ok(Json(ClusterEnvelope {
-        cluster: state.cluster.status(),
-    }))
+    Ok(Json(ClusterEnvelope { cluster: state.cluster.status() }))
 }
 
 async fn remove_node(
@@ -57,37 +53,22 @@ async fn remove_node(
     _caller: Caller,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<OkResponse>> {
-    let id: u64 = raw
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("node {raw:?} not found")))?;
+    let id: u64 = raw.parse().map_err(|_| ApiError::not_found(format!("node {raw:?} not found")))?;
     state.cluster.remove_node(id).await?;
     Ok(Json(OkResponse { ok: true }))
 }
 
 /// The process is alive and serving HTTP.
 pub async fn healthz() -> Json<HealthStatus> {
-    Json(HealthStatus {
-        status: "ok".into(),
-        reason: None,
-    })
+    Json(HealthStatus { status: "ok".into(), reason: None })
 }
 
 /// Member of a cluster with a known leader, caught up with its log.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.cluster.readiness() {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(HealthStatus {
-                status: "ready".into(),
-                reason: None,
-            }),
-        ),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthStatus {
-                status: "not_ready".into(),
-                reason: Some(reason),
-            }),
-        ),
+        Ok(()) => (StatusCode::OK, Json(HealthStatus { status: "ready".into(), reason: None })),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(HealthStatus { status: "not_ready".into(), reason: Some(reason) }))
+        }
     }
 }

@@ -22,11 +22,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-            detail: None,
-        }
+        ApiError { code, message: message.into(), detail: None }
     }
 
     pub fn validation(message: impl Into<String>) -> ApiError {
@@ -57,14 +53,12 @@ impl ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> ApiError {
         match e {
-            ClusterError::NoLeader => ApiError::new(
-                ErrorCode::NoLeader,
-                "the cluster has no leader right now; retry shortly",
-            ),
+            ClusterError::NoLeader => {
+                ApiError::new(ErrorCode::NoLeader, "the cluster has no leader right now; retry shortly")
+            }
             ClusterError::OutcomeUnknown(d) => ApiError {
                 code: ErrorCode::OutcomeUnknown,
-                message: "the write was sent but its outcome is unknown; read before retrying"
-                    .into(),
+                message: "the write was sent but its outcome is unknown; read before retrying".into(),
                 detail: Some(d),
             },
             ClusterError::Refused(m) => ApiError::new(ErrorCode::Conflict, m),
@@ -86,13 +80,10 @@ impl From<StateError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json")
             }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "expected Content-Type: application/json",
-            ),
             _ => ApiError::new(ErrorCode::InvalidJson, r.body_text()),
         }
     }
@@ -106,18 +97,13 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if let Some(detail) = &self.detail {
             if status.is_server_error() {
                 tracing::error!(code = self.code.as_str(), detail = %detail, "request failed");
             }
         }
-        let body = ErrorBody {
-            error: self.code,
-            message: self.message,
-            retry_after: None,
-        };
+        let body = ErrorBody { error: self.code, message: self.message, retry_after: None };
         (status, Json(body)).into_response()
     }
 }

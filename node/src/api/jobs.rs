@@ -5,9 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use raftcron_client::{
-    Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, UpdateJob,
-};
+use raftcron_client::{Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, UpdateJob};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -25,10 +23,7 @@ pub const PAGE_SIZE_MAX: u32 = 500;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/jobs", get(list).post(create))
-        .route(
-            "/api/v1/jobs/{id}",
-            get(get_one).patch(update).delete(delete),
-        )
+        .route("/api/v1/jobs/{id}", get(get_one).patch(update).delete(delete))
 }
 
 /// `?consistency=` on single-resource reads.
@@ -40,20 +35,13 @@ pub struct ReadQuery {
 }
 
 fn parse_id(raw: &str) -> ApiResult<JobId> {
-    Uuid::parse_str(raw)
-        .map(JobId)
-        .map_err(|_| ApiError::not_found(format!("job {raw:?} not found")))
+    Uuid::parse_str(raw).map(JobId).map_err(|_| ApiError::not_found(format!("job {raw:?} not found")))
 }
 
 /// The wire view of a stored job; `now_ms` decides `next_run_at`.
 pub fn job_view(r: &JobRecord, now_ms: i64) -> Job {
-    let next_run_at = if r.spec.is_active {
-        r.spec
-            .schedule()
-            .and_then(|s| s.next_after(ms_to_utc(now_ms)))
-    } else {
-        None
-    };
+    let next_run_at =
+        if r.spec.is_active { r.spec.schedule().and_then(|s| s.next_after(ms_to_utc(now_ms))) } else { None };
     Job {
         id: r.id.0,
         name: r.spec.name.clone(),
@@ -81,13 +69,10 @@ fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
         CommandResult::Rejected(Rejection::JobNotFound { id }) => {
             Err(ApiError::not_found(format!("job {id} not found")))
         }
-        CommandResult::Rejected(Rejection::JobExists { id }) => Err(ApiError::new(
-            raftcron_client::ErrorCode::Conflict,
-            format!("job {id} already exists"),
-        )),
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
+        CommandResult::Rejected(Rejection::JobExists { id }) => {
+            Err(ApiError::new(raftcron_client::ErrorCode::Conflict, format!("job {id} already exists")))
+        }
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
     }
 }
 
@@ -103,23 +88,12 @@ async fn list(
         return Err(ApiError::validation("page: must be 1 or more"));
     }
     if page_size == 0 || page_size > PAGE_SIZE_MAX {
-        return Err(ApiError::validation(format!(
-            "page_size: must be between 1 and {PAGE_SIZE_MAX}"
-        )));
+        return Err(ApiError::validation(format!("page_size: must be between 1 and {PAGE_SIZE_MAX}")));
     }
-    state
-        .cluster
-        .read_barrier(q.consistency.unwrap_or_default())
-        .await?;
-    let (records, total_count) =
-        read::jobs_page(&state.cluster.store, &caller.key.tenant, page, page_size)?;
+    state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
+    let (records, total_count) = read::jobs_page(&state.cluster.store, &caller.key.tenant, page, page_size)?;
     let now = state.cluster.clock().now_ms();
-    Ok(Json(JobList {
-        jobs: records.iter().map(|r| job_view(r, now)).collect(),
-        page,
-        page_size,
-        total_count,
-    }))
+    Ok(Json(JobList { jobs: records.iter().map(|r| job_view(r, now)).collect(), page, page_size, total_count }))
 }
 
 async fn create(
@@ -128,11 +102,7 @@ async fn create(
     ApiJson(req): ApiJson<CreateJob>,
 ) -> ApiResult<impl IntoResponse> {
     let spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
-    let body = CommandBody::CreateJob {
-        id: JobId::new_random(),
-        tenant: caller.key.tenant.clone(),
-        spec,
-    };
+    let body = CommandBody::CreateJob { id: JobId::new_random(), tenant: caller.key.tenant.clone(), spec };
     let job = job_result(&state, state.cluster.write(body).await?)?;
     Ok((StatusCode::CREATED, Json(JobEnvelope { job })))
 }
@@ -145,15 +115,10 @@ async fn get_one(
 ) -> ApiResult<Json<JobEnvelope>> {
     let Query(q) = query?;
     let id = parse_id(&raw)?;
-    state
-        .cluster
-        .read_barrier(q.consistency.unwrap_or_default())
-        .await?;
+    state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
     let record = read::job(&state.cluster.store, &caller.key.tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    Ok(Json(JobEnvelope {
-        job: job_view(&record, state.cluster.clock().now_ms()),
-    }))
+    Ok(Json(JobEnvelope { job: job_view(&record, state.cluster.clock().now_ms()) }))
 }
 
 async fn update(
@@ -164,45 +129,22 @@ async fn update(
 ) -> ApiResult<Json<JobEnvelope>> {
     let id = parse_id(&raw)?;
     // Validate against the latest committed version, so the merged job is checked as a whole.
-    state
-        .cluster
-        .read_barrier(Consistency::Linearizable)
-        .await?;
+    state.cluster.read_barrier(Consistency::Linearizable).await?;
     let current = read::job(&state.cluster.store, &caller.key.tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    let patch = current
-        .spec
-        .validate_update(req)
-        .map_err(|e| ApiError::validation(e.to_string()))?;
-    let body = CommandBody::UpdateJob {
-        id,
-        tenant: caller.key.tenant.clone(),
-        patch,
-    };
+    let patch = current.spec.validate_update(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    let body = CommandBody::UpdateJob { id, tenant: caller.key.tenant.clone(), patch };
     let job = job_result(&state, state.cluster.write(body).await?)?;
     Ok(Json(JobEnvelope { job }))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(raw): Path<String>,
-) -> ApiResult<Json<OkResponse>> {
+async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<Json<OkResponse>> {
     let id = parse_id(&raw)?;
-    match state
-        .cluster
-        .write(CommandBody::DeleteJob {
-            id,
-            tenant: caller.key.tenant.clone(),
-        })
-        .await?
-    {
+    match state.cluster.write(CommandBody::DeleteJob { id, tenant: caller.key.tenant.clone() }).await? {
         CommandResult::JobDeleted { .. } => Ok(Json(OkResponse { ok: true })),
         CommandResult::Rejected(Rejection::JobNotFound { id }) => {
             Err(ApiError::not_found(format!("job {id} not found")))
         }
-        other => Err(ApiError::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
     }
 }

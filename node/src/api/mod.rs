@@ -64,11 +64,7 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    let mut r = ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "method not allowed on this route",
-    )
-    .into_response();
+    let mut r = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route").into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }

@@ -23,15 +23,9 @@ pub async fn form(cluster: &Cluster, initial: &BTreeMap<NodeId, String>) -> Resu
         tracing::info!("no initial cluster given: waiting to be added to a cluster");
         return Ok(());
     }
-    let members = initial
-        .iter()
-        .map(|(id, addr)| (*id, BasicNode::new(addr)))
-        .collect();
+    let members = initial.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
     match cluster.raft.initialize(members).await {
-        Ok(true) => tracing::info!(
-            members = initial.len(),
-            "initialized the cluster's first membership"
-        ),
+        Ok(true) => tracing::info!(members = initial.len(), "initialized the cluster's first membership"),
         Ok(false) => tracing::info!("already part of a cluster: rejoining"),
         Err(e) => return Err(e.to_string()),
     }

@@ -53,7 +53,7 @@ pub fn routes(cluster: Cluster) -> Router {
 async fn handle(State(cluster): State<Cluster>, body: Bytes) -> Response {
     let op: ForwardOp = match decode_body(&body) {
         Ok(op) => op,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     // One hop only: a receiver that is not the leader says so instead of forwarding again.
     let result = match cluster.run_local(op).await {

@@ -52,18 +52,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(
-        raft: RaftHandle,
-        store: Store,
-        peers: PeerClient,
-        clock: Arc<dyn Clock>,
-    ) -> Cluster {
-        Cluster {
-            raft,
-            store,
-            peers,
-            clock,
-        }
+    pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, clock: Arc<dyn Clock>) -> Cluster {
+        Cluster { raft, store, peers, clock }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -89,11 +79,7 @@ impl Cluster {
                 }
                 Err(ProposeError::ForwardTo { leader_id, addr }) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match self
-                        .peers
-                        .call::<_, ForwardResult>(&addr, forward::PATH, &op, left)
-                        .await
-                    {
+                    match self.peers.call::<_, ForwardResult>(&addr, forward::PATH, &op, left).await {
                         Ok(ForwardResult::NotLeader) => {
                             hops += 1;
                             tracing::debug!(leader_id, "forward target is no longer the leader");
@@ -142,28 +128,17 @@ impl Cluster {
         match op {
             ForwardOp::Write(body) => {
                 // The leader's clock, stamped once: every replica applies the same instant.
-                let cmd = Command {
-                    proposed_at_ms: self.clock.now_ms(),
-                    body,
-                };
+                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body };
                 match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
-                    Err(_) => Ok(ForwardResult::Unknown(
-                        "timed out waiting for commit".into(),
-                    )),
+                    Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
                 }
             }
             ForwardOp::ReadIndex => self.raft.read_index().await.map(ForwardResult::ReadIndex),
-            ForwardOp::AddVoter { node_id, addr } => self
-                .raft
-                .add_voter(node_id, &addr)
-                .await
-                .map(|()| ForwardResult::Done),
-            ForwardOp::RemoveMember { node_id } => self
-                .raft
-                .remove_member(node_id)
-                .await
-                .map(|()| ForwardResult::Done),
+            ForwardOp::AddVoter { node_id, addr } => {
+                self.raft.add_voter(node_id, &addr).await.map(|()| ForwardResult::Done)
+            }
+            ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
         }
     }
 
@@ -193,15 +168,11 @@ impl Cluster {
     }
 
     pub async fn add_node(&self, node_id: NodeId, addr: String) -> Result<(), ClusterError> {
-        self.on_leader(ForwardOp::AddVoter { node_id, addr })
-            .await
-            .map(|_| ())
+        self.on_leader(ForwardOp::AddVoter { node_id, addr }).await.map(|_| ())
     }
 
     pub async fn remove_node(&self, node_id: NodeId) -> Result<(), ClusterError> {
-        self.on_leader(ForwardOp::RemoveMember { node_id })
-            .await
-            .map(|_| ())
+        self.on_leader(ForwardOp::RemoveMember { node_id }).await.map(|_| ())
     }
 
     /// This node's view of the cluster.
@@ -246,9 +217,9 @@ impl Cluster {
             return Err("no known leader".into());
         }
         let applied = v.applied_index.unwrap_or(0);
-        let logged = v.last_log_index.unwrap_or(0);
-        if applied + 1 < logged {
-            return Err(format!("applying the log: {applied} of {logged}"));
+        let committed = v.committed_index.unwrap_or(0);
+        if applied < committed {
+            return Err(format!("applying the log: {applied} of {committed} committed entries"));
         }
         Ok(())
     }

@@ -49,9 +49,7 @@ pub struct ApiKeyRecord {
 /// Generates a new key in the raftcron format.
 pub fn generate() -> String {
     let mut rng = rand::rngs::OsRng;
-    let random: String = (0..RANDOM_CHARS)
-        .map(|_| char::from(BASE62[rng.gen_range(0..BASE62.len())]))
-        .collect();
+    let random: String = (0..RANDOM_CHARS).map(|_| char::from(BASE62[rng.gen_range(0..BASE62.len())])).collect();
     let body = format!("{KEY_PREFIX}{random}");
     let sum = checksum(&body);
     format!("{body}{sum}")
@@ -59,9 +57,8 @@ pub fn generate() -> String {
 
 fn checksum(body: &str) -> String {
     let digest = Sha256::digest(body.as_bytes());
-    let mut n = u64::from_be_bytes([
-        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
-    ]);
+    let mut n =
+        u64::from_be_bytes([digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]]);
     let mut out = [b'0'; CHECKSUM_CHARS];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
@@ -91,9 +88,7 @@ pub fn check_shape(token: &str) -> Result<(), Malformed> {
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Malformed::BadCharacters);
     }
-    if token.starts_with(KEY_PREFIX)
-        && token.len() == KEY_PREFIX.len() + RANDOM_CHARS + CHECKSUM_CHARS
-    {
+    if token.starts_with(KEY_PREFIX) && token.len() == KEY_PREFIX.len() + RANDOM_CHARS + CHECKSUM_CHARS {
         let (body, sum) = token.split_at(KEY_PREFIX.len() + RANDOM_CHARS);
         // Not secret-dependent in a useful way: the checksum is public given the body.
         if checksum(body) != sum {
@@ -142,10 +137,7 @@ mod tests {
         assert_eq!(check_shape("has space"), Err(Malformed::BadCharacters));
         assert_eq!(check_shape("nul\0"), Err(Malformed::BadCharacters));
         assert_eq!(check_shape(&"x".repeat(300)), Err(Malformed::TooLong));
-        assert_eq!(
-            check_shape("an-operator-chosen-admin-key-of-40-chars!"),
-            Ok(())
-        );
+        assert_eq!(check_shape("an-operator-chosen-admin-key-of-40-chars!"), Ok(()));
     }
 
     #[test]

@@ -145,19 +145,10 @@ struct Problems(Vec<FieldError>);
 
 impl Problems {
     fn add(&mut self, field: &'static str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field,
-            message: message.into(),
-        });
+        self.0.push(FieldError { field, message: message.into() });
     }
 
-    fn range(
-        &mut self,
-        field: &'static str,
-        v: Option<u32>,
-        (lo, hi): (u32, u32),
-        default: u32,
-    ) -> u32 {
+    fn range(&mut self, field: &'static str, v: Option<u32>, (lo, hi): (u32, u32), default: u32) -> u32 {
         match v {
             Some(v) if v < lo || v > hi => {
                 self.add(field, format!("must be between {lo} and {hi}, got {v}"));
@@ -196,18 +187,8 @@ impl JobSpec {
             timezone,
             headers,
             body,
-            timeout_seconds: p.range(
-                "timeout_seconds",
-                req.timeout_seconds,
-                TIMEOUT_RANGE,
-                TIMEOUT_DEFAULT,
-            ),
-            max_retries: p.range(
-                "max_retries",
-                req.max_retries,
-                RETRIES_RANGE,
-                RETRIES_DEFAULT,
-            ),
+            timeout_seconds: p.range("timeout_seconds", req.timeout_seconds, TIMEOUT_RANGE, TIMEOUT_DEFAULT),
+            max_retries: p.range("max_retries", req.max_retries, RETRIES_RANGE, RETRIES_DEFAULT),
             retry_delay_seconds: p.range(
                 "retry_delay_seconds",
                 req.retry_delay_seconds,
@@ -240,10 +221,7 @@ impl JobSpec {
             ..JobPatch::default()
         };
         if req.cron_expression.is_some() || req.timezone.is_some() {
-            let expr = req
-                .cron_expression
-                .as_deref()
-                .unwrap_or(&self.cron_expression);
+            let expr = req.cron_expression.as_deref().unwrap_or(&self.cron_expression);
             let tz = req.timezone.as_deref().unwrap_or(&self.timezone);
             check_schedule(&mut p, expr, tz);
             patch.cron_expression = req.cron_expression.map(|e| e.trim().to_string());
@@ -253,39 +231,22 @@ impl JobSpec {
         let method = patch.method.unwrap_or(self.method);
         match req.body {
             Some(b) => patch.body = Some(check_body(&mut p, Some(b), method)),
-            None if self.body.is_some() && !method.allows_body() => p.add(
-                "body",
-                format!(
-                    "{} requests carry no body; clear it with \"body\": \"\"",
-                    method.as_str()
-                ),
-            ),
+            None if self.body.is_some() && !method.allows_body() => {
+                p.add("body", format!("{} requests carry no body; clear it with \"body\": \"\"", method.as_str()))
+            }
             None => {}
         }
-        patch.timeout_seconds = req
-            .timeout_seconds
-            .map(|v| p.range("timeout_seconds", Some(v), TIMEOUT_RANGE, TIMEOUT_DEFAULT));
-        patch.max_retries = req
-            .max_retries
-            .map(|v| p.range("max_retries", Some(v), RETRIES_RANGE, RETRIES_DEFAULT));
-        patch.retry_delay_seconds = req.retry_delay_seconds.map(|v| {
-            p.range(
-                "retry_delay_seconds",
-                Some(v),
-                RETRY_DELAY_RANGE,
-                RETRY_DELAY_DEFAULT,
-            )
-        });
+        patch.timeout_seconds =
+            req.timeout_seconds.map(|v| p.range("timeout_seconds", Some(v), TIMEOUT_RANGE, TIMEOUT_DEFAULT));
+        patch.max_retries = req.max_retries.map(|v| p.range("max_retries", Some(v), RETRIES_RANGE, RETRIES_DEFAULT));
+        patch.retry_delay_seconds = req
+            .retry_delay_seconds
+            .map(|v| p.range("retry_delay_seconds", Some(v), RETRY_DELAY_RANGE, RETRY_DELAY_DEFAULT));
         patch.is_active = req.is_active;
         patch.notify_on_failure = req.notify_on_failure;
-        patch.notify_after_failures = req.notify_after_failures.map(|v| {
-            p.range(
-                "notify_after_failures",
-                Some(v),
-                NOTIFY_AFTER_RANGE,
-                NOTIFY_AFTER_DEFAULT,
-            )
-        });
+        patch.notify_after_failures = req
+            .notify_after_failures
+            .map(|v| p.range("notify_after_failures", Some(v), NOTIFY_AFTER_RANGE, NOTIFY_AFTER_DEFAULT));
         p.finish(patch)
     }
 
@@ -329,10 +290,7 @@ impl JobSpec {
 
     /// Header names with masked values, for API answers.
     pub fn masked_headers(&self) -> BTreeMap<String, String> {
-        self.headers
-            .iter()
-            .map(|(k, _)| (k.clone(), raftcron_client::MASKED_VALUE.to_string()))
-            .collect()
+        self.headers.iter().map(|(k, _)| (k.clone(), raftcron_client::MASKED_VALUE.to_string())).collect()
     }
 }
 
@@ -348,10 +306,7 @@ fn check_name(p: &mut Problems, name: String) -> String {
     if chars == 0 {
         p.add("name", "must not be empty");
     } else if chars > NAME_MAX_CHARS {
-        p.add(
-            "name",
-            format!("must be at most {NAME_MAX_CHARS} characters, got {chars}"),
-        );
+        p.add("name", format!("must be at most {NAME_MAX_CHARS} characters, got {chars}"));
     } else if trimmed.chars().any(char::is_control) {
         p.add("name", "must not contain control characters");
     }
@@ -368,17 +323,11 @@ fn check_url(p: &mut Problems, raw: String) -> String {
         Err(e) => p.add("url", format!("is not a valid URL: {e}")),
         Ok(u) => {
             if u.scheme() != "http" && u.scheme() != "https" {
-                p.add(
-                    "url",
-                    format!("scheme must be http or https, got {:?}", u.scheme()),
-                );
+                p.add("url", format!("scheme must be http or https, got {:?}", u.scheme()));
             } else if u.host_str().is_none_or(str::is_empty) {
                 p.add("url", "must have a host");
             } else if !u.username().is_empty() || u.password().is_some() {
-                p.add(
-                    "url",
-                    "must not carry user info (user:password@); use a header instead",
-                );
+                p.add("url", "must not carry user info (user:password@); use a header instead");
             } else if u.fragment().is_some() {
                 p.add("url", "must not have a #fragment");
             }
@@ -390,10 +339,7 @@ fn check_url(p: &mut Problems, raw: String) -> String {
 fn check_method(p: &mut Problems, m: &str) -> Option<HttpMethod> {
     let parsed = HttpMethod::parse(m.trim());
     if parsed.is_none() {
-        p.add(
-            "method",
-            format!("must be one of GET, POST, PUT, PATCH, DELETE, HEAD, got {m:?}"),
-        );
+        p.add("method", format!("must be one of GET, POST, PUT, PATCH, DELETE, HEAD, got {m:?}"));
     }
     parsed
 }
@@ -402,27 +348,18 @@ fn check_schedule(p: &mut Problems, expr: &str, tz: &str) {
     if let Err(e) = Schedule::parse(expr.trim(), tz) {
         let field = e.request_field();
         let text = e.to_string();
-        let message = text
-            .strip_prefix(&format!("{field}: "))
-            .unwrap_or(&text)
-            .to_string();
+        let message = text.strip_prefix(&format!("{field}: ")).unwrap_or(&text).to_string();
         p.add(field, message);
     }
 }
 
 fn check_headers(p: &mut Problems, headers: BTreeMap<String, String>) -> Vec<(String, String)> {
     if headers.len() > HEADERS_MAX_COUNT {
-        p.add(
-            "headers",
-            format!("at most {HEADERS_MAX_COUNT} headers, got {}", headers.len()),
-        );
+        p.add("headers", format!("at most {HEADERS_MAX_COUNT} headers, got {}", headers.len()));
     }
     let total: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > HEADERS_MAX_BYTES {
-        p.add(
-            "headers",
-            format!("must total at most {HEADERS_MAX_BYTES} bytes, got {total}"),
-        );
+        p.add("headers", format!("must total at most {HEADERS_MAX_BYTES} bytes, got {total}"));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in &headers {
@@ -430,21 +367,12 @@ fn check_headers(p: &mut Problems, headers: BTreeMap<String, String>) -> Vec<(St
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             p.add("headers", format!("{name:?} is not a valid header name"));
         } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-raftcron-") {
-            p.add(
-                "headers",
-                format!("{name:?} is set by raftcron and cannot be overridden"),
-            );
+            p.add("headers", format!("{name:?} is set by raftcron and cannot be overridden"));
         } else if !seen.insert(lower) {
-            p.add(
-                "headers",
-                format!("{name:?} is given twice (names are case-insensitive)"),
-            );
+            p.add("headers", format!("{name:?} is given twice (names are case-insensitive)"));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            p.add(
-                "headers",
-                format!("the value of {name:?} must not contain CR, LF or NUL"),
-            );
+            p.add("headers", format!("the value of {name:?} must not contain CR, LF or NUL"));
         }
     }
     headers.into_iter().collect()
@@ -457,15 +385,9 @@ fn is_token_byte(b: u8) -> bool {
 fn check_body(p: &mut Problems, body: Option<String>, method: HttpMethod) -> Option<String> {
     let body = body.filter(|b| !b.is_empty())?;
     if body.len() > BODY_MAX_BYTES {
-        p.add(
-            "body",
-            format!("must be at most {BODY_MAX_BYTES} bytes, got {}", body.len()),
-        );
+        p.add("body", format!("must be at most {BODY_MAX_BYTES} bytes, got {}", body.len()));
     } else if !method.allows_body() {
-        p.add(
-            "body",
-            format!("{} requests carry no body", method.as_str()),
-        );
+        p.add("body", format!("{} requests carry no body", method.as_str()));
     }
     Some(body)
 }

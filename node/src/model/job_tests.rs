@@ -35,170 +35,40 @@ fn a_minimal_job_gets_the_documented_defaults() {
 #[test]
 fn each_rule_names_its_field() {
     let cases: Vec<(CreateJob, &str)> = vec![
+        (CreateJob { name: "".into(), ..minimal() }, "name"),
+        (CreateJob { name: "x".repeat(101), ..minimal() }, "name"),
+        (CreateJob { url: "ftp://example.com".into(), ..minimal() }, "url"),
+        (CreateJob { url: "not a url".into(), ..minimal() }, "url"),
+        (CreateJob { url: "https://user:pw@example.com".into(), ..minimal() }, "url"),
+        (CreateJob { method: "TRACE".into(), ..minimal() }, "method"),
+        (CreateJob { cron_expression: "0 0 30 2 *".into(), ..minimal() }, "cron_expression"),
+        (CreateJob { cron_expression: "61 * * * *".into(), ..minimal() }, "cron_expression"),
+        (CreateJob { timezone: Some("Mars/Base".into()), ..minimal() }, "timezone"),
+        (CreateJob { timeout_seconds: Some(0), ..minimal() }, "timeout_seconds"),
+        (CreateJob { timeout_seconds: Some(121), ..minimal() }, "timeout_seconds"),
+        (CreateJob { max_retries: Some(11), ..minimal() }, "max_retries"),
+        (CreateJob { retry_delay_seconds: Some(9), ..minimal() }, "retry_delay_seconds"),
+        (CreateJob { retry_delay_seconds: Some(3601), ..minimal() }, "retry_delay_seconds"),
+        (CreateJob { notify_after_failures: Some(0), ..minimal() }, "notify_after_failures"),
+        (CreateJob { notify_after_failures: Some(11), ..minimal() }, "notify_after_failures"),
+        (CreateJob { body: Some("{}".into()), ..minimal() }, "body"),
+        (CreateJob { method: "POST".into(), body: Some("x".repeat(100 * 1024 + 1)), ..minimal() }, "body"),
         (
-            CreateJob {
-                name: "".into(),
-                ..minimal()
-            },
-            "name",
-        ),
-        (
-            CreateJob {
-                name: "x".repeat(101),
-                ..minimal()
-            },
-            "name",
-        ),
-        (
-            CreateJob {
-                url: "ftp://example.com".into(),
-                ..minimal()
-            },
-            "url",
-        ),
-        (
-            CreateJob {
-                url: "not a url".into(),
-                ..minimal()
-            },
-            "url",
-        ),
-        (
-            CreateJob {
-                url: "https://user:pw@example.com".into(),
-                ..minimal()
-            },
-            "url",
-        ),
-        (
-            CreateJob {
-                method: "TRACE".into(),
-                ..minimal()
-            },
-            "method",
-        ),
-        (
-            CreateJob {
-                cron_expression: "0 0 30 2 *".into(),
-                ..minimal()
-            },
-            "cron_expression",
-        ),
-        (
-            CreateJob {
-                cron_expression: "61 * * * *".into(),
-                ..minimal()
-            },
-            "cron_expression",
-        ),
-        (
-            CreateJob {
-                timezone: Some("Mars/Base".into()),
-                ..minimal()
-            },
-            "timezone",
-        ),
-        (
-            CreateJob {
-                timeout_seconds: Some(0),
-                ..minimal()
-            },
-            "timeout_seconds",
-        ),
-        (
-            CreateJob {
-                timeout_seconds: Some(121),
-                ..minimal()
-            },
-            "timeout_seconds",
-        ),
-        (
-            CreateJob {
-                max_retries: Some(11),
-                ..minimal()
-            },
-            "max_retries",
-        ),
-        (
-            CreateJob {
-                retry_delay_seconds: Some(9),
-                ..minimal()
-            },
-            "retry_delay_seconds",
-        ),
-        (
-            CreateJob {
-                retry_delay_seconds: Some(3601),
-                ..minimal()
-            },
-            "retry_delay_seconds",
-        ),
-        (
-            CreateJob {
-                notify_after_failures: Some(0),
-                ..minimal()
-            },
-            "notify_after_failures",
-        ),
-        (
-            CreateJob {
-                notify_after_failures: Some(11),
-                ..minimal()
-            },
-            "notify_after_failures",
-        ),
-        (
-            CreateJob {
-                body: Some("{}".into()),
-                ..minimal()
-            },
-            "body",
-        ),
-        (
-            CreateJob {
-                method: "POST".into(),
-                body: Some("x".repeat(100 * 1024 + 1)),
-                ..minimal()
-            },
-            "body",
-        ),
-        (
-            CreateJob {
-                headers: Some(BTreeMap::from([(
-                    "X-Big".to_string(),
-                    "v".repeat(8 * 1024),
-                )])),
-                ..minimal()
-            },
+            CreateJob { headers: Some(BTreeMap::from([("X-Big".to_string(), "v".repeat(8 * 1024))])), ..minimal() },
             "headers",
         ),
         (
-            CreateJob {
-                headers: Some(BTreeMap::from([("X-A".to_string(), "a\r\nb".to_string())])),
-                ..minimal()
-            },
+            CreateJob { headers: Some(BTreeMap::from([("X-A".to_string(), "a\r\nb".to_string())])), ..minimal() },
             "headers",
         ),
         (
-            CreateJob {
-                headers: Some(BTreeMap::from([("Bad Name".to_string(), "v".to_string())])),
-                ..minimal()
-            },
+            CreateJob { headers: Some(BTreeMap::from([("Bad Name".to_string(), "v".to_string())])), ..minimal() },
             "headers",
         ),
+        (CreateJob { headers: Some(BTreeMap::from([("Host".to_string(), "v".to_string())])), ..minimal() }, "headers"),
         (
             CreateJob {
-                headers: Some(BTreeMap::from([("Host".to_string(), "v".to_string())])),
-                ..minimal()
-            },
-            "headers",
-        ),
-        (
-            CreateJob {
-                headers: Some(BTreeMap::from([(
-                    "X-Raftcron-Job-Id".to_string(),
-                    "v".to_string(),
-                )])),
+                headers: Some(BTreeMap::from([("X-Raftcron-Job-Id".to_string(), "v".to_string())])),
                 ..minimal()
             },
             "headers",
@@ -213,67 +83,35 @@ fn each_rule_names_its_field() {
 
 #[test]
 fn all_problems_are_reported_together() {
-    let req = CreateJob {
-        name: "".into(),
-        url: "ftp://x".into(),
-        max_retries: Some(99),
-        ..minimal()
-    };
-    assert_eq!(
-        fields(JobSpec::from_create(req).unwrap_err()),
-        vec!["name", "url", "max_retries"]
-    );
+    let req = CreateJob { name: "".into(), url: "ftp://x".into(), max_retries: Some(99), ..minimal() };
+    assert_eq!(fields(JobSpec::from_create(req).unwrap_err()), vec!["name", "url", "max_retries"]);
 }
 
 #[test]
 fn updates_are_checked_against_the_current_job() {
-    let spec = JobSpec::from_create(CreateJob {
-        method: "POST".into(),
-        body: Some("{}".into()),
-        ..minimal()
-    })
-    .unwrap();
+    let spec = JobSpec::from_create(CreateJob { method: "POST".into(), body: Some("{}".into()), ..minimal() }).unwrap();
     // Switching to GET while a body is set must clear the body too.
-    let err = spec
-        .validate_update(UpdateJob {
-            method: Some("GET".into()),
-            ..UpdateJob::default()
-        })
-        .unwrap_err();
+    let err = spec.validate_update(UpdateJob { method: Some("GET".into()), ..UpdateJob::default() }).unwrap_err();
     assert_eq!(fields(err), vec!["body"]);
     let patch = spec
-        .validate_update(UpdateJob {
-            method: Some("GET".into()),
-            body: Some(String::new()),
-            ..UpdateJob::default()
-        })
+        .validate_update(UpdateJob { method: Some("GET".into()), body: Some(String::new()), ..UpdateJob::default() })
         .unwrap();
     let mut updated = spec.clone();
     updated.apply(patch);
     assert_eq!(updated.method, HttpMethod::Get);
     assert_eq!(updated.body, None);
     // A zone change is validated with the current expression.
-    let err = spec
-        .validate_update(UpdateJob {
-            timezone: Some("Nowhere/City".into()),
-            ..UpdateJob::default()
-        })
-        .unwrap_err();
+    let err =
+        spec.validate_update(UpdateJob { timezone: Some("Nowhere/City".into()), ..UpdateJob::default() }).unwrap_err();
     assert_eq!(fields(err), vec!["timezone"]);
 }
 
 #[test]
 fn header_values_are_masked() {
     let spec = JobSpec::from_create(CreateJob {
-        headers: Some(BTreeMap::from([(
-            "X-Token".to_string(),
-            "secret".to_string(),
-        )])),
+        headers: Some(BTreeMap::from([("X-Token".to_string(), "secret".to_string())])),
         ..minimal()
     })
     .unwrap();
-    assert_eq!(
-        spec.masked_headers().get("X-Token").map(String::as_str),
-        Some(raftcron_client::MASKED_VALUE)
-    );
+    assert_eq!(spec.masked_headers().get("X-Token").map(String::as_str), Some(raftcron_client::MASKED_VALUE));
 }

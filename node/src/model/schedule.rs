@@ -85,10 +85,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone,
-    Timelike, Utc,
-};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::{Tz, TZ_VARIANTS};
 
 /// Longest accepted cron expression, in bytes.
@@ -238,9 +235,7 @@ impl BitSet {
 
 impl fmt::Debug for BitSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries((0..64).filter(|v| self.contains(*v)))
-            .finish()
+        f.debug_set().entries((0..64).filter(|v| self.contains(*v))).finish()
     }
 }
 
@@ -276,14 +271,9 @@ const fn numeric(name: &'static str, min: u32, max: u32) -> FieldSpec {
 const SECOND: FieldSpec = numeric("second", 0, 59);
 const MINUTE: FieldSpec = numeric("minute", 0, 59);
 const HOUR: FieldSpec = numeric("hour", 0, 23);
-const DAY_OF_MONTH: FieldSpec = FieldSpec {
-    allows_question_mark: true,
-    ..numeric("day-of-month", 1, 31)
-};
+const DAY_OF_MONTH: FieldSpec = FieldSpec { allows_question_mark: true, ..numeric("day-of-month", 1, 31) };
 const MONTH: FieldSpec = FieldSpec {
-    names: &[
-        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-    ],
+    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
     name_base: 1,
     name_kind: "month name (JAN-DEC)",
     ..numeric("month", 1, 12)
@@ -298,21 +288,13 @@ const DAY_OF_WEEK: FieldSpec = FieldSpec {
 
 impl FieldSpec {
     fn error(&self, value: &str, reason: impl Into<String>) -> ScheduleError {
-        ScheduleError::InvalidField {
-            field: self.name,
-            value: value.to_owned(),
-            reason: reason.into(),
-        }
+        ScheduleError::InvalidField { field: self.name, value: value.to_owned(), reason: reason.into() }
     }
 
     /// Parses a whole field; returns its members and whether it is
     /// "unrestricted" in the Vixie sense (text starts with `*`, or is `?`).
     fn parse(&self, text: &str) -> Result<(BitSet, bool), ScheduleError> {
-        let text = if self.allows_question_mark && text == "?" {
-            "*"
-        } else {
-            text
-        };
+        let text = if self.allows_question_mark && text == "?" { "*" } else { text };
         let mut bits = BitSet::default();
         for item in text.split(',') {
             if item.is_empty() {
@@ -338,10 +320,7 @@ impl FieldSpec {
             let low = self.parse_value(start, false)?;
             let high = self.parse_value(end, low > 0)?;
             if low > high {
-                return Err(self.error(
-                    item,
-                    "is a reversed range; the start must not be greater than the end",
-                ));
+                return Err(self.error(item, "is a reversed range; the start must not be greater than the end"));
             }
             (low, high)
         } else {
@@ -363,13 +342,7 @@ impl FieldSpec {
     fn parse_step(&self, item: &str, text: &str) -> Result<u32, ScheduleError> {
         match parse_number(text) {
             Some(step) if (1..=self.max).contains(&step) => Ok(step),
-            _ => Err(self.error(
-                item,
-                format!(
-                    "has an invalid step; the step must be between 1 and {}",
-                    self.max
-                ),
-            )),
+            _ => Err(self.error(item, format!("has an invalid step; the step must be between 1 and {}", self.max))),
         }
     }
 
@@ -382,10 +355,7 @@ impl FieldSpec {
                 _ => Err(self.error(text, format!("is out of range {}-{}", self.min, self.max))),
             };
         }
-        let position = self
-            .names
-            .iter()
-            .position(|name| name.eq_ignore_ascii_case(text));
+        let position = self.names.iter().position(|name| name.eq_ignore_ascii_case(text));
         match position.and_then(|index| u32::try_from(index).ok()) {
             Some(0) if range_end && self.first_name_is_also_seven => Ok(7),
             Some(index) => Ok(self.name_base + index),
@@ -417,9 +387,7 @@ fn expand_macro(name: &str) -> Result<&'static str, ScheduleError> {
         "@daily" | "@midnight" => Ok("0 0 * * *"),
         "@hourly" => Ok("0 * * * *"),
         "@reboot" => Err(ScheduleError::RebootUnsupported),
-        _ => Err(ScheduleError::UnknownMacro {
-            name: name.to_owned(),
-        }),
+        _ => Err(ScheduleError::UnknownMacro { name: name.to_owned() }),
     }
 }
 
@@ -428,15 +396,8 @@ fn expand_macro(name: &str) -> Result<&'static str, ScheduleError> {
 fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
     Tz::from_str(name)
         .ok()
-        .or_else(|| {
-            TZ_VARIANTS
-                .iter()
-                .copied()
-                .find(|tz| tz.name().eq_ignore_ascii_case(name))
-        })
-        .ok_or_else(|| ScheduleError::UnknownTimeZone {
-            name: truncate_for_echo(name),
-        })
+        .or_else(|| TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(name)))
+        .ok_or_else(|| ScheduleError::UnknownTimeZone { name: truncate_for_echo(name) })
 }
 
 fn truncate_for_echo(text: &str) -> String {
@@ -467,10 +428,7 @@ enum Resolved {
     },
     /// The local time is in a gap; it fires at `at`, the first instant after
     /// the gap, whose local time is `gap_end`.
-    Gap {
-        at: DateTime<Utc>,
-        gap_end: NaiveDateTime,
-    },
+    Gap { at: DateTime<Utc>, gap_end: NaiveDateTime },
 }
 
 /// A parsed cron expression bound to a time zone.
@@ -499,10 +457,7 @@ impl Schedule {
     /// and finally that some calendar date matches ([`ScheduleError::NeverFires`]).
     pub fn parse(expr: &str, tz: &str) -> Result<Schedule, ScheduleError> {
         if expr.len() > MAX_EXPRESSION_LEN {
-            return Err(ScheduleError::TooLong {
-                len: expr.len(),
-                max: MAX_EXPRESSION_LEN,
-            });
+            return Err(ScheduleError::TooLong { len: expr.len(), max: MAX_EXPRESSION_LEN });
         }
         let tokens: Vec<&str> = expr.split_whitespace().collect();
         let schedule = match tokens.as_slice() {
@@ -510,9 +465,7 @@ impl Schedule {
             [first, rest @ ..] if first.starts_with('@') => {
                 let expanded = expand_macro(first)?;
                 if !rest.is_empty() {
-                    return Err(ScheduleError::MacroWithFields {
-                        name: (*first).to_owned(),
-                    });
+                    return Err(ScheduleError::MacroWithFields { name: (*first).to_owned() });
                 }
                 let fields: Vec<&str> = expanded.split_whitespace().collect();
                 Self::from_fields(&fields, expr, tz)?
@@ -520,24 +473,16 @@ impl Schedule {
             fields => Self::from_fields(fields, expr, tz)?,
         };
         if !schedule.matches_some_date() {
-            return Err(ScheduleError::NeverFires {
-                expression: expr.trim().to_owned(),
-            });
+            return Err(ScheduleError::NeverFires { expression: expr.trim().to_owned() });
         }
         Ok(schedule)
     }
 
     fn from_fields(fields: &[&str], expr: &str, tz: &str) -> Result<Schedule, ScheduleError> {
         let (second, minute, hour, dom, month, dow) = match *fields {
-            [second, minute, hour, dom, month, dow] => {
-                (Some(second), minute, hour, dom, month, dow)
-            }
+            [second, minute, hour, dom, month, dow] => (Some(second), minute, hour, dom, month, dow),
             [minute, hour, dom, month, dow] => (None, minute, hour, dom, month, dow),
-            _ => {
-                return Err(ScheduleError::FieldCount {
-                    found: fields.len(),
-                })
-            }
+            _ => return Err(ScheduleError::FieldCount { found: fields.len() }),
         };
         let seconds = match second {
             Some(text) => SECOND.parse(text)?.0,
@@ -598,9 +543,7 @@ impl Schedule {
         let offset = self.tz.offset_from_utc_datetime(&after.naive_utc()).fix();
         let local_after = after.naive_utc().checked_add_offset(offset)?;
         let max_year = local_after.year().checked_add(HORIZON_YEARS)?;
-        let mut start = local_after
-            .with_nanosecond(0)?
-            .checked_add_signed(ONE_SECOND)?;
+        let mut start = local_after.with_nanosecond(0)?.checked_add_signed(ONE_SECOND)?;
         loop {
             let candidate = self.next_local_match(start, max_year)?;
             start = match self.resolve(candidate)? {
@@ -610,21 +553,16 @@ impl Schedule {
                 Resolved::Gap { gap_end, .. } => gap_end,
                 // A repeated time whose first pass has already passed: `after`
                 // lies in the second pass, so skip the whole repeated period.
-                Resolved::Instant { repeated: true, .. } => self
-                    .first_unrepeated_local(candidate)
-                    .or_else(|| candidate.checked_add_signed(ONE_SECOND))?,
+                Resolved::Instant { repeated: true, .. } => {
+                    self.first_unrepeated_local(candidate).or_else(|| candidate.checked_add_signed(ONE_SECOND))?
+                }
                 Resolved::Instant { .. } => candidate.checked_add_signed(ONE_SECOND)?,
             };
         }
     }
 
     /// All fire instants in `(from, to]`, in order, at most `limit` of them.
-    pub fn between(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Vec<DateTime<Utc>> {
+    pub fn between(&self, from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
         let mut fires = Vec::new();
         let mut cursor = from;
         while fires.len() < limit {
@@ -645,33 +583,18 @@ impl Schedule {
     /// around every UTC offset change in that year (where DST can shorten a
     /// gap). `None` when fewer than two fires exist within the horizon.
     pub fn min_interval_estimate(&self, from: DateTime<Utc>) -> Option<std::time::Duration> {
-        let floor = if self.has_seconds {
-            ONE_SECOND
-        } else {
-            ONE_MINUTE
-        };
+        let floor = if self.has_seconds { ONE_SECOND } else { ONE_MINUTE };
         let year_end = from.checked_add_signed(ONE_YEAR)?;
         let mut best = None;
         self.scan_gaps(from, year_end, MIN_INTERVAL_SCAN_FIRES, floor, &mut best);
-        let windows = if best.is_some_and(|gap| gap <= floor) {
-            Vec::new()
-        } else {
-            self.offset_change_windows(from, year_end)
-        };
+        let windows =
+            if best.is_some_and(|gap| gap <= floor) { Vec::new() } else { self.offset_change_windows(from, year_end) };
         for window_start in windows {
             if best.is_some_and(|gap| gap <= floor) {
                 break;
             }
-            let window_end = window_start
-                .checked_add_signed(THREE_DAYS)
-                .unwrap_or(year_end);
-            self.scan_gaps(
-                window_start,
-                window_end,
-                MIN_INTERVAL_WINDOW_FIRES,
-                floor,
-                &mut best,
-            );
+            let window_end = window_start.checked_add_signed(THREE_DAYS).unwrap_or(year_end);
+            self.scan_gaps(window_start, window_end, MIN_INTERVAL_WINDOW_FIRES, floor, &mut best);
         }
         best.and_then(|gap: TimeDelta| gap.to_std().ok())
     }
@@ -707,17 +630,8 @@ impl Schedule {
 
     /// Start instants (one day early) of windows around each change of the
     /// zone's UTC offset in `(from, until]`, found by sampling every 6 hours.
-    fn offset_change_windows(
-        &self,
-        from: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Vec<DateTime<Utc>> {
-        let offset_at = |at: DateTime<Utc>| {
-            self.tz
-                .offset_from_utc_datetime(&at.naive_utc())
-                .fix()
-                .local_minus_utc()
-        };
+    fn offset_change_windows(&self, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let offset_at = |at: DateTime<Utc>| self.tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc();
         let mut windows = Vec::new();
         let mut sample = from;
         let mut offset = offset_at(sample);
@@ -755,8 +669,7 @@ impl Schedule {
     /// weekdays can be combined freely.
     fn matches_some_date(&self) -> bool {
         (1..=12).filter(|m| self.months.contains(*m)).any(|month| {
-            (1..=max_days_in_month(month))
-                .any(|day| (0..7).any(|weekday| self.day_parts_match(day, weekday)))
+            (1..=max_days_in_month(month)).any(|day| (0..7).any(|weekday| self.day_parts_match(day, weekday)))
         })
     }
 
@@ -788,20 +701,14 @@ impl Schedule {
     fn first_day_of_next_month(&self, date: NaiveDate) -> Option<NaiveDate> {
         match self.months.next_from(date.month() + 1) {
             Some(month) => NaiveDate::from_ymd_opt(date.year(), month, 1),
-            None => {
-                NaiveDate::from_ymd_opt(date.year().checked_add(1)?, self.months.next_from(1)?, 1)
-            }
+            None => NaiveDate::from_ymd_opt(date.year().checked_add(1)?, self.months.next_from(1)?, 1),
         }
     }
 
     /// The first matching time of day `>= (hour, minute, second)`.
     fn next_time_in_day(&self, (hour, minute, second): (u32, u32, u32)) -> Option<(u32, u32, u32)> {
         let mut candidate_hour = self.hours.next_from(hour)?;
-        let mut from = if candidate_hour == hour {
-            (minute, second)
-        } else {
-            (0, 0)
-        };
+        let mut from = if candidate_hour == hour { (minute, second) } else { (0, 0) };
         loop {
             if let Some((m, s)) = self.next_time_in_hour(from) {
                 return Some((candidate_hour, m, s));
@@ -825,26 +732,18 @@ impl Schedule {
     /// Maps a local wall-clock time to its fire instant (see the module docs).
     fn resolve(&self, local: NaiveDateTime) -> Option<Resolved> {
         match self.tz.from_local_datetime(&local) {
-            LocalResult::Single(at) => Some(Resolved::Instant {
-                at: at.with_timezone(&Utc),
-                repeated: false,
-            }),
-            LocalResult::Ambiguous(first, second) => Some(Resolved::Instant {
-                at: first.min(second).with_timezone(&Utc),
-                repeated: true,
-            }),
+            LocalResult::Single(at) => Some(Resolved::Instant { at: at.with_timezone(&Utc), repeated: false }),
+            LocalResult::Ambiguous(first, second) => {
+                Some(Resolved::Instant { at: first.min(second).with_timezone(&Utc), repeated: true })
+            }
             LocalResult::None => {
-                let gap_end =
-                    self.scan_local_forward(local, |result| !matches!(result, LocalResult::None))?;
+                let gap_end = self.scan_local_forward(local, |result| !matches!(result, LocalResult::None))?;
                 let at = match self.tz.from_local_datetime(&gap_end) {
                     LocalResult::Single(at) => at,
                     LocalResult::Ambiguous(first, second) => first.min(second),
                     LocalResult::None => return None,
                 };
-                Some(Resolved::Gap {
-                    at: at.with_timezone(&Utc),
-                    gap_end,
-                })
+                Some(Resolved::Gap { at: at.with_timezone(&Utc), gap_end })
             }
         }
     }
@@ -852,9 +751,7 @@ impl Schedule {
     /// The first local time after `local` that occurs only once (the end of
     /// the repeated period `local` is in).
     fn first_unrepeated_local(&self, local: NaiveDateTime) -> Option<NaiveDateTime> {
-        self.scan_local_forward(local, |result| {
-            !matches!(result, LocalResult::Ambiguous(..))
-        })
+        self.scan_local_forward(local, |result| !matches!(result, LocalResult::Ambiguous(..)))
     }
 
     /// The first local time after `local` (to the second) whose mapping

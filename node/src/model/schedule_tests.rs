@@ -12,9 +12,7 @@ use chrono_tz::Tz;
 use super::*;
 
 fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("bad test instant {text}: {e}"))
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("bad test instant {text}: {e}")).with_timezone(&Utc)
 }
 
 fn schedule(expr: &str, tz: &str) -> Schedule {
@@ -151,9 +149,7 @@ fn next_fire_table() {
     for &(expr, tz, after, expected) in NEXT_FIRE_CASES {
         let got = schedule(expr, tz).next_after(at(after));
         if got != Some(at(expected)) {
-            failures.push(format!(
-                "{expr:?} in {tz} after {after}: expected {expected}, got {got:?}"
-            ));
+            failures.push(format!("{expr:?} in {tz} after {after}: expected {expected}, got {got:?}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -211,11 +207,7 @@ fn repeated_hour_fires_once_per_local_time() {
 #[test]
 fn hourly_job_over_a_berlin_year_counts_dst_days_correctly() {
     let s = schedule("0 * * * *", "Europe/Berlin");
-    let fires = s.between(
-        at("2025-12-31T23:00:00Z"),
-        at("2026-12-31T23:00:00Z"),
-        100_000,
-    );
+    let fires = s.between(at("2025-12-31T23:00:00Z"), at("2026-12-31T23:00:00Z"), 100_000);
     // 365 local days of 24 hours; on 29 March 02:00 and 03:00 are one instant.
     assert_eq!(fires.len(), 365 * 24 - 1);
 }
@@ -225,16 +217,8 @@ fn daily_job_fires_once_per_local_day_in_every_zone() {
     for tz in ZONES {
         let s = schedule("30 2 * * *", tz);
         let zone: Tz = tz.parse().unwrap();
-        let start = zone
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .unwrap()
-            .with_timezone(&Utc);
-        let end = zone
-            .with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
-            .single()
-            .unwrap()
-            .with_timezone(&Utc);
+        let start = zone.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap().with_timezone(&Utc);
+        let end = zone.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).single().unwrap().with_timezone(&Utc);
         assert_eq!(s.between(start, end, 1000).len(), 365, "{tz}");
     }
 }
@@ -291,14 +275,8 @@ fn invalid_expressions_are_rejected_with_typed_errors() {
     let cases: Vec<(&str, Check)> = vec![
         ("", Box::new(|e| *e == ScheduleError::Empty)),
         ("  \t ", Box::new(|e| *e == ScheduleError::Empty)),
-        (
-            "* * * *",
-            Box::new(|e| *e == ScheduleError::FieldCount { found: 4 }),
-        ),
-        (
-            "* * * * * * *",
-            Box::new(|e| *e == ScheduleError::FieldCount { found: 7 }),
-        ),
+        ("* * * *", Box::new(|e| *e == ScheduleError::FieldCount { found: 4 })),
+        ("* * * * * * *", Box::new(|e| *e == ScheduleError::FieldCount { found: 7 })),
         ("60 * * * *", Box::new(invalid_field("minute", "60"))),
         ("* 25 * * *", Box::new(invalid_field("hour", "25"))),
         ("* 1-24 * * *", Box::new(invalid_field("hour", "24"))),
@@ -309,10 +287,7 @@ fn invalid_expressions_are_rejected_with_typed_errors() {
         ("* * * * 8", Box::new(invalid_field("day-of-week", "8"))),
         ("60 * * * * *", Box::new(invalid_field("second", "60"))),
         ("5-1 * * * *", Box::new(invalid_field("minute", "5-1"))),
-        (
-            "* * * * SAT-MON",
-            Box::new(invalid_field("day-of-week", "SAT-MON")),
-        ),
+        ("* * * * SAT-MON", Box::new(invalid_field("day-of-week", "SAT-MON"))),
         ("*/0 * * * *", Box::new(invalid_field("minute", "*/0"))),
         ("*/60 * * * *", Box::new(invalid_field("minute", "*/60"))),
         ("*/5/2 * * * *", Box::new(invalid_field("minute", "*/5/2"))),
@@ -321,61 +296,26 @@ fn invalid_expressions_are_rejected_with_typed_errors() {
         ("abc * * * *", Box::new(invalid_field("minute", "abc"))),
         ("-1 * * * *", Box::new(invalid_field("minute", "-1"))),
         ("+1 * * * *", Box::new(invalid_field("minute", "+1"))),
-        (
-            "99999999999 * * * *",
-            Box::new(invalid_field("minute", "99999999999")),
-        ),
+        ("99999999999 * * * *", Box::new(invalid_field("minute", "99999999999"))),
         ("1-2-3 * * * *", Box::new(invalid_field("minute", "1-2-3"))),
         ("? * * * *", Box::new(invalid_field("minute", "?"))),
         ("* * * FOO *", Box::new(invalid_field("month", "FOO"))),
         ("* * * * JAN", Box::new(invalid_field("day-of-week", "JAN"))),
         ("* * * MON *", Box::new(invalid_field("month", "MON"))),
-        (
-            "* * * * MONDAY",
-            Box::new(invalid_field("day-of-week", "MONDAY")),
-        ),
-        (
-            "* * * * MON-",
-            Box::new(invalid_field("day-of-week", "MON-")),
-        ),
+        ("* * * * MONDAY", Box::new(invalid_field("day-of-week", "MONDAY"))),
+        ("* * * * MON-", Box::new(invalid_field("day-of-week", "MON-"))),
         ("0 0 L * *", Box::new(invalid_field("day-of-month", "L"))),
         ("0 0 1W * *", Box::new(invalid_field("day-of-month", "1W"))),
         ("0 0 * * 1#2", Box::new(invalid_field("day-of-week", "1#2"))),
         ("0 0 ?/2 * *", Box::new(invalid_field("day-of-month", "?"))),
-        (
-            "@reboot",
-            Box::new(|e| *e == ScheduleError::RebootUnsupported),
-        ),
-        (
-            "@fortnightly",
-            Box::new(
-                |e| matches!(e, ScheduleError::UnknownMacro { name } if name == "@fortnightly"),
-            ),
-        ),
-        (
-            "@daily 0",
-            Box::new(|e| matches!(e, ScheduleError::MacroWithFields { name } if name == "@daily")),
-        ),
-        (
-            long.as_str(),
-            Box::new(|e| matches!(e, ScheduleError::TooLong { max: 256, .. })),
-        ),
-        (
-            "0 0 30 2 *",
-            Box::new(|e| matches!(e, ScheduleError::NeverFires { .. })),
-        ),
-        (
-            "0 0 31 4 *",
-            Box::new(|e| matches!(e, ScheduleError::NeverFires { .. })),
-        ),
-        (
-            "0 0 31 2,4,6,9,11 *",
-            Box::new(|e| matches!(e, ScheduleError::NeverFires { .. })),
-        ),
-        (
-            "0 0 0 30,31 FEB *",
-            Box::new(|e| matches!(e, ScheduleError::NeverFires { .. })),
-        ),
+        ("@reboot", Box::new(|e| *e == ScheduleError::RebootUnsupported)),
+        ("@fortnightly", Box::new(|e| matches!(e, ScheduleError::UnknownMacro { name } if name == "@fortnightly"))),
+        ("@daily 0", Box::new(|e| matches!(e, ScheduleError::MacroWithFields { name } if name == "@daily"))),
+        (long.as_str(), Box::new(|e| matches!(e, ScheduleError::TooLong { max: 256, .. }))),
+        ("0 0 30 2 *", Box::new(|e| matches!(e, ScheduleError::NeverFires { .. }))),
+        ("0 0 31 4 *", Box::new(|e| matches!(e, ScheduleError::NeverFires { .. }))),
+        ("0 0 31 2,4,6,9,11 *", Box::new(|e| matches!(e, ScheduleError::NeverFires { .. }))),
+        ("0 0 0 30,31 FEB *", Box::new(|e| matches!(e, ScheduleError::NeverFires { .. }))),
     ];
     assert!(cases.len() >= 20);
     for (expr, check) in &cases {
@@ -388,19 +328,10 @@ fn invalid_expressions_are_rejected_with_typed_errors() {
 
 #[test]
 fn invalid_time_zones_are_rejected() {
-    for tz in [
-        "Mars/Base",
-        "",
-        "Europe/Berlin ",
-        "GMT+25",
-        "Europe//Berlin",
-        "Berlin",
-    ] {
+    for tz in ["Mars/Base", "", "Europe/Berlin ", "GMT+25", "Europe//Berlin", "Berlin"] {
         assert_eq!(
             Schedule::parse("* * * * *", tz),
-            Err(ScheduleError::UnknownTimeZone {
-                name: tz.to_owned()
-            }),
+            Err(ScheduleError::UnknownTimeZone { name: tz.to_owned() }),
             "{tz:?}"
         );
     }
@@ -417,18 +348,9 @@ fn error_messages_name_the_field_and_the_problem() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("{expr:?} accepted"),
     };
-    assert_eq!(
-        message("* 25 * * *", "UTC"),
-        "cron_expression: field \"hour\" value \"25\" is out of range 0-23"
-    );
-    assert_eq!(
-        message("* * * * *", "Mars/Base"),
-        "timezone: \"Mars/Base\" is not an IANA time zone name"
-    );
-    assert_eq!(
-        message("0 0 30 2 *", "UTC"),
-        "cron_expression: \"0 0 30 2 *\" never fires"
-    );
+    assert_eq!(message("* 25 * * *", "UTC"), "cron_expression: field \"hour\" value \"25\" is out of range 0-23");
+    assert_eq!(message("* * * * *", "Mars/Base"), "timezone: \"Mars/Base\" is not an IANA time zone name");
+    assert_eq!(message("0 0 30 2 *", "UTC"), "cron_expression: \"0 0 30 2 *\" never fires");
     assert_eq!(
         message("5-1 * * * *", "UTC"),
         "cron_expression: field \"minute\" value \"5-1\" is a reversed range; \
@@ -462,21 +384,12 @@ const ZONES: [&str; 7] = [
     "Australia/Lord_Howe",
 ];
 
-const PROPERTY_EXPRESSIONS: [&str; 7] = [
-    "*/15 * * * *",
-    "0 * * * *",
-    "30 2 * * *",
-    "0,30 1-3 * * *",
-    "*/10 2 * * SUN",
-    "45 1,2,3 * * *",
-    "0 0 1,15 * MON",
-];
+const PROPERTY_EXPRESSIONS: [&str; 7] =
+    ["*/15 * * * *", "0 * * * *", "30 2 * * *", "0,30 1-3 * * *", "*/10 2 * * SUN", "45 1,2,3 * * *", "0 0 1,15 * MON"];
 
 /// Offset (seconds east of UTC) in force at `instant`.
 fn offset_at(tz: Tz, instant: DateTime<Utc>) -> i32 {
-    tz.offset_from_utc_datetime(&instant.naive_utc())
-        .fix()
-        .local_minus_utc()
+    tz.offset_from_utc_datetime(&instant.naive_utc()).fix().local_minus_utc()
 }
 
 /// Whether `instant` is the end of a spring-forward gap that contains a
@@ -567,11 +480,7 @@ fn fires_around_every_transition_match_a_brute_force() {
             }
             day = next;
         }
-        let expected_transitions = if tz == "UTC" || tz == "Asia/Kolkata" {
-            0
-        } else {
-            2
-        };
+        let expected_transitions = if tz == "UTC" || tz == "Asia/Kolkata" { 0 } else { 2 };
         assert_eq!(transitions.len(), expected_transitions, "{tz}");
         for transition in transitions {
             let local = transition.with_timezone(&zone).naive_local();
@@ -603,10 +512,7 @@ fn no_duplicates_when_walking_with_next_after() {
         assert!(seen.insert(next));
         cursor = next;
     }
-    assert_eq!(
-        s.next_after(at("2026-10-25T02:30:00+01:00")),
-        Some(at("2026-10-25T03:00:00+01:00"))
-    );
+    assert_eq!(s.next_after(at("2026-10-25T02:30:00+01:00")), Some(at("2026-10-25T03:00:00+01:00")));
     let mut cursor = at("2026-03-29T01:58:00+01:00");
     let mut fires = Vec::new();
     for _ in 0..3 {
@@ -615,29 +521,16 @@ fn no_duplicates_when_walking_with_next_after() {
     }
     assert_eq!(
         fires,
-        vec![
-            at("2026-03-29T01:59:00+01:00"),
-            at("2026-03-29T03:00:00+02:00"),
-            at("2026-03-29T03:01:00+02:00"),
-        ]
+        vec![at("2026-03-29T01:59:00+01:00"), at("2026-03-29T03:00:00+02:00"), at("2026-03-29T03:01:00+02:00"),]
     );
 }
 
 #[test]
 fn every_second_job_crosses_transitions_without_stalling() {
     let s = schedule("* * * * * *", "Europe/Berlin");
-    assert_eq!(
-        s.next_after(at("2026-10-25T02:00:00+01:00")),
-        Some(at("2026-10-25T03:00:00+01:00"))
-    );
-    assert_eq!(
-        s.next_after(at("2026-03-29T01:59:59+01:00")),
-        Some(at("2026-03-29T03:00:00+02:00"))
-    );
-    assert_eq!(
-        s.next_after(at("2026-03-29T03:00:00+02:00")),
-        Some(at("2026-03-29T03:00:01+02:00"))
-    );
+    assert_eq!(s.next_after(at("2026-10-25T02:00:00+01:00")), Some(at("2026-10-25T03:00:00+01:00")));
+    assert_eq!(s.next_after(at("2026-03-29T01:59:59+01:00")), Some(at("2026-03-29T03:00:00+02:00")));
+    assert_eq!(s.next_after(at("2026-03-29T03:00:00+02:00")), Some(at("2026-03-29T03:00:01+02:00")));
 }
 
 // ------------------------------------------------- horizon and speed
@@ -647,10 +540,7 @@ fn rarest_pattern_fits_in_the_horizon() {
     // 29 February on a Sunday (day-of-week starts with `*`, so AND):
     // 2088, then 2128 because 2100 is not a leap year.
     let s = schedule("0 0 29 2 */7", "UTC");
-    assert_eq!(
-        s.next_after(at("2088-03-01T00:00:00Z")),
-        Some(at("2128-02-29T00:00:00Z"))
-    );
+    assert_eq!(s.next_after(at("2088-03-01T00:00:00Z")), Some(at("2128-02-29T00:00:00Z")));
     const { assert!(HORIZON_YEARS > 40) };
 }
 
@@ -712,13 +602,7 @@ fn min_interval_sees_dst_shortening_beyond_the_main_scan() {
     // 24 a day, so the first 4096 fires from April end in September. On
     // 2027-03-28 01:59 CET (00:59Z) is followed by 03:00 CEST (01:00Z).
     let s = schedule("0,59 1-23/2 * * *", "Europe/Berlin");
-    assert_eq!(
-        s.min_interval_estimate(at("2026-04-01T00:00:00Z")),
-        Some(Duration::from_secs(60))
-    );
+    assert_eq!(s.min_interval_estimate(at("2026-04-01T00:00:00Z")), Some(Duration::from_secs(60)));
     // Fewer than two fires in the horizon: no estimate.
-    assert_eq!(
-        schedule("0 0 * * *", "UTC").min_interval_estimate(DateTime::<Utc>::MAX_UTC),
-        None
-    );
+    assert_eq!(schedule("0 0 * * *", "UTC").min_interval_estimate(DateTime::<Utc>::MAX_UTC), None);
 }

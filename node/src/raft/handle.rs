@@ -10,6 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
 use crate::ids::NodeId;
+use crate::raft::network::LastContact;
 use crate::raft::{log_store, BasicNode, Raft, RaftMetrics};
 use crate::state::{Command, CommandResult};
 use crate::store::Store;
@@ -60,41 +61,29 @@ pub struct RaftHandle {
     raft: Raft,
     node_id: NodeId,
     store: Store,
+    contact: LastContact,
 }
 
 impl std::fmt::Debug for RaftHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RaftHandle")
-            .field("node_id", &self.node_id)
-            .finish()
+        f.debug_struct("RaftHandle").field("node_id", &self.node_id).finish()
     }
 }
 
 fn from_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            match (f.leader_id, f.leader_node) {
-                (Some(leader_id), Some(node)) => ProposeError::ForwardTo {
-                    leader_id,
-                    addr: node.addr,
-                },
-                _ => ProposeError::NoLeader,
-            }
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            ProposeError::Refused(c.to_string())
-        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match (f.leader_id, f.leader_node) {
+            (Some(leader_id), Some(node)) => ProposeError::ForwardTo { leader_id, addr: node.addr },
+            _ => ProposeError::NoLeader,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ProposeError::Refused(c.to_string()),
         RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
     }
 }
 
 impl RaftHandle {
-    pub fn new(raft: Raft, node_id: NodeId, store: Store) -> RaftHandle {
-        RaftHandle {
-            raft,
-            node_id,
-            store,
-        }
+    pub fn new(raft: Raft, node_id: NodeId, store: Store, contact: LastContact) -> RaftHandle {
+        RaftHandle { raft, node_id, store, contact }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -103,11 +92,7 @@ impl RaftHandle {
 
     /// Proposes a command. Only the leader accepts; others answer `ForwardTo`.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
-        self.raft
-            .client_write(cmd)
-            .await
-            .map(|r| r.data)
-            .map_err(from_write_error)
+        self.raft.client_write(cmd).await.map(|r| r.data).map_err(from_write_error)
     }
 
     /// Confirms leadership with a quorum and returns the index a linearizable read must see.
@@ -116,10 +101,7 @@ impl RaftHandle {
             Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
                 match (f.leader_id, f.leader_node) {
-                    (Some(leader_id), Some(node)) => Err(ProposeError::ForwardTo {
-                        leader_id,
-                        addr: node.addr,
-                    }),
+                    (Some(leader_id), Some(node)) => Err(ProposeError::ForwardTo { leader_id, addr: node.addr }),
                     _ => Err(ProposeError::NoLeader),
                 }
             }
@@ -132,22 +114,10 @@ impl RaftHandle {
 
     /// Waits until this node applied `index`, up to `timeout`. False on timeout.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
-        if self
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0)
-            >= index
-        {
+        if self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0) >= index {
             return true;
         }
-        self.raft
-            .wait(Some(timeout))
-            .applied_index_at_least(Some(index), "read barrier")
-            .await
-            .is_ok()
+        self.raft.wait(Some(timeout)).applied_index_at_least(Some(index), "read barrier").await.is_ok()
     }
 
     /// Waits until some leader is known, up to `timeout`.
@@ -167,10 +137,7 @@ impl RaftHandle {
 
     /// Forms the cluster from `members` if this node's log is pristine. Safe to call on every
     /// initial member with the same set: the first entries they write are identical.
-    pub async fn initialize(
-        &self,
-        members: BTreeMap<NodeId, BasicNode>,
-    ) -> Result<bool, ProposeError> {
+    pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<bool, ProposeError> {
         match self.raft.initialize(members).await {
             Ok(()) => Ok(true),
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
@@ -181,22 +148,10 @@ impl RaftHandle {
 
     /// Adds a learner and waits until it caught up, then makes it a voter.
     pub async fn add_voter(&self, node_id: NodeId, addr: &str) -> Result<(), ProposeError> {
-        self.raft
-            .add_learner(node_id, BasicNode::new(addr), true)
-            .await
-            .map_err(from_write_error)?;
-        let mut voters: BTreeSet<NodeId> = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .voter_ids()
-            .collect();
+        self.raft.add_learner(node_id, BasicNode::new(addr), true).await.map_err(from_write_error)?;
+        let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.voter_ids().collect();
         voters.insert(node_id);
-        self.raft
-            .change_membership(voters, false)
-            .await
-            .map_err(from_write_error)?;
+        self.raft.change_membership(voters, false).await.map_err(from_write_error)?;
         Ok(())
     }
 
@@ -205,15 +160,11 @@ impl RaftHandle {
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let is_voter = membership.voter_ids().any(|v| v == node_id);
         if is_voter {
-            let voters: BTreeSet<NodeId> =
-                membership.voter_ids().filter(|v| *v != node_id).collect();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != node_id).collect();
             if voters.is_empty() {
                 return Err(ProposeError::Refused("cannot remove the last voter".into()));
             }
-            self.raft
-                .change_membership(voters, false)
-                .await
-                .map_err(from_write_error)?;
+            self.raft.change_membership(voters, false).await.map_err(from_write_error)?;
         } else if membership.membership().get_node(&node_id).is_some() {
             let remove: BTreeSet<NodeId> = [node_id].into();
             self.raft
@@ -221,22 +172,14 @@ impl RaftHandle {
                 .await
                 .map_err(from_write_error)?;
         } else {
-            return Err(ProposeError::Refused(format!(
-                "node {node_id} is not a member"
-            )));
+            return Err(ProposeError::Refused(format!("node {node_id} is not a member")));
         }
         Ok(())
     }
 
     /// The address of a member, from the membership config.
     pub fn member_addr(&self, node_id: NodeId) -> Option<String> {
-        self.raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&node_id)
-            .map(|n| n.addr.clone())
+        self.raft.metrics().borrow().membership_config.membership().get_node(&node_id).map(|n| n.addr.clone())
     }
 
     pub fn is_leader(&self) -> bool {
@@ -256,7 +199,13 @@ impl RaftHandle {
                 addr: node.addr.clone(),
                 voter: voters.contains(id),
                 matched_index: replication.get(id).and_then(|l| l.map(|l| l.index)),
-                last_contact_ms: None,
+                last_contact_ms: if m.state != ServerState::Leader {
+                    None
+                } else if *id == m.id {
+                    Some(0)
+                } else {
+                    self.contact.millis_since(*id)
+                },
             })
             .collect();
         RaftView {

@@ -25,11 +25,7 @@ pub struct LogStore {
     store: Store,
 }
 
-fn io_err(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> StorageError {
+fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
 }
 
@@ -39,12 +35,7 @@ fn index_key(index: u64) -> [u8; 8] {
 
 /// The last commit index this node saved (a hint for status pages, not a durability point).
 pub fn committed_index(store: &Store) -> Option<u64> {
-    store
-        .get_value::<Option<LogId>>(Table::RaftMeta, COMMITTED)
-        .ok()
-        .flatten()
-        .flatten()
-        .map(|l| l.index)
+    store.get_value::<Option<LogId>>(Table::RaftMeta, COMMITTED).ok().flatten().flatten().map(|l| l.index)
 }
 
 impl LogStore {
@@ -57,35 +48,20 @@ impl LogStore {
         key: &[u8],
         subject: ErrorSubject<u64>,
     ) -> Result<Option<T>, StorageError> {
-        self.store
-            .get_value(Table::RaftMeta, key)
-            .map_err(|e| io_err(subject, ErrorVerb::Read, e))
+        self.store.get_value(Table::RaftMeta, key).map_err(|e| io_err(subject, ErrorVerb::Read, e))
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        v: &T,
-        subject: ErrorSubject<u64>,
-    ) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
         let mut b = Batch::default();
-        b.put_value(Table::RaftMeta, key.to_vec(), v)
-            .map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.store
-            .write(b, true)
-            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
+        b.put_value(Table::RaftMeta, key.to_vec(), v).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.store.write(b, true).map_err(|e| io_err(subject, ErrorVerb::Write, e))
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
-        match self
-            .store
-            .last(Table::Log)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
-        {
+        match self.store.last(Table::Log).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))? {
             None => Ok(None),
             Some((_, v)) => {
-                let e: Entry =
-                    decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let e: Entry = decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Ok(Some(e.log_id))
             }
         }
@@ -112,22 +88,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let rows = self
             .store
-            .scan(
-                Table::Log,
-                &[],
-                &index_key(start),
-                usize::try_from(limit).unwrap_or(usize::MAX),
-            )
+            .scan(Table::Log, &[], &index_key(start), usize::try_from(limit).unwrap_or(usize::MAX))
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, v) in rows {
-            let entry: Entry =
-                decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            let index = k
-                .as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX);
+            let entry: Entry = decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = k.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
             if !range.contains(&index) {
                 break;
             }
@@ -143,10 +109,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.meta(LAST_PURGED, ErrorSubject::Store)?;
         let last = self.last_entry_id()?.or(last_purged);
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -166,22 +129,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut b = Batch::default();
         b.put_value(Table::RaftMeta, COMMITTED.to_vec(), &committed)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        self.store
-            .write(b, false)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        self.store.write(b, false).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self
-            .meta::<Option<LogId>>(COMMITTED, ErrorSubject::Store)?
-            .flatten())
+        Ok(self.meta::<Option<LogId>>(COMMITTED, ErrorSubject::Store)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -207,28 +162,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut b = Batch::default();
-        b.delete_range(
-            Table::Log,
-            index_key(log_id.index).to_vec(),
-            index_key(u64::MAX).to_vec(),
-        );
+        b.delete_range(Table::Log, index_key(log_id.index).to_vec(), index_key(u64::MAX).to_vec());
         b.delete(Table::Log, index_key(u64::MAX).to_vec());
-        self.store
-            .write(b, true)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        self.store.write(b, true).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut b = Batch::default();
         b.put_value(Table::RaftMeta, LAST_PURGED.to_vec(), &log_id)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        b.delete_range(
-            Table::Log,
-            index_key(0).to_vec(),
-            index_key(log_id.index.saturating_add(1)).to_vec(),
-        );
-        self.store
-            .write(b, false)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        b.delete_range(Table::Log, index_key(0).to_vec(), index_key(log_id.index.saturating_add(1)).to_vec());
+        self.store.write(b, false).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

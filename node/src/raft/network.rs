@@ -5,7 +5,9 @@
 //! connections alive; every call has a bounded timeout. This module never decides what to send:
 //! openraft and `cluster/` do.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{NetworkError, RPCError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -14,9 +16,8 @@ use serde::Serialize;
 
 use crate::ids::NodeId;
 use crate::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError,
-    InstallSnapshotRequest, InstallSnapshotResponse, RaftError, TypeConfig, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, RaftError, TypeConfig, VoteRequest, VoteResponse,
 };
 
 /// The header that carries the cluster secret on internal routes.
@@ -36,11 +37,7 @@ pub enum PeerError {
     Unauthorized { addr: String },
     /// The peer answered with something this build cannot read.
     #[error("peer {addr} answered {status}: {reason}")]
-    BadAnswer {
-        addr: String,
-        status: u16,
-        reason: String,
-    },
+    BadAnswer { addr: String, status: u16, reason: String },
 }
 
 /// A pooled HTTP client for peer calls.
@@ -95,10 +92,7 @@ impl PeerClient {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(PeerError::Unauthorized { addr: addr.into() });
         }
-        let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer {
-            addr: addr.into(),
-            reason: e.to_string(),
-        })?;
+        let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer { addr: addr.into(), reason: e.to_string() })?;
         if !status.is_success() {
             return Err(PeerError::BadAnswer {
                 addr: addr.into(),
@@ -117,15 +111,27 @@ impl PeerClient {
 fn classify(addr: &str, e: &reqwest::Error) -> PeerError {
     let reason = e.to_string();
     if e.is_connect() {
-        PeerError::Unreachable {
-            addr: addr.into(),
-            reason,
-        }
+        PeerError::Unreachable { addr: addr.into(), reason }
     } else {
-        PeerError::NoAnswer {
-            addr: addr.into(),
-            reason,
+        PeerError::NoAnswer { addr: addr.into(), reason }
+    }
+}
+
+/// When each peer last answered a Raft RPC from this node (the leader's "last contact").
+#[derive(Debug, Clone, Default)]
+pub struct LastContact(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl LastContact {
+    fn touch(&self, node: NodeId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(node, Instant::now());
         }
+    }
+
+    /// Milliseconds since `node` last answered, if it ever did.
+    pub fn millis_since(&self, node: NodeId) -> Option<u64> {
+        let m = self.0.lock().ok()?;
+        m.get(&node).map(|t| t.elapsed().as_millis() as u64)
     }
 }
 
@@ -133,12 +139,14 @@ fn classify(addr: &str, e: &reqwest::Error) -> PeerError {
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     pub client: PeerClient,
+    pub contact: LastContact,
 }
 
 /// A connection to one peer. Connections are pooled inside the shared client.
 #[derive(Debug)]
 pub struct PeerConnection {
     client: PeerClient,
+    contact: LastContact,
     target: NodeId,
     addr: String,
 }
@@ -147,11 +155,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
-        PeerConnection {
-            client: self.client.clone(),
-            target,
-            addr: node.addr.clone(),
-        }
+        PeerConnection { client: self.client.clone(), contact: self.contact.clone(), target, addr: node.addr.clone() }
     }
 }
 
@@ -167,21 +171,15 @@ impl PeerConnection {
     where
         E: std::error::Error + DeserializeOwned,
     {
-        let answer: Result<Resp, RaftError<E>> = self
-            .client
-            .call(&self.addr, path, req, timeout)
-            .await
-            .map_err(|e| match e {
+        let answer: Result<Resp, RaftError<E>> =
+            self.client.call(&self.addr, path, req, timeout).await.map_err(|e| match e {
                 PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 other => RPCError::Network(NetworkError::new(&other)),
             })?;
-        answer.map_err(|e| {
-            RPCError::RemoteError(RemoteError::new_with_node(
-                self.target,
-                BasicNode::new(&self.addr),
-                e,
-            ))
-        })
+        self.contact.touch(self.target);
+        self.contact.touch(self.target);
+        answer
+            .map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))
     }
 }
 
@@ -191,8 +189,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         req: AppendEntriesRequest,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse, openraft::error::Infallible> {
-        self.rpc("/internal/raft/append", &req, option.hard_ttl())
-            .await
+        self.rpc("/internal/raft/append", &req, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -200,8 +197,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         req: InstallSnapshotRequest,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse, InstallSnapshotError> {
-        self.rpc("/internal/raft/snapshot", &req, option.hard_ttl())
-            .await
+        self.rpc("/internal/raft/snapshot", &req, option.hard_ttl()).await
     }
 
     async fn vote(
@@ -209,7 +205,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         req: VoteRequest,
         option: RPCOption,
     ) -> RpcResult<VoteResponse, openraft::error::Infallible> {
-        self.rpc("/internal/raft/vote", &req, option.hard_ttl())
-            .await
+        self.rpc("/internal/raft/vote", &req, option.hard_ttl()).await
     }
 }

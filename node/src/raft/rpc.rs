@@ -47,11 +47,7 @@ impl ClusterSecret {
 }
 
 /// Middleware: 401 unless the request carries the cluster secret.
-pub async fn require_cluster_secret(
-    State(secret): State<ClusterSecret>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn require_cluster_secret(State(secret): State<ClusterSecret>, req: Request, next: Next) -> Response {
     if secret.matches(req.headers()) {
         next.run(req).await
     } else {
@@ -71,9 +67,9 @@ pub fn bincode_answer<T: Serialize>(value: &T) -> Response {
 }
 
 /// Decodes a bincode body, or answers 400.
-pub fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+pub fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
     bincode::deserialize(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad body: {e}")).into_response())
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("bad body: {e}")).into_response()))
 }
 
 /// The Raft routes (without the secret gate, which the caller layers over all of `/internal`).
@@ -88,7 +84,7 @@ pub fn routes(raft: Raft) -> Router {
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
     let req: AppendEntriesRequest = match decode_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     bincode_answer(&raft.append_entries(req).await)
 }
@@ -96,7 +92,7 @@ async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
     let req: VoteRequest = match decode_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     bincode_answer(&raft.vote(req).await)
 }
@@ -104,7 +100,7 @@ async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
 async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
     let req: InstallSnapshotRequest = match decode_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     bincode_answer(&raft.install_snapshot(req).await)
 }

@@ -65,26 +65,16 @@ fn write_field(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes the state tables as seen by `view`, with `meta`, to `path`, and fsyncs it.
 /// Returns the number of records.
-pub fn write_file(
-    view: &StoreSnapshot<'_>,
-    meta: &SnapshotMeta,
-    path: &Path,
-) -> Result<u64, SnapshotError> {
+pub fn write_file(view: &StoreSnapshot<'_>, meta: &SnapshotMeta, path: &Path) -> Result<u64, SnapshotError> {
     let file = File::create(path)?;
-    let mut w = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-    };
+    let mut w = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
     w.write_all(MAGIC)?;
     w.write_all(&[SNAPSHOT_FORMAT])?;
     write_field(&mut w, &encode(meta).map_err(StoreError::from)?)?;
     let mut count = 0u64;
     for t in Table::STATE {
         view.for_each(t, |k, v| {
-            let io = |e: std::io::Error| StoreError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            };
+            let io = |e: std::io::Error| StoreError::Io { path: path.to_path_buf(), source: e };
             w.write_all(&[t.tag()]).map_err(io)?;
             write_field(&mut w, k).map_err(io)?;
             write_field(&mut w, v).map_err(io)?;
@@ -102,6 +92,9 @@ pub fn write_file(
     Ok(count)
 }
 
+/// One record of a snapshot: table, key, value.
+type Record = (Table, Vec<u8>, Vec<u8>);
+
 /// A streaming reader of a snapshot file.
 struct Reader {
     r: BufReader<File>,
@@ -110,10 +103,7 @@ struct Reader {
 
 impl Reader {
     fn open(path: &Path) -> Result<(Reader, SnapshotMeta), SnapshotError> {
-        let mut reader = Reader {
-            r: BufReader::with_capacity(1 << 20, File::open(path)?),
-            hash: Sha256::new(),
-        };
+        let mut reader = Reader { r: BufReader::with_capacity(1 << 20, File::open(path)?), hash: Sha256::new() };
         let mut magic = [0u8; 7];
         reader.read_exact(&mut magic)?;
         if &magic != MAGIC {
@@ -148,7 +138,7 @@ impl Reader {
     }
 
     /// The next record, or `None` at the trailer (which is then checked).
-    fn next(&mut self, seen: u64) -> Result<Option<(Table, Vec<u8>, Vec<u8>)>, SnapshotError> {
+    fn next(&mut self, seen: u64) -> Result<Option<Record>, SnapshotError> {
         let mut tag = [0u8; 1];
         self.r.read_exact(&mut tag)?;
         if tag[0] == 0 {

@@ -29,21 +29,11 @@ const CURRENT: &str = "current.snap";
 const INCOMING: &str = "incoming.snap";
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(
-        ErrorSubject::StateMachine,
-        verb,
-        openraft::AnyError::new(&e),
-    )
-    .into()
+    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::new(&e)).into()
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(
-        ErrorSubject::Snapshot(None),
-        verb,
-        openraft::AnyError::new(&e),
-    )
-    .into()
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, openraft::AnyError::new(&e)).into()
 }
 
 /// The state machine. `files` serializes every change to the snapshot directory.
@@ -76,19 +66,14 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
         };
-        let installing: Option<SnapshotMeta> = sm
-            .store
-            .get_value(Table::RaftMeta, SM_INSTALLING)
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let installing: Option<SnapshotMeta> =
+            sm.store.get_value(Table::RaftMeta, SM_INSTALLING).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         if let Some(meta) = installing {
             tracing::warn!(snapshot = %meta.snapshot_id, "finishing an interrupted snapshot install");
             let path = sm.dir.join(CURRENT);
             sm.load(&path, &meta).await?;
         }
-        sm.last_applied = sm
-            .store
-            .get_value(Table::RaftMeta, SM_APPLIED)
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        sm.last_applied = sm.store.get_value(Table::RaftMeta, SM_APPLIED).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         sm.membership = sm
             .store
             .get_value(Table::RaftMeta, SM_MEMBERSHIP)
@@ -108,25 +93,16 @@ impl StateMachine {
         if loaded.snapshot_id != meta.snapshot_id {
             return Err(snap_err(
                 ErrorVerb::Read,
-                SnapshotError::Corrupt(format!(
-                    "file holds {}, expected {}",
-                    loaded.snapshot_id, meta.snapshot_id
-                )),
+                SnapshotError::Corrupt(format!("file holds {}, expected {}", loaded.snapshot_id, meta.snapshot_id)),
             ));
         }
         let mut b = Batch::default();
         b.put_value(Table::RaftMeta, SM_APPLIED.to_vec(), &meta.last_log_id)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        b.put_value(
-            Table::RaftMeta,
-            SM_MEMBERSHIP.to_vec(),
-            &meta.last_membership,
-        )
-        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        b.delete(Table::RaftMeta, SM_INSTALLING.to_vec());
-        self.store
-            .write(b, true)
+        b.put_value(Table::RaftMeta, SM_MEMBERSHIP.to_vec(), &meta.last_membership)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        b.delete(Table::RaftMeta, SM_INSTALLING.to_vec());
+        self.store.write(b, true).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
@@ -139,56 +115,36 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let store = self.store.clone();
         let dir = self.dir.clone();
         let started = std::time::Instant::now();
-        let (meta, records) =
-            tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, u64), SnapshotError> {
-                let tmp = dir.join(format!("building-{}.snap", uuid::Uuid::new_v4()));
-                let (meta, records) = store.read_consistent(|view| {
-                    let last_log_id: Option<LogId> =
-                        view.get_value(Table::RaftMeta, SM_APPLIED)?.flatten();
-                    let last_membership: StoredMembership = view
-                        .get_value(Table::RaftMeta, SM_MEMBERSHIP)?
-                        .unwrap_or_default();
-                    let snapshot_id = match last_log_id {
-                        Some(l) => format!(
-                            "{}-{}-{}",
-                            l.leader_id,
-                            l.index,
-                            uuid::Uuid::new_v4().simple()
-                        ),
-                        None => format!("empty-{}", uuid::Uuid::new_v4().simple()),
-                    };
-                    let meta = SnapshotMeta {
-                        last_log_id,
-                        last_membership,
-                        snapshot_id,
-                    };
-                    let n = snapshot::write_file(view, &meta, &tmp).map_err(|e| {
-                        crate::store::StoreError::Io {
-                            path: tmp.clone(),
-                            source: std::io::Error::other(e.to_string()),
-                        }
-                    })?;
-                    Ok((meta, n))
+        let (meta, records) = tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, u64), SnapshotError> {
+            let tmp = dir.join(format!("building-{}.snap", uuid::Uuid::new_v4()));
+            let (meta, records) = store.read_consistent(|view| {
+                let last_log_id: Option<LogId> = view.get_value(Table::RaftMeta, SM_APPLIED)?.flatten();
+                let last_membership: StoredMembership =
+                    view.get_value(Table::RaftMeta, SM_MEMBERSHIP)?.unwrap_or_default();
+                let snapshot_id = match last_log_id {
+                    Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4().simple()),
+                    None => format!("empty-{}", uuid::Uuid::new_v4().simple()),
+                };
+                let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+                let n = snapshot::write_file(view, &meta, &tmp).map_err(|e| crate::store::StoreError::Io {
+                    path: tmp.clone(),
+                    source: std::io::Error::other(e.to_string()),
                 })?;
-                std::fs::rename(&tmp, dir.join(CURRENT))?;
-                std::fs::File::open(&dir)?.sync_all()?;
-                let mut b = Batch::default();
-                b.put_value(Table::RaftMeta, SNAPSHOT_META.to_vec(), &meta)
-                    .map_err(crate::store::StoreError::from)?;
-                store.write(b, true)?;
-                Ok((meta, records))
-            })
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        tracing::info!(snapshot = %meta.snapshot_id, records, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot built");
-        let file = tokio::fs::File::open(self.dir.join(CURRENT))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
+                Ok((meta, n))
+            })?;
+            std::fs::rename(&tmp, dir.join(CURRENT))?;
+            std::fs::File::open(&dir)?.sync_all()?;
+            let mut b = Batch::default();
+            b.put_value(Table::RaftMeta, SNAPSHOT_META.to_vec(), &meta).map_err(crate::store::StoreError::from)?;
+            store.write(b, true)?;
+            Ok((meta, records))
         })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, records, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot built");
+        let file = tokio::fs::File::open(self.dir.join(CURRENT)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -218,9 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut batch = Batch::default();
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(cmd) => {
-                    state::apply(&self.store, &cmd, &mut batch).map_err(|e| apply_err(&e))?
-                }
+                EntryPayload::Normal(cmd) => state::apply(&self.store, &cmd, &mut batch).map_err(|e| apply_err(&e))?,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(log_id), m);
                     batch
@@ -230,9 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             // The applied id travels in the same batch as the effects (see module docs).
-            batch
-                .put_value(Table::RaftMeta, SM_APPLIED.to_vec(), &Some(log_id))
-                .map_err(|e| apply_err(&e))?;
+            batch.put_value(Table::RaftMeta, SM_APPLIED.to_vec(), &Some(log_id)).map_err(|e| apply_err(&e))?;
             self.store.write(batch, false).map_err(|e| apply_err(&e))?;
             self.last_applied = Some(log_id);
             results.push(result);
@@ -241,17 +193,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            store: self.store.clone(),
-            dir: self.dir.clone(),
-            files: self.files.clone(),
-        }
+        SnapshotBuilder { store: self.store.clone(), dir: self.dir.clone(), files: self.files.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let file = tokio::fs::File::create(self.dir.join(INCOMING))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let file = tokio::fs::File::create(self.dir.join(INCOMING)).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         Ok(Box::new(file))
     }
 
@@ -267,24 +213,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if !is_file_at(&snapshot, &incoming).await {
             // The data came in another file (a local copy, or a test): stream it into ours.
             use tokio::io::AsyncSeekExt;
-            snapshot
-                .seek(std::io::SeekFrom::Start(0))
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let mut out = tokio::fs::File::create(&incoming)
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            tokio::io::copy(&mut *snapshot, &mut out)
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            out.sync_all()
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let mut out = tokio::fs::File::create(&incoming).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            tokio::io::copy(&mut *snapshot, &mut out).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            out.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         } else {
-            snapshot
-                .sync_all()
-                .await
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            snapshot.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         }
         drop(snapshot);
         let checked = {
@@ -297,40 +231,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if checked.snapshot_id != meta.snapshot_id {
             return Err(snap_err(
                 ErrorVerb::Read,
-                SnapshotError::Corrupt(format!(
-                    "received {}, expected {}",
-                    checked.snapshot_id, meta.snapshot_id
-                )),
+                SnapshotError::Corrupt(format!("received {}, expected {}", checked.snapshot_id, meta.snapshot_id)),
             ));
         }
         let current = self.dir.join(CURRENT);
         std::fs::rename(&incoming, &current).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let mut b = Batch::default();
-        b.put_value(Table::RaftMeta, SNAPSHOT_META.to_vec(), meta)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        b.put_value(Table::RaftMeta, SM_INSTALLING.to_vec(), meta)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        self.store
-            .write(b, true)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        b.put_value(Table::RaftMeta, SNAPSHOT_META.to_vec(), meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        b.put_value(Table::RaftMeta, SM_INSTALLING.to_vec(), meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.store.write(b, true).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.load(&current, meta).await?;
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let meta: Option<SnapshotMeta> = self
-            .store
-            .get_value(Table::RaftMeta, SNAPSHOT_META)
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let meta: Option<SnapshotMeta> =
+            self.store.get_value(Table::RaftMeta, SNAPSHOT_META).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         let Some(meta) = meta else { return Ok(None) };
-        let file = tokio::fs::File::open(self.dir.join(CURRENT))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        }))
+        let file = tokio::fs::File::open(self.dir.join(CURRENT)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 

@@ -28,12 +28,7 @@ fn get_value<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn adjust_count(
-    view: &impl StateRead,
-    batch: &mut Batch,
-    key: Vec<u8>,
-    delta: i64,
-) -> Result<(), StateError> {
+fn adjust_count(view: &impl StateRead, batch: &mut Batch, key: Vec<u8>, delta: i64) -> Result<(), StateError> {
     let current: u64 = get_value(view, Table::SmMeta, &key)?.unwrap_or(0);
     let next = current.saturating_add_signed(delta);
     batch.put_value(Table::SmMeta, key, &next)?;
@@ -41,11 +36,7 @@ fn adjust_count(
 }
 
 /// Applies `cmd`, adding its effects to `batch`. Deterministic: see the module docs of `state`.
-pub fn apply(
-    view: &impl StateRead,
-    cmd: &Command,
-    batch: &mut Batch,
-) -> Result<CommandResult, StateError> {
+pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<CommandResult, StateError> {
     let now = cmd.proposed_at_ms;
     match &cmd.body {
         CommandBody::CreateJob { id, tenant, spec } => {
@@ -83,13 +74,7 @@ pub fn apply(
             adjust_count(view, batch, keys::job_count(tenant), -1)?;
             Ok(CommandResult::JobDeleted { id: *id })
         }
-        CommandBody::BootstrapAdminKey {
-            id,
-            hash,
-            prefix,
-            name,
-            kind,
-        } => {
+        CommandBody::BootstrapAdminKey { id, hash, prefix, name, kind } => {
             if view.get(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED)?.is_some() {
                 return Ok(CommandResult::AdminKeyBootstrapped { created: false });
             }

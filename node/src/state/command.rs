@@ -17,27 +17,13 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Creates a job; rejected if the id exists.
-    CreateJob {
-        id: JobId,
-        tenant: TenantId,
-        spec: JobSpec,
-    },
+    CreateJob { id: JobId, tenant: TenantId, spec: JobSpec },
     /// Applies a validated partial update; rejected if the job does not exist.
-    UpdateJob {
-        id: JobId,
-        tenant: TenantId,
-        patch: JobPatch,
-    },
+    UpdateJob { id: JobId, tenant: TenantId, patch: JobPatch },
     /// Deletes a job; rejected if it does not exist.
     DeleteJob { id: JobId, tenant: TenantId },
     /// Installs the first admin key; a no-op once any admin key was bootstrapped.
-    BootstrapAdminKey {
-        id: KeyId,
-        hash: KeyHash,
-        prefix: String,
-        name: String,
-        kind: KeyKind,
-    },
+    BootstrapAdminKey { id: KeyId, hash: KeyHash, prefix: String, name: String, kind: KeyKind },
     /// Does nothing; used to commit an entry of the current term.
     Noop,
 }

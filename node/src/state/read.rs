@@ -19,19 +19,12 @@ pub fn jobs_page(
 ) -> Result<(Vec<JobRecord>, u64), StateError> {
     let prefix = keys::tenant_prefix(tenant);
     let skip = (page.saturating_sub(1) as usize).saturating_mul(page_size as usize);
-    let rows = store.scan(
-        Table::Jobs,
-        &prefix,
-        &prefix,
-        skip.saturating_add(page_size as usize),
-    )?;
+    let rows = store.scan(Table::Jobs, &prefix, &prefix, skip.saturating_add(page_size as usize))?;
     let mut jobs = Vec::with_capacity(page_size as usize);
     for (_, v) in rows.into_iter().skip(skip) {
         jobs.push(decode(&v)?);
     }
-    let total = store
-        .get_value(Table::SmMeta, &keys::job_count(tenant))?
-        .unwrap_or(0);
+    let total = store.get_value(Table::SmMeta, &keys::job_count(tenant))?.unwrap_or(0);
     Ok((jobs, total))
 }
 
@@ -41,7 +34,5 @@ pub fn key_by_hash(store: &Store, hash: &KeyHash) -> Result<Option<ApiKeyRecord>
 
 /// True once the first admin key is in the replicated state.
 pub fn admin_bootstrapped(store: &Store) -> Result<bool, StateError> {
-    Ok(store
-        .get(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED)?
-        .is_some())
+    Ok(store.get(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED)?.is_some())
 }

@@ -31,8 +31,7 @@ impl MemState {
                     self.0.remove(&(t.tag(), k));
                 }
                 BatchOp::DeleteRange(t, from, to) => {
-                    self.0
-                        .retain(|(tag, k), _| !(*tag == t.tag() && *k >= from && *k < to));
+                    self.0.retain(|(tag, k), _| !(*tag == t.tag() && *k >= from && *k < to));
                 }
             }
         }
@@ -59,10 +58,7 @@ fn spec(name: &str) -> JobSpec {
 }
 
 fn cmd(at: i64, body: CommandBody) -> Command {
-    Command {
-        proposed_at_ms: at,
-        body,
-    }
+    Command { proposed_at_ms: at, body }
 }
 
 #[test]
@@ -70,84 +66,31 @@ fn create_update_delete_and_their_rejections() {
     let mut s = MemState::default();
     let t = TenantId::default_tenant();
     let id = JobId::new_random();
-    let r = s.apply(&cmd(
-        1000,
-        CommandBody::CreateJob {
-            id,
-            tenant: t.clone(),
-            spec: spec("a"),
-        },
-    ));
-    let CommandResult::Job(job) = r else {
-        panic!("{r:?}")
-    };
+    let r = s.apply(&cmd(1000, CommandBody::CreateJob { id, tenant: t.clone(), spec: spec("a") }));
+    let CommandResult::Job(job) = r else { panic!("{r:?}") };
     assert_eq!((job.created_at_ms, job.updated_at_ms), (1000, 1000));
 
-    let again = s.apply(&cmd(
-        1001,
-        CommandBody::CreateJob {
-            id,
-            tenant: t.clone(),
-            spec: spec("b"),
-        },
-    ));
+    let again = s.apply(&cmd(1001, CommandBody::CreateJob { id, tenant: t.clone(), spec: spec("b") }));
     assert_eq!(again, CommandResult::Rejected(Rejection::JobExists { id }));
 
-    let patch = JobPatch {
-        name: Some("renamed".into()),
-        is_active: Some(false),
-        ..JobPatch::default()
-    };
-    let r = s.apply(&cmd(
-        2000,
-        CommandBody::UpdateJob {
-            id,
-            tenant: t.clone(),
-            patch,
-        },
-    ));
-    let CommandResult::Job(job) = r else {
-        panic!("{r:?}")
-    };
+    let patch = JobPatch { name: Some("renamed".into()), is_active: Some(false), ..JobPatch::default() };
+    let r = s.apply(&cmd(2000, CommandBody::UpdateJob { id, tenant: t.clone(), patch }));
+    let CommandResult::Job(job) = r else { panic!("{r:?}") };
     assert_eq!(job.spec.name, "renamed");
     assert!(!job.spec.is_active);
-    assert_eq!(
-        job.spec.url, "https://example.com/hook",
-        "untouched fields keep their value"
-    );
+    assert_eq!(job.spec.url, "https://example.com/hook", "untouched fields keep their value");
     assert_eq!((job.created_at_ms, job.updated_at_ms), (1000, 2000));
 
     let other = TenantId("other".into());
     let r = s.apply(&cmd(2001, CommandBody::DeleteJob { id, tenant: other }));
-    assert_eq!(
-        r,
-        CommandResult::Rejected(Rejection::JobNotFound { id }),
-        "another tenant cannot see it"
-    );
+    assert_eq!(r, CommandResult::Rejected(Rejection::JobNotFound { id }), "another tenant cannot see it");
 
+    assert_eq!(s.apply(&cmd(3000, CommandBody::DeleteJob { id, tenant: t.clone() })), CommandResult::JobDeleted { id });
     assert_eq!(
-        s.apply(&cmd(
-            3000,
-            CommandBody::DeleteJob {
-                id,
-                tenant: t.clone()
-            }
-        )),
-        CommandResult::JobDeleted { id }
-    );
-    assert_eq!(
-        s.apply(&cmd(
-            3001,
-            CommandBody::DeleteJob {
-                id,
-                tenant: t.clone()
-            }
-        )),
+        s.apply(&cmd(3001, CommandBody::DeleteJob { id, tenant: t.clone() })),
         CommandResult::Rejected(Rejection::JobNotFound { id })
     );
-    let count: u64 =
-        crate::store::decode(&s.get(Table::SmMeta, &keys::job_count(&t)).unwrap().unwrap())
-            .unwrap();
+    let count: u64 = crate::store::decode(&s.get(Table::SmMeta, &keys::job_count(&t)).unwrap().unwrap()).unwrap();
     assert_eq!(count, 0);
 }
 
@@ -157,36 +100,13 @@ fn replicas_applying_the_same_log_hold_the_same_bytes() {
     let ids: Vec<JobId> = (0..20).map(|_| JobId::new_random()).collect();
     let mut log = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        log.push(cmd(
-            i as i64,
-            CommandBody::CreateJob {
-                id: *id,
-                tenant: t.clone(),
-                spec: spec(&format!("j{i}")),
-            },
-        ));
+        log.push(cmd(i as i64, CommandBody::CreateJob { id: *id, tenant: t.clone(), spec: spec(&format!("j{i}")) }));
         if i % 3 == 0 {
-            log.push(cmd(
-                100 + i as i64,
-                CommandBody::DeleteJob {
-                    id: *id,
-                    tenant: t.clone(),
-                },
-            ));
+            log.push(cmd(100 + i as i64, CommandBody::DeleteJob { id: *id, tenant: t.clone() }));
         }
         if i % 4 == 1 {
-            let patch = JobPatch {
-                max_retries: Some(7),
-                ..JobPatch::default()
-            };
-            log.push(cmd(
-                200 + i as i64,
-                CommandBody::UpdateJob {
-                    id: *id,
-                    tenant: t.clone(),
-                    patch,
-                },
-            ));
+            let patch = JobPatch { max_retries: Some(7), ..JobPatch::default() };
+            log.push(cmd(200 + i as i64, CommandBody::UpdateJob { id: *id, tenant: t.clone(), patch }));
         }
     }
     let (mut a, mut b) = (MemState::default(), MemState::default());
@@ -206,17 +126,8 @@ fn admin_key_bootstraps_once() {
         name: "admin".into(),
         kind: KeyKind::Admin,
     };
-    assert_eq!(
-        s.apply(&cmd(1, boot(1))),
-        CommandResult::AdminKeyBootstrapped { created: true }
-    );
-    assert_eq!(
-        s.apply(&cmd(2, boot(2))),
-        CommandResult::AdminKeyBootstrapped { created: false }
-    );
+    assert_eq!(s.apply(&cmd(1, boot(1))), CommandResult::AdminKeyBootstrapped { created: true });
+    assert_eq!(s.apply(&cmd(2, boot(2))), CommandResult::AdminKeyBootstrapped { created: false });
     assert!(s.get(Table::Keys, &[1; 32]).unwrap().is_some());
-    assert!(
-        s.get(Table::Keys, &[2; 32]).unwrap().is_none(),
-        "a second bootstrap must not add a key"
-    );
+    assert!(s.get(Table::Keys, &[2; 32]).unwrap().is_none(), "a second bootstrap must not add a key");
 }

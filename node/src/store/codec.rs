@@ -44,13 +44,7 @@ mod tests {
         assert_eq!(decode::<(u64, String)>(&bytes).unwrap(), v);
         let mut other = bytes.clone();
         other[0] = 9;
-        assert!(matches!(
-            decode::<(u64, String)>(&other),
-            Err(CodecError::Version { found: 9 })
-        ));
-        assert!(matches!(
-            decode::<(u64, String)>(&[]),
-            Err(CodecError::Empty)
-        ));
+        assert!(matches!(decode::<(u64, String)>(&other), Err(CodecError::Version { found: 9 })));
+        assert!(matches!(decode::<(u64, String)>(&[]), Err(CodecError::Empty)));
     }
 }

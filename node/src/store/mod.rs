@@ -11,9 +11,7 @@ mod codec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 pub use codec::{decode, encode, CodecError, VALUE_FORMAT};
 
@@ -41,13 +39,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
-        Table::Log,
-        Table::RaftMeta,
-        Table::SmMeta,
-        Table::Jobs,
-        Table::Keys,
-    ];
+    pub const ALL: [Table; 5] = [Table::Log, Table::RaftMeta, Table::SmMeta, Table::Jobs, Table::Keys];
     /// The tables of the replicated state machine, in the order a snapshot carries them.
     pub const STATE: [Table; 3] = [Table::SmMeta, Table::Jobs, Table::Keys];
 
@@ -83,19 +75,17 @@ pub enum StoreError {
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("data directory {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "data directory {path} has format {found:?}, this build reads format {DATA_DIR_FORMAT}"
-    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("data directory {path} has format {found:?}, this build reads format {DATA_DIR_FORMAT}")]
     Format { path: PathBuf, found: String },
     #[error("column family {0} is missing")]
     MissingTable(&'static str),
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
+
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
 
 /// A handle on the node's RocksDB. Cheap to clone.
 #[derive(Clone)]
@@ -113,10 +103,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store under `dir/db`, checking the data directory format.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let io = |source| StoreError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
+        let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         check_format(dir)?;
         let mut opts = Options::default();
@@ -125,14 +112,9 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
-        let cfs = Table::ALL
-            .iter()
-            .map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
-        Ok(Store {
-            db: Arc::new(db),
-            dir: dir.to_path_buf(),
-        })
+        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf() })
     }
 
     /// The data directory.
@@ -141,9 +123,7 @@ impl Store {
     }
 
     fn cf(&self, t: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(t.name())
-            .ok_or(StoreError::MissingTable(t.name()))
+        self.db.cf_handle(t.name()).ok_or(StoreError::MissingTable(t.name()))
     }
 
     pub fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -151,11 +131,7 @@ impl Store {
     }
 
     /// Reads and decodes a versioned value.
-    pub fn get_value<T: serde::de::DeserializeOwned>(
-        &self,
-        t: Table,
-        key: &[u8],
-    ) -> Result<Option<T>, StoreError> {
+    pub fn get_value<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.get(t, key)? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
@@ -185,19 +161,10 @@ impl Store {
     }
 
     /// Up to `limit` pairs with keys `>= from` that start with `prefix`, in key order.
-    pub fn scan(
-        &self,
-        t: Table,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, t: Table, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Pair>, StoreError> {
         let start = if from < prefix { prefix } else { from };
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward))
-        {
+        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward)) {
             let (k, v) = item?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -208,7 +175,7 @@ impl Store {
     }
 
     /// The last pair of a table, if any.
-    pub fn last(&self, t: Table) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn last(&self, t: Table) -> Result<Option<Pair>, StoreError> {
         match self.db.iterator_cf(self.cf(t)?, IteratorMode::End).next() {
             Some(item) => {
                 let (k, v) = item?;
@@ -223,10 +190,7 @@ impl Store {
         &self,
         f: impl FnOnce(&StoreSnapshot<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let view = StoreSnapshot {
-            store: self,
-            snap: self.db.snapshot(),
-        };
+        let view = StoreSnapshot { store: self, snap: self.db.snapshot() };
         f(&view)
     }
 
@@ -239,7 +203,7 @@ impl Store {
             let (k, _) = item?;
             wb.delete_cf(cf, k);
             n += 1;
-            if n % 10_000 == 0 {
+            if n.is_multiple_of(10_000) {
                 self.db.write(std::mem::take(&mut wb))?;
             }
         }
@@ -252,10 +216,7 @@ impl Store {
         let mut total = 0;
         for t in Table::ALL {
             if let Ok(cf) = self.cf(t) {
-                if let Ok(Some(v)) = self
-                    .db
-                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
-                {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size") {
                     total += v;
                 }
             }
@@ -275,11 +236,7 @@ impl StoreSnapshot<'_> {
         Ok(self.snap.get_cf(self.store.cf(t)?, key)?)
     }
 
-    pub fn get_value<T: serde::de::DeserializeOwned>(
-        &self,
-        t: Table,
-        key: &[u8],
-    ) -> Result<Option<T>, StoreError> {
+    pub fn get_value<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.get(t, key)? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
@@ -292,10 +249,7 @@ impl StoreSnapshot<'_> {
         t: Table,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self
-            .snap
-            .iterator_cf(self.store.cf(t)?, IteratorMode::Start)
-        {
+        for item in self.snap.iterator_cf(self.store.cf(t)?, IteratorMode::Start) {
             let (k, v) = item?;
             visit(&k, &v)?;
         }
@@ -339,8 +293,7 @@ impl Batch {
 
     /// Deletes keys in `[from, to)`.
     pub fn delete_range(&mut self, t: Table, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
-        self.ops
-            .push(BatchOp::DeleteRange(t, from.into(), to.into()));
+        self.ops.push(BatchOp::DeleteRange(t, from.into(), to.into()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -358,16 +311,10 @@ fn check_format(dir: &Path) -> Result<(), StoreError> {
     let expected = format!("{FORMAT_MAGIC} {DATA_DIR_FORMAT}\n");
     match std::fs::read_to_string(&path) {
         Ok(found) if found == expected => Ok(()),
-        Ok(found) => Err(StoreError::Format {
-            path,
-            found: found.trim().to_string(),
-        }),
+        Ok(found) => Err(StoreError::Format { path, found: found.trim().to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.join("db").exists() {
-                return Err(StoreError::Format {
-                    path,
-                    found: "missing".into(),
-                });
+                return Err(StoreError::Format { path, found: "missing".into() });
             }
             std::fs::write(&path, expected).map_err(|source| StoreError::Io { path, source })
         }
@@ -401,10 +348,7 @@ mod tests {
         let got = store.scan(Table::Jobs, b"a", b"", 100).unwrap();
         assert_eq!(got.len(), 10);
         let got = store.scan(Table::Jobs, b"a", &[b'a', 5], 3).unwrap();
-        assert_eq!(
-            got.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(),
-            vec![5, 6, 7]
-        );
+        assert_eq!(got.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(), vec![5, 6, 7]);
         store.clear(Table::Jobs).unwrap();
         assert!(store.scan(Table::Jobs, b"", b"", 100).unwrap().is_empty());
     }
