@@ -20,6 +20,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod executor;
 pub mod ids;
 pub mod model;
 pub mod raft;

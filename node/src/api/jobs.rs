@@ -13,6 +13,7 @@ use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::{ApiJson, AppState};
 use crate::clock::ms_to_utc;
+use crate::executor::ssrf;
 use crate::ids::JobId;
 use crate::model::job::{JobRecord, JobSpec};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
@@ -63,6 +64,13 @@ pub fn job_view(r: &JobRecord, now_ms: i64) -> Job {
     }
 }
 
+/// The SSRF guard at create and update time (it runs again at fire time).
+fn check_target(state: &AppState, url: &str) -> ApiResult<()> {
+    ssrf::check_url(url, state.allow_private_targets)
+        .map(|_| ())
+        .map_err(|e| ApiError::validation(format!("url: {e} (a job may only call public addresses)")))
+}
+
 fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
     match result {
         CommandResult::Job(r) => Ok(job_view(&r, state.cluster.clock().now_ms())),
@@ -102,6 +110,7 @@ async fn create(
     ApiJson(req): ApiJson<CreateJob>,
 ) -> ApiResult<impl IntoResponse> {
     let spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    check_target(&state, &spec.url)?;
     let body = CommandBody::CreateJob { id: JobId::new_random(), tenant: caller.key.tenant.clone(), spec };
     let job = job_result(&state, state.cluster.write(body).await?)?;
     Ok((StatusCode::CREATED, Json(JobEnvelope { job })))
@@ -133,6 +142,9 @@ async fn update(
     let current = read::job(&state.cluster.store, &caller.key.tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
     let patch = current.spec.validate_update(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    if let Some(url) = &patch.url {
+        check_target(&state, url)?;
+    }
     let body = CommandBody::UpdateJob { id, tenant: caller.key.tenant.clone(), patch };
     let job = job_result(&state, state.cluster.write(body).await?)?;
     Ok(Json(JobEnvelope { job }))

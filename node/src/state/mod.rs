@@ -1,7 +1,7 @@
 //! The replicated state machine's logic: `Command -> apply -> CommandResult`.
 //!
 //! [`apply`] is deterministic: it reads only the command (whose time the leader stamped) and
-//! the current state through [`StateRead`], and returns its effects as a [`Batch`]. It never
+//! the current state through [`StateRead`], and returns its effects as a [`Batch`](crate::store::Batch). It never
 //! reads a clock, never does network I/O and never imports openraft: the Raft adapter in
 //! `raft/` writes the batch together with the applied log id. Business rejections (a job that
 //! does not exist) are results, not errors: an error from apply stops the Raft node.
