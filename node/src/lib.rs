@@ -6,7 +6,6 @@
 //! main/dev -> server (composition root)
 //! api      -> cluster, state::read, model          public REST API, auth, error mapping
 //! cluster  -> raft::handle, state, model           routing to the leader, read barriers, formation
-//! scheduler -> model                              shard assignment, fire ids (firing is being built)
 //! executor -> model                               outbound HTTP: the SSRF guard
 //! raft     -> state, store                         openraft: log store, state machine, snapshots, peer RPC
 //! state    -> store (through StateRead), model     deterministic apply: Command -> CommandResult
@@ -26,7 +25,6 @@ pub mod executor;
 pub mod ids;
 pub mod model;
 pub mod raft;
-pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -3,21 +3,27 @@
 use crate::model::apikey::ApiKeyRecord;
 use crate::model::job::JobRecord;
 use crate::state::command::{Command, CommandBody, CommandResult, Rejection};
-use crate::state::{keys, StateError};
-use crate::store::{decode, Batch, Table};
+use crate::state::{firing, keys, StateError};
+use crate::store::{decode, Batch, Pair, Table};
 
 /// Read access to the current state, as of the start of the command.
 pub trait StateRead {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+    /// Up to `limit` pairs whose keys start with `prefix`, in key order.
+    fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Pair>, StateError>;
 }
 
 impl StateRead for crate::store::Store {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         Ok(crate::store::Store::get(self, t, key)?)
     }
+
+    fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Pair>, StateError> {
+        Ok(self.scan(t, prefix, prefix, limit)?)
+    }
 }
 
-fn get_value<T: serde::de::DeserializeOwned>(
+pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
     view: &impl StateRead,
     t: Table,
     key: &[u8],
@@ -53,6 +59,7 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             };
             batch.put_value(Table::Jobs, key, &record)?;
             adjust_count(view, batch, keys::job_count(tenant), 1)?;
+            firing::on_job_created(view, batch, &record, now)?;
             Ok(CommandResult::Job(Box::new(record)))
         }
         CommandBody::UpdateJob { id, tenant, patch } => {
@@ -60,9 +67,11 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             let Some(mut record) = get_value::<JobRecord>(view, Table::Jobs, &key)? else {
                 return Ok(CommandResult::Rejected(Rejection::JobNotFound { id: *id }));
             };
+            let before = record.clone();
             record.spec.apply(patch.clone());
             record.updated_at_ms = now.max(record.updated_at_ms);
             batch.put_value(Table::Jobs, key, &record)?;
+            firing::on_job_updated(view, batch, &before, &record, now)?;
             Ok(CommandResult::Job(Box::new(record)))
         }
         CommandBody::DeleteJob { id, tenant } => {
@@ -72,6 +81,7 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             }
             batch.delete(Table::Jobs, key);
             adjust_count(view, batch, keys::job_count(tenant), -1)?;
+            firing::on_job_deleted(view, batch, tenant, *id)?;
             Ok(CommandResult::JobDeleted { id: *id })
         }
         CommandBody::BootstrapAdminKey { id, hash, prefix, name, kind } => {
@@ -91,6 +101,12 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             batch.put_value(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED.to_vec(), &true)?;
             Ok(CommandResult::AdminKeyBootstrapped { created: true })
         }
+        CommandBody::InitShards { shard_count } => firing::apply_init_shards(view, batch, *shard_count),
+        CommandBody::AssignShards { moves } => firing::apply_assign(view, batch, moves),
+        CommandBody::Claim { node, incarnation, items } => {
+            firing::apply_claims(view, batch, now, *node, *incarnation, items)
+        }
+        CommandBody::RecordRuns { outcomes } => firing::apply_results(view, batch, outcomes),
         CommandBody::Noop => Ok(CommandResult::Done),
     }
 }

@@ -2,9 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{JobId, KeyId, TenantId};
+use uuid::Uuid;
+
+use crate::ids::{JobId, KeyId, NodeId, TenantId};
 use crate::model::apikey::{KeyHash, KeyKind};
+use crate::model::assignment::ShardMove;
 use crate::model::job::{JobPatch, JobRecord, JobSpec};
+use crate::state::firing::{ClaimItem, ClaimVerdict, RunOutcome};
 
 /// A log entry's payload. `proposed_at_ms` is the leader's wall clock when it accepted the
 /// command: apply uses it as "now", so every replica computes the same state.
@@ -24,6 +28,14 @@ pub enum CommandBody {
     DeleteJob { id: JobId, tenant: TenantId },
     /// Installs the first admin key; a no-op once any admin key was bootstrapped.
     BootstrapAdminKey { id: KeyId, hash: KeyHash, prefix: String, name: String, kind: KeyKind },
+    /// Fixes the shard count, once, at formation.
+    InitShards { shard_count: u32 },
+    /// Moves shards between nodes; all-or-nothing against the current assignment.
+    AssignShards { moves: Vec<ShardMove> },
+    /// Claims slots (or records them missed, or takes over in-flight ones) for `node`.
+    Claim { node: NodeId, incarnation: Uuid, items: Vec<ClaimItem> },
+    /// Records finished runs.
+    RecordRuns { outcomes: Vec<RunOutcome> },
     /// Does nothing; used to commit an entry of the current term.
     Noop,
 }
@@ -38,8 +50,22 @@ pub enum Rejection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
     Job(Box<JobRecord>),
-    JobDeleted { id: JobId },
-    AdminKeyBootstrapped { created: bool },
+    JobDeleted {
+        id: JobId,
+    },
+    AdminKeyBootstrapped {
+        created: bool,
+    },
+    ShardCount(u32),
+    Assigned {
+        moves: u32,
+    },
+    AssignRejected(String),
+    /// One verdict per claim item, in order.
+    Claims(Vec<ClaimVerdict>),
+    Recorded {
+        runs: u32,
+    },
     Rejected(Rejection),
     Done,
 }

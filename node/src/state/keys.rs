@@ -26,3 +26,22 @@ pub fn job_count(tenant: &TenantId) -> Vec<u8> {
 
 /// Set once the first admin key was installed.
 pub const ADMIN_BOOTSTRAPPED: &[u8] = b"admin_bootstrapped";
+
+/// The shard count chosen at formation, in the meta table.
+pub const SHARD_COUNT: &[u8] = b"shard_count";
+
+/// `shard job-key`: the jobs of a shard are one contiguous range.
+pub fn shard_job(shard: u32, tenant: &TenantId, id: JobId) -> Vec<u8> {
+    let mut k = shard.to_be_bytes().to_vec();
+    k.extend_from_slice(&job(tenant, id));
+    k
+}
+
+/// `job-key inverted-time fire-id`: a job's runs, newest first.
+pub fn run(job_key: &[u8], scheduled_at_ms: i64, fire_id: &crate::model::slot::FireId) -> Vec<u8> {
+    let mut k = job_key.to_vec();
+    let ordered = (scheduled_at_ms as u64) ^ (1 << 63);
+    k.extend_from_slice(&(u64::MAX - ordered).to_be_bytes());
+    k.extend_from_slice(&fire_id.0);
+    k
+}

@@ -8,6 +8,7 @@
 
 mod apply;
 mod command;
+pub mod firing;
 pub mod keys;
 pub mod read;
 
@@ -25,5 +26,7 @@ pub enum StateError {
     Codec(#[from] CodecError),
 }
 
+#[cfg(test)]
+mod firing_tests;
 #[cfg(test)]
 mod tests;

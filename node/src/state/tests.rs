@@ -10,16 +10,26 @@ use crate::model::job::{HttpMethod, JobPatch, JobSpec};
 use crate::store::{Batch, BatchOp, Table};
 
 #[derive(Default, Clone, PartialEq, Eq, Debug)]
-struct MemState(BTreeMap<(u8, Vec<u8>), Vec<u8>>);
+pub(crate) struct MemState(BTreeMap<(u8, Vec<u8>), Vec<u8>>);
 
 impl StateRead for MemState {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.0.get(&(t.tag(), key.to_vec())).cloned())
     }
+
+    fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<crate::store::Pair>, StateError> {
+        Ok(self
+            .0
+            .range((t.tag(), prefix.to_vec())..)
+            .take_while(|((tag, k), _)| *tag == t.tag() && k.starts_with(prefix))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
 }
 
 impl MemState {
-    fn apply(&mut self, cmd: &Command) -> CommandResult {
+    pub(crate) fn apply(&mut self, cmd: &Command) -> CommandResult {
         let mut batch = Batch::default();
         let result = apply(self, cmd, &mut batch).unwrap();
         for op in batch.into_ops() {

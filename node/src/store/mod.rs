@@ -36,12 +36,31 @@ pub enum Table {
     Jobs,
     /// API keys, keyed by the SHA-256 of the key.
     Keys,
+    /// Shard owners, keyed by big-endian shard id.
+    Shards,
+    /// The index of jobs by shard: `shard job-key`, empty values.
+    ShardJobs,
+    /// Per-job firing state (watermark, claims in flight), keyed like `Jobs`.
+    FireState,
+    /// Run history: `job-key inverted-time fire-id`, newest first.
+    Runs,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [Table::Log, Table::RaftMeta, Table::SmMeta, Table::Jobs, Table::Keys];
+    pub const ALL: [Table; 9] = [
+        Table::Log,
+        Table::RaftMeta,
+        Table::SmMeta,
+        Table::Jobs,
+        Table::Keys,
+        Table::Shards,
+        Table::ShardJobs,
+        Table::FireState,
+        Table::Runs,
+    ];
     /// The tables of the replicated state machine, in the order a snapshot carries them.
-    pub const STATE: [Table; 3] = [Table::SmMeta, Table::Jobs, Table::Keys];
+    pub const STATE: [Table; 7] =
+        [Table::SmMeta, Table::Jobs, Table::Keys, Table::Shards, Table::ShardJobs, Table::FireState, Table::Runs];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +69,10 @@ impl Table {
             Table::SmMeta => "sm_meta",
             Table::Jobs => "jobs",
             Table::Keys => "keys",
+            Table::Shards => "shards",
+            Table::ShardJobs => "shard_jobs",
+            Table::FireState => "fire_state",
+            Table::Runs => "runs",
         }
     }
 
@@ -61,6 +84,10 @@ impl Table {
             Table::SmMeta => 3,
             Table::Jobs => 4,
             Table::Keys => 5,
+            Table::Shards => 6,
+            Table::ShardJobs => 7,
+            Table::FireState => 8,
+            Table::Runs => 9,
         }
     }
 

@@ -1,0 +1,356 @@
+//! Applying the firing commands: shard assignment, claims and run results.
+//!
+//! The rules that make a slot fire once live here (see docs/design/firing.md):
+//! - a claim is accepted only from the shard's current owner at the current epoch;
+//! - a slot claim must be for the job's *next* slot after its watermark, so slots are claimed in
+//!   order, once, and none can be skipped silently; a slot can instead be recorded as missed,
+//!   under the same rule, only once it is past the job's starting deadline;
+//! - no claim is accepted for a slot more than [`MAX_CLAIM_AHEAD_MS`] ahead of the leader's clock;
+//! - a reclaim moves an in-flight slot (claimed, no result) to the new owner, once per owner.
+//!
+//! Deterministic like all of `state`: "now" is the command's leader-stamped time.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{JobId, NodeId, TenantId};
+use crate::model::assignment::{self, Assignment, Epoch, ShardId, ShardMove, ShardOwner};
+use crate::model::job::JobRecord;
+use crate::model::run::{FireState, InFlight, RunRecord, RunStatus, RUNS_KEPT};
+use crate::model::slot::FireId;
+use crate::state::apply::{get_value, StateRead};
+use crate::state::command::CommandResult;
+use crate::state::{keys, StateError};
+use crate::store::{Batch, Table};
+
+/// The farthest ahead of the leader's clock a slot may be claimed.
+pub const MAX_CLAIM_AHEAD_MS: i64 = 5_000;
+/// The shard count used when none was set at formation.
+pub const DEFAULT_SHARDS: u32 = 256;
+/// A job's default starting deadline: older unclaimed slots are recorded as missed.
+pub const STARTING_DEADLINE_MS: i64 = 300_000;
+
+/// What a claim item asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimKind {
+    /// Claim the job's next slot, to send it.
+    Slot,
+    /// Record the job's next slot as missed (past its starting deadline).
+    Missed,
+    /// Take over an in-flight slot of a previous owner or incarnation, to re-send it.
+    Reclaim,
+}
+
+/// One slot in a claim batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimItem {
+    pub shard: ShardId,
+    pub epoch: Epoch,
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub at_ms: i64,
+    pub kind: ClaimKind,
+}
+
+/// The state machine's answer for one claim item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimVerdict {
+    Accepted,
+    NotOwner,
+    StaleEpoch,
+    WrongShard,
+    JobGone,
+    NotNextSlot,
+    TooFarAhead,
+    NotYetMissed,
+    NotInFlight,
+}
+
+/// A finished run to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub run: RunRecord,
+}
+
+pub fn shard_count(view: &impl StateRead) -> Result<u32, StateError> {
+    Ok(get_value(view, Table::SmMeta, keys::SHARD_COUNT)?.unwrap_or(DEFAULT_SHARDS))
+}
+
+/// The current assignment, read from the shards table.
+pub fn assignment(view: &impl StateRead) -> Result<Assignment, StateError> {
+    let count = shard_count(view)?;
+    let mut a = Assignment::new(count);
+    for (k, v) in view.scan_prefix(Table::Shards, &[], count as usize)? {
+        let Ok(bytes) = <[u8; 4]>::try_from(k.as_slice()) else { continue };
+        let shard = u32::from_be_bytes(bytes) as usize;
+        if let Some(slot) = a.owners.get_mut(shard) {
+            *slot = crate::store::decode(&v)?;
+        }
+    }
+    Ok(a)
+}
+
+fn owner(view: &impl StateRead, shard: ShardId) -> Result<ShardOwner, StateError> {
+    Ok(get_value(view, Table::Shards, &shard.to_be_bytes())?.unwrap_or(ShardOwner { node: None, epoch: 0 }))
+}
+
+pub fn apply_init_shards(view: &impl StateRead, batch: &mut Batch, count: u32) -> Result<CommandResult, StateError> {
+    let current: Option<u32> = get_value(view, Table::SmMeta, keys::SHARD_COUNT)?;
+    match current {
+        Some(c) => Ok(CommandResult::ShardCount(c)),
+        None => {
+            let count = count.clamp(1, 65_536);
+            batch.put_value(Table::SmMeta, keys::SHARD_COUNT.to_vec(), &count)?;
+            Ok(CommandResult::ShardCount(count))
+        }
+    }
+}
+
+pub fn apply_assign(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    moves: &[ShardMove],
+) -> Result<CommandResult, StateError> {
+    let current = assignment(view)?;
+    // A move list computed by an earlier leader may commit after a newer one: check it against
+    // the state it is applied to, and apply all of it or nothing.
+    if let Err(e) = assignment::check_moves(&current, moves) {
+        return Ok(CommandResult::AssignRejected(e.to_string()));
+    }
+    for m in moves {
+        batch.put_value(
+            Table::Shards,
+            m.shard.to_be_bytes().to_vec(),
+            &ShardOwner { node: m.to, epoch: m.new_epoch },
+        )?;
+    }
+    Ok(CommandResult::Assigned { moves: moves.len() as u32 })
+}
+
+/// Records a job's place in the shard index and its initial firing state (on create).
+pub fn on_job_created(view: &impl StateRead, batch: &mut Batch, job: &JobRecord, now: i64) -> Result<(), StateError> {
+    let shard = assignment::shard_of(job.id, shard_count(view)?);
+    batch.put(Table::ShardJobs, keys::shard_job(shard, &job.tenant, job.id), Vec::new());
+    let fs = FireState { watermark_ms: now, ..FireState::default() };
+    batch.put_value(Table::FireState, keys::job(&job.tenant, job.id), &fs)?;
+    Ok(())
+}
+
+/// Restarts the watermark when a job is resumed or its schedule changes, so the slots of a
+/// pause or of the old schedule are neither fired nor reported as missed.
+pub fn on_job_updated(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    before: &JobRecord,
+    after: &JobRecord,
+    now: i64,
+) -> Result<(), StateError> {
+    let resumed = !before.spec.is_active && after.spec.is_active;
+    let rescheduled =
+        before.spec.cron_expression != after.spec.cron_expression || before.spec.timezone != after.spec.timezone;
+    if resumed || rescheduled {
+        let key = keys::job(&after.tenant, after.id);
+        let mut fs: FireState = get_value(view, Table::FireState, &key)?.unwrap_or_default();
+        fs.watermark_ms = fs.watermark_ms.max(now);
+        batch.put_value(Table::FireState, key, &fs)?;
+    }
+    Ok(())
+}
+
+/// Removes a job's index entry, firing state and history (on delete).
+pub fn on_job_deleted(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    tenant: &TenantId,
+    id: JobId,
+) -> Result<(), StateError> {
+    let shard = assignment::shard_of(id, shard_count(view)?);
+    batch.delete(Table::ShardJobs, keys::shard_job(shard, tenant, id));
+    let key = keys::job(tenant, id);
+    batch.delete(Table::FireState, key.clone());
+    let mut end = key.clone();
+    end.push(0xff);
+    batch.delete_range(Table::Runs, key, end);
+    Ok(())
+}
+
+pub fn apply_claims(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    now: i64,
+    node: NodeId,
+    incarnation: Uuid,
+    items: &[ClaimItem],
+) -> Result<CommandResult, StateError> {
+    let count = shard_count(view)?;
+    let mut verdicts = vec![ClaimVerdict::Accepted; items.len()];
+    // Group by job so several slots of one job in one batch see each other's effects.
+    let mut by_job: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        by_job.entry(keys::job(&item.tenant, item.job)).or_default().push(i);
+    }
+    for (key, idxs) in by_job {
+        let job: Option<JobRecord> = get_value(view, Table::Jobs, &key)?;
+        let mut fs: FireState = get_value(view, Table::FireState, &key)?.unwrap_or_default();
+        let mut changed = false;
+        let mut runs = Vec::new();
+        for i in idxs {
+            let Some(item) = items.get(i) else { continue };
+            let verdict = judge(view, count, now, (node, incarnation), item, job.as_ref(), &fs)?;
+            if let Some(v) = verdicts.get_mut(i) {
+                *v = verdict;
+            }
+            if verdict != ClaimVerdict::Accepted {
+                continue;
+            }
+            changed = true;
+            let fire_id = FireId::scheduled(item.job, item.at_ms);
+            match item.kind {
+                ClaimKind::Slot => {
+                    fs.watermark_ms = item.at_ms;
+                    fs.in_flight.push(InFlight {
+                        at_ms: item.at_ms,
+                        fire_id,
+                        node,
+                        incarnation,
+                        epoch: item.epoch,
+                        claimed_at_ms: now,
+                    });
+                }
+                ClaimKind::Missed => {
+                    fs.watermark_ms = item.at_ms;
+                    runs.push(RunRecord {
+                        fire_id,
+                        scheduled_at_ms: item.at_ms,
+                        started_at_ms: None,
+                        finished_at_ms: None,
+                        attempts: 0,
+                        node: Some(node),
+                        status: RunStatus::Missed,
+                        http_status: None,
+                        error: Some("no owner could send it before its starting deadline".into()),
+                        body_prefix: None,
+                    });
+                }
+                ClaimKind::Reclaim => {
+                    if let Some(f) = fs.in_flight.iter_mut().find(|f| f.at_ms == item.at_ms) {
+                        f.node = node;
+                        f.incarnation = incarnation;
+                        f.epoch = item.epoch;
+                        f.claimed_at_ms = now;
+                    }
+                }
+            }
+        }
+        for run in runs {
+            push_run(view, batch, &key, &mut fs, run)?;
+        }
+        if changed {
+            batch.put_value(Table::FireState, key, &fs)?;
+        }
+    }
+    Ok(CommandResult::Claims(verdicts))
+}
+
+fn judge(
+    view: &impl StateRead,
+    shard_count: u32,
+    now: i64,
+    (node, incarnation): (NodeId, Uuid),
+    item: &ClaimItem,
+    job: Option<&JobRecord>,
+    fs: &FireState,
+) -> Result<ClaimVerdict, StateError> {
+    let Some(job) = job else { return Ok(ClaimVerdict::JobGone) };
+    if assignment::shard_of(item.job, shard_count) != item.shard {
+        return Ok(ClaimVerdict::WrongShard);
+    }
+    let owner = owner(view, item.shard)?;
+    if owner.node != Some(node) {
+        return Ok(ClaimVerdict::NotOwner);
+    }
+    if owner.epoch != item.epoch {
+        return Ok(ClaimVerdict::StaleEpoch);
+    }
+    Ok(match item.kind {
+        ClaimKind::Slot | ClaimKind::Missed => {
+            if !job.spec.is_active {
+                return Ok(ClaimVerdict::JobGone);
+            }
+            let next = job
+                .spec
+                .schedule()
+                .and_then(|s| s.next_after(crate::clock::ms_to_utc(fs.watermark_ms)))
+                .map(|t| t.timestamp_millis());
+            if next != Some(item.at_ms) {
+                ClaimVerdict::NotNextSlot
+            } else if item.kind == ClaimKind::Slot && item.at_ms > now + MAX_CLAIM_AHEAD_MS {
+                ClaimVerdict::TooFarAhead
+            } else if item.kind == ClaimKind::Missed && item.at_ms + STARTING_DEADLINE_MS >= now {
+                ClaimVerdict::NotYetMissed
+            } else {
+                ClaimVerdict::Accepted
+            }
+        }
+        ClaimKind::Reclaim => match fs.in_flight.iter().find(|f| f.at_ms == item.at_ms) {
+            // Once per owner incarnation: a second reclaim by the same holder changes nothing.
+            Some(f) if (f.node, f.incarnation, f.epoch) != (node, incarnation, item.epoch) => ClaimVerdict::Accepted,
+            _ => ClaimVerdict::NotInFlight,
+        },
+    })
+}
+
+fn push_run(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    job_key: &[u8],
+    fs: &mut FireState,
+    run: RunRecord,
+) -> Result<(), StateError> {
+    batch.put_value(Table::Runs, keys::run(job_key, run.scheduled_at_ms, &run.fire_id), &run)?;
+    fs.runs_kept = fs.runs_kept.saturating_add(1);
+    if fs.runs_kept > RUNS_KEPT {
+        // Keys sort newest first: the oldest kept run is the last one of the job's range.
+        let rows = view.scan_prefix(Table::Runs, job_key, RUNS_KEPT as usize + 1)?;
+        if let Some((oldest, _)) = rows.last() {
+            batch.delete(Table::Runs, oldest.clone());
+            fs.runs_kept = fs.runs_kept.saturating_sub(1);
+        }
+    }
+    Ok(())
+}
+
+pub fn apply_results(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    outcomes: &[RunOutcome],
+) -> Result<CommandResult, StateError> {
+    let mut by_job: BTreeMap<Vec<u8>, Vec<&RunOutcome>> = BTreeMap::new();
+    for o in outcomes {
+        by_job.entry(keys::job(&o.tenant, o.job)).or_default().push(o);
+    }
+    let mut recorded = 0u32;
+    for (key, outs) in by_job {
+        let Some(mut fs) = get_value::<FireState>(view, Table::FireState, &key)? else { continue };
+        for o in outs {
+            fs.in_flight.retain(|f| f.fire_id != o.run.fire_id);
+            match o.run.status {
+                RunStatus::Succeeded => fs.consecutive_failures = 0,
+                RunStatus::Failed | RunStatus::Unknown => {
+                    fs.consecutive_failures = fs.consecutive_failures.saturating_add(1)
+                }
+                _ => {}
+            }
+            fs.last_run_at_ms = Some(o.run.started_at_ms.unwrap_or(o.run.scheduled_at_ms));
+            fs.last_status = Some(o.run.status);
+            push_run(view, batch, &key, &mut fs, o.run.clone())?;
+            recorded += 1;
+        }
+        batch.put_value(Table::FireState, key, &fs)?;
+    }
+    Ok(CommandResult::Recorded { runs: recorded })
+}

@@ -1,0 +1,191 @@
+//! The claim rules, tested on the in-memory state without sockets.
+
+use uuid::Uuid;
+
+use crate::ids::{JobId, TenantId};
+use crate::model::assignment::{self, ShardMove};
+use crate::model::job::{HttpMethod, JobSpec};
+use crate::model::run::{FireState, RunRecord, RunStatus, RUNS_KEPT};
+use crate::model::slot::FireId;
+use crate::state::firing::{ClaimItem, ClaimKind, ClaimVerdict, RunOutcome};
+use crate::state::tests::MemState;
+use crate::state::{keys, Command, CommandBody, CommandResult, StateRead};
+use crate::store::{decode, Table};
+
+const T0: i64 = 1_800_000_000_000; // a whole second
+
+fn every_second() -> JobSpec {
+    JobSpec {
+        name: "tick".into(),
+        url: "https://example.com/tick".into(),
+        method: HttpMethod::Get,
+        cron_expression: "* * * * * *".into(),
+        timezone: "UTC".into(),
+        headers: vec![],
+        body: None,
+        timeout_seconds: 5,
+        max_retries: 0,
+        retry_delay_seconds: 10,
+        is_active: true,
+        notify_on_failure: false,
+        notify_after_failures: 1,
+    }
+}
+
+struct World {
+    s: MemState,
+    tenant: TenantId,
+    job: JobId,
+    shard: u32,
+}
+
+fn at(ms: i64, body: CommandBody) -> Command {
+    Command { proposed_at_ms: ms, body }
+}
+
+impl World {
+    /// 4 shards, all on node 1 at epoch 1, one every-second job created at T0.
+    fn new() -> World {
+        let mut s = MemState::default();
+        assert_eq!(s.apply(&at(T0, CommandBody::InitShards { shard_count: 4 })), CommandResult::ShardCount(4));
+        let moves: Vec<ShardMove> =
+            (0..4).map(|shard| ShardMove { shard, from: None, to: Some(1), new_epoch: 1 }).collect();
+        assert_eq!(s.apply(&at(T0, CommandBody::AssignShards { moves })), CommandResult::Assigned { moves: 4 });
+        let tenant = TenantId::default_tenant();
+        let job = JobId::new_random();
+        s.apply(&at(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec: every_second() }));
+        World { s, tenant, job, shard: assignment::shard_of(job, 4) }
+    }
+
+    fn claim(&mut self, now: i64, node: u64, inc: Uuid, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimVerdict {
+        let item = ClaimItem { shard: self.shard, epoch, tenant: self.tenant.clone(), job: self.job, at_ms, kind };
+        match self.s.apply(&at(now, CommandBody::Claim { node, incarnation: inc, items: vec![item] })) {
+            CommandResult::Claims(v) => v[0],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn fire_state(&self) -> FireState {
+        decode(&self.s.get(Table::FireState, &keys::job(&self.tenant, self.job)).unwrap().unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn a_slot_is_claimed_once_in_order_by_its_owner_only() {
+    let mut w = World::new();
+    let inc = Uuid::new_v4();
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::Accepted);
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::NotNextSlot, "twice");
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 3000, ClaimKind::Slot), ClaimVerdict::NotNextSlot, "skipping a slot");
+    assert_eq!(w.claim(T0, 2, inc, 1, T0 + 2000, ClaimKind::Slot), ClaimVerdict::NotOwner);
+    assert_eq!(w.claim(T0, 1, inc, 0, T0 + 2000, ClaimKind::Slot), ClaimVerdict::StaleEpoch);
+    assert_eq!(w.claim(T0 - 4000, 1, inc, 1, T0 + 2000, ClaimKind::Slot), ClaimVerdict::TooFarAhead);
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 2000, ClaimKind::Slot), ClaimVerdict::Accepted);
+    let fs = w.fire_state();
+    assert_eq!(fs.watermark_ms, T0 + 2000);
+    assert_eq!(fs.in_flight.iter().map(|f| f.at_ms).collect::<Vec<_>>(), vec![T0 + 1000, T0 + 2000]);
+    assert_eq!(fs.in_flight[0].fire_id, FireId::scheduled(w.job, T0 + 1000));
+}
+
+#[test]
+fn a_claim_on_the_wrong_shard_or_a_deleted_job_is_refused() {
+    let mut w = World::new();
+    let inc = Uuid::new_v4();
+    w.shard = (w.shard + 1) % 4;
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::WrongShard);
+    w.shard = assignment::shard_of(w.job, 4);
+    w.s.apply(&at(T0, CommandBody::DeleteJob { id: w.job, tenant: w.tenant.clone() }));
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::JobGone);
+    assert!(w.s.get(Table::FireState, &keys::job(&w.tenant, w.job)).unwrap().is_none());
+}
+
+#[test]
+fn missed_slots_are_recorded_only_past_the_deadline_and_in_order() {
+    let mut w = World::new();
+    let inc = Uuid::new_v4();
+    let late = T0 + 400_000;
+    assert_eq!(w.claim(T0 + 2000, 1, inc, 1, T0 + 1000, ClaimKind::Missed), ClaimVerdict::NotYetMissed);
+    assert_eq!(w.claim(late, 1, inc, 1, T0 + 1000, ClaimKind::Missed), ClaimVerdict::Accepted);
+    assert_eq!(w.claim(late, 1, inc, 1, T0 + 3000, ClaimKind::Missed), ClaimVerdict::NotNextSlot);
+    assert_eq!(w.fire_state().watermark_ms, T0 + 1000);
+    assert_eq!(w.fire_state().runs_kept, 1);
+}
+
+#[test]
+fn after_a_move_the_old_owner_is_fenced_and_the_new_one_reclaims_once() {
+    let mut w = World::new();
+    let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(w.claim(T0, 1, old, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::Accepted);
+    let mv = ShardMove { shard: w.shard, from: Some(1), to: Some(2), new_epoch: 2 };
+    assert_eq!(
+        w.s.apply(&at(T0 + 500, CommandBody::AssignShards { moves: vec![mv] })),
+        CommandResult::Assigned { moves: 1 }
+    );
+    // The same move list committed twice (two leaders) is refused the second time.
+    assert!(matches!(
+        w.s.apply(&at(T0 + 501, CommandBody::AssignShards { moves: vec![mv] })),
+        CommandResult::AssignRejected(_)
+    ));
+    assert_eq!(w.claim(T0 + 600, 1, old, 1, T0 + 2000, ClaimKind::Slot), ClaimVerdict::NotOwner);
+    assert_eq!(w.claim(T0 + 600, 2, new, 2, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::Accepted);
+    assert_eq!(w.claim(T0 + 600, 2, new, 2, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::NotInFlight, "once");
+    assert_eq!(w.claim(T0 + 600, 2, new, 2, T0 + 2000, ClaimKind::Slot), ClaimVerdict::Accepted);
+    let fs = w.fire_state();
+    assert!(fs.in_flight.iter().all(|f| f.node == 2 && f.epoch == 2 && f.incarnation == new));
+    // A restarted incarnation of the same node may reclaim again.
+    assert_eq!(w.claim(T0 + 700, 2, Uuid::new_v4(), 2, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::Accepted);
+}
+
+fn outcome(w: &World, at_ms: i64, status: RunStatus) -> RunOutcome {
+    RunOutcome {
+        tenant: w.tenant.clone(),
+        job: w.job,
+        run: RunRecord {
+            fire_id: FireId::scheduled(w.job, at_ms),
+            scheduled_at_ms: at_ms,
+            started_at_ms: Some(at_ms + 3),
+            finished_at_ms: Some(at_ms + 20),
+            attempts: 1,
+            node: Some(1),
+            status,
+            http_status: Some(if status == RunStatus::Succeeded { 200 } else { 500 }),
+            error: None,
+            body_prefix: None,
+        },
+    }
+}
+
+#[test]
+fn results_clear_in_flight_track_failures_and_history_stays_bounded() {
+    let mut w = World::new();
+    let inc = Uuid::new_v4();
+    let n = i64::from(RUNS_KEPT) + 20;
+    for i in 1..=n {
+        let now = T0 + i * 1000 - 500;
+        assert_eq!(w.claim(now, 1, inc, 1, T0 + i * 1000, ClaimKind::Slot), ClaimVerdict::Accepted);
+        let status = if i % 10 == 0 { RunStatus::Succeeded } else { RunStatus::Failed };
+        let o = outcome(&w, T0 + i * 1000, status);
+        w.s.apply(&at(now + 600, CommandBody::RecordRuns { outcomes: vec![o] }));
+    }
+    let fs = w.fire_state();
+    assert!(fs.in_flight.is_empty());
+    assert_eq!(fs.runs_kept, RUNS_KEPT);
+    assert_eq!(fs.last_status, Some(RunStatus::Succeeded));
+    assert_eq!(fs.consecutive_failures, 0);
+    let rows = w.s.scan_prefix(Table::Runs, &keys::job(&w.tenant, w.job), 1000).unwrap();
+    assert_eq!(rows.len(), RUNS_KEPT as usize);
+    let newest: RunRecord = decode(&rows[0].1).unwrap();
+    assert_eq!(newest.scheduled_at_ms, T0 + n * 1000, "newest first");
+}
+
+#[test]
+fn resuming_a_paused_job_restarts_its_watermark() {
+    let mut w = World::new();
+    let pause = crate::model::job::JobPatch { is_active: Some(false), ..Default::default() };
+    w.s.apply(&at(T0 + 10, CommandBody::UpdateJob { id: w.job, tenant: w.tenant.clone(), patch: pause }));
+    let resume = crate::model::job::JobPatch { is_active: Some(true), ..Default::default() };
+    w.s.apply(&at(T0 + 60_000, CommandBody::UpdateJob { id: w.job, tenant: w.tenant.clone(), patch: resume }));
+    assert_eq!(w.fire_state().watermark_ms, T0 + 60_000);
+    let inc = Uuid::new_v4();
+    assert_eq!(w.claim(T0 + 60_500, 1, inc, 1, T0 + 61_000, ClaimKind::Slot), ClaimVerdict::Accepted);
+}
