@@ -89,6 +89,9 @@ pub struct Job {
     pub notify_after_failures: u32,
     /// The next scheduled instant in UTC, computed in the job's zone; null when paused.
     pub next_run_at: Option<DateTime<Utc>>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_status: Option<String>,
+    pub consecutive_failures: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -194,4 +197,49 @@ pub struct HealthStatus {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// One occurrence of a job and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// The fire id, sent as `Idempotency-Key`.
+    pub id: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub lateness_ms: Option<i64>,
+    pub attempts: u32,
+    pub node_id: Option<u64>,
+    /// `succeeded`, `failed`, `missed`, `skipped`, `unknown` or `running`.
+    pub status: String,
+    pub http_status: Option<u16>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// `{"runs": [...], "page": 1, "page_size": 50, "total_count": N}`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_count: u64,
+}
+
+/// One shard's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub shard: u32,
+    pub node_id: Option<u64>,
+    pub epoch: u64,
+}
+
+/// `GET /api/v1/cluster/shards`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardList {
+    pub shard_count: u32,
+    pub shards: Vec<ShardInfo>,
+    /// Shards per node id.
+    pub per_node: std::collections::BTreeMap<u64, u32>,
 }

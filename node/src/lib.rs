@@ -5,6 +5,7 @@
 //! ```text
 //! main/dev -> server (composition root)
 //! api      -> cluster, state::read, model          public REST API, auth, error mapping
+//! scheduler -> cluster, executor, state, model    leases, shard moves, claims, dispatch
 //! cluster  -> raft::handle, state, model           routing to the leader, read barriers, formation
 //! executor -> model                               outbound HTTP: the SSRF guard
 //! raft     -> state, store                         openraft: log store, state machine, snapshots, peer RPC
@@ -25,6 +26,7 @@ pub mod executor;
 pub mod ids;
 pub mod model;
 pub mod raft;
+pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -17,9 +17,11 @@ use crate::api::{self, AppState};
 use crate::clock::SystemClock;
 use crate::cluster::{bootstrap, forward, Cluster};
 use crate::config::Config;
+use crate::executor::http::Executor;
 use crate::raft::handle::RaftHandle;
 use crate::raft::network::{LastContact, PeerClient, PeerNetwork};
 use crate::raft::rpc::{self, ClusterSecret};
+use crate::scheduler::{self, SchedulerConfig};
 use crate::store::Store;
 
 /// Runs a node until `shutdown` resolves. Returns the bound address through `bound` as soon as
@@ -72,11 +74,16 @@ pub async fn run(
         tracing::error!(error = %e, "forming the cluster");
     }
     let admin = tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), stop_rx.clone()));
+    let executor = Executor::new(cfg.allow_private_targets).context("building the HTTP executor")?;
+    let scheduler = scheduler::spawn(cluster.clone(), executor, SchedulerConfig::default(), stop_rx.clone());
 
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = admin.await;
+    for task in scheduler {
+        let _ = task.await;
+    }
     cluster.raft.shutdown().await;
     let _ = http.await;
     tracing::info!("stopped");

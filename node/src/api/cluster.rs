@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use raftcron_client::{AddNode, ClusterEnvelope, HealthStatus, OkResponse};
+use raftcron_client::{AddNode, ClusterEnvelope, HealthStatus, OkResponse, ShardInfo, ShardList};
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
@@ -15,6 +15,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/cluster", get(status))
         .route("/api/v1/cluster/nodes", post(add_node))
+        .route("/api/v1/cluster/shards", get(shards))
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
 }
 
@@ -71,4 +72,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, Json(HealthStatus { status: "not_ready".into(), reason: Some(reason) }))
         }
     }
+}
+
+async fn shards(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<ShardList>> {
+    let a = crate::state::firing::assignment(&state.cluster.store)?;
+    let shards: Vec<ShardInfo> = a
+        .owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| ShardInfo { shard: i as u32, node_id: o.node, epoch: o.epoch })
+        .collect();
+    let per_node = a.counts().into_iter().map(|(n, c)| (n, c as u32)).collect();
+    Ok(Json(ShardList { shard_count: a.shard_count(), shards, per_node }))
 }

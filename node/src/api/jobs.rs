@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use raftcron_client::{Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, UpdateJob};
+use raftcron_client::{
+    Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, Run, RunList, UpdateJob,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -16,6 +18,7 @@ use crate::clock::ms_to_utc;
 use crate::executor::ssrf;
 use crate::ids::JobId;
 use crate::model::job::{JobRecord, JobSpec};
+use crate::model::run::{FireState, RunRecord};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
 
 pub const PAGE_SIZE_DEFAULT: u32 = 50;
@@ -25,6 +28,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/jobs", get(list).post(create))
         .route("/api/v1/jobs/{id}", get(get_one).patch(update).delete(delete))
+        .route("/api/v1/jobs/{id}/runs", get(runs))
 }
 
 /// `?consistency=` on single-resource reads.
@@ -40,7 +44,7 @@ fn parse_id(raw: &str) -> ApiResult<JobId> {
 }
 
 /// The wire view of a stored job; `now_ms` decides `next_run_at`.
-pub fn job_view(r: &JobRecord, now_ms: i64) -> Job {
+pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
     let next_run_at =
         if r.spec.is_active { r.spec.schedule().and_then(|s| s.next_after(ms_to_utc(now_ms))) } else { None };
     Job {
@@ -59,6 +63,9 @@ pub fn job_view(r: &JobRecord, now_ms: i64) -> Job {
         notify_on_failure: r.spec.notify_on_failure,
         notify_after_failures: r.spec.notify_after_failures,
         next_run_at,
+        last_run_at: fs.and_then(|f| f.last_run_at_ms).map(ms_to_utc),
+        last_status: fs.and_then(|f| f.last_status).map(|s| s.as_str().to_string()),
+        consecutive_failures: fs.map_or(0, |f| f.consecutive_failures),
         created_at: ms_to_utc(r.created_at_ms),
         updated_at: ms_to_utc(r.updated_at_ms),
     }
@@ -73,7 +80,10 @@ fn check_target(state: &AppState, url: &str) -> ApiResult<()> {
 
 fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
     match result {
-        CommandResult::Job(r) => Ok(job_view(&r, state.cluster.clock().now_ms())),
+        CommandResult::Job(r) => {
+            let fs = read::fire_state(&state.cluster.store, &r.tenant, r.id)?;
+            Ok(job_view(&r, fs.as_ref(), state.cluster.clock().now_ms()))
+        }
         CommandResult::Rejected(Rejection::JobNotFound { id }) => {
             Err(ApiError::not_found(format!("job {id} not found")))
         }
@@ -101,7 +111,12 @@ async fn list(
     state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
     let (records, total_count) = read::jobs_page(&state.cluster.store, &caller.key.tenant, page, page_size)?;
     let now = state.cluster.clock().now_ms();
-    Ok(Json(JobList { jobs: records.iter().map(|r| job_view(r, now)).collect(), page, page_size, total_count }))
+    let mut jobs = Vec::with_capacity(records.len());
+    for r in &records {
+        let fs = read::fire_state(&state.cluster.store, &r.tenant, r.id)?;
+        jobs.push(job_view(r, fs.as_ref(), now));
+    }
+    Ok(Json(JobList { jobs, page, page_size, total_count }))
 }
 
 async fn create(
@@ -127,7 +142,8 @@ async fn get_one(
     state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
     let record = read::job(&state.cluster.store, &caller.key.tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    Ok(Json(JobEnvelope { job: job_view(&record, state.cluster.clock().now_ms()) }))
+    let fs = read::fire_state(&state.cluster.store, &caller.key.tenant, id)?;
+    Ok(Json(JobEnvelope { job: job_view(&record, fs.as_ref(), state.cluster.clock().now_ms()) }))
 }
 
 async fn update(
@@ -159,4 +175,50 @@ async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<S
         }
         other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
     }
+}
+
+fn check_page(q: &ListQuery) -> ApiResult<(u32, u32)> {
+    let page = q.page.unwrap_or(1);
+    let page_size = q.page_size.unwrap_or(PAGE_SIZE_DEFAULT);
+    if page == 0 {
+        return Err(ApiError::validation("page: must be 1 or more"));
+    }
+    if page_size == 0 || page_size > PAGE_SIZE_MAX {
+        return Err(ApiError::validation(format!("page_size: must be between 1 and {PAGE_SIZE_MAX}")));
+    }
+    Ok((page, page_size))
+}
+
+fn run_view(r: &RunRecord) -> Run {
+    Run {
+        id: r.fire_id.to_string(),
+        scheduled_at: ms_to_utc(r.scheduled_at_ms),
+        started_at: r.started_at_ms.map(ms_to_utc),
+        finished_at: r.finished_at_ms.map(ms_to_utc),
+        lateness_ms: r.started_at_ms.map(|s| s - r.scheduled_at_ms),
+        attempts: r.attempts,
+        node_id: r.node,
+        status: r.status.as_str().to_string(),
+        http_status: r.http_status,
+        duration_ms: r.started_at_ms.zip(r.finished_at_ms).map(|(s, f)| f - s),
+        error: r.error.clone(),
+        response_body: r.body_prefix.clone(),
+    }
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<RunList>> {
+    let Query(q) = query?;
+    let (page, page_size) = check_page(&q)?;
+    let id = parse_id(&raw)?;
+    state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
+    if read::job(&state.cluster.store, &caller.key.tenant, id)?.is_none() {
+        return Err(ApiError::not_found(format!("job {id} not found")));
+    }
+    let (records, total_count) = read::runs_page(&state.cluster.store, &caller.key.tenant, id, page, page_size)?;
+    Ok(Json(RunList { runs: records.iter().map(run_view).collect(), page, page_size, total_count }))
 }

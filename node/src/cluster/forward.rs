@@ -21,8 +21,17 @@ pub const PATH: &str = "/internal/forward";
 pub enum ForwardOp {
     Write(CommandBody),
     ReadIndex,
-    AddVoter { node_id: NodeId, addr: String },
-    RemoveMember { node_id: NodeId },
+    AddVoter {
+        node_id: NodeId,
+        addr: String,
+    },
+    RemoveMember {
+        node_id: NodeId,
+    },
+    /// A node asks for its firing lease (see docs/design/firing.md); answered with a read index.
+    LeaseGrant {
+        node_id: NodeId,
+    },
 }
 
 impl ForwardOp {

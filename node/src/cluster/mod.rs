@@ -49,11 +49,30 @@ pub struct Cluster {
     pub store: Store,
     peers: PeerClient,
     clock: Arc<dyn Clock>,
+    /// Lease grants this node made while leader (monotonic).
+    pub grants: LeaseGrants,
+}
+
+/// When the leader last granted each node its firing lease.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseGrants(Arc<std::sync::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>>);
+
+impl LeaseGrants {
+    fn record(&self, node: NodeId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(node, std::time::Instant::now());
+        }
+    }
+
+    /// The last grant to `node` made by this node.
+    pub fn last(&self, node: NodeId) -> Option<std::time::Instant> {
+        self.0.lock().ok().and_then(|m| m.get(&node).copied())
+    }
 }
 
 impl Cluster {
     pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, clock: Arc<dyn Clock>) -> Cluster {
-        Cluster { raft, store, peers, clock }
+        Cluster { raft, store, peers, clock, grants: LeaseGrants::default() }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -139,6 +158,12 @@ impl Cluster {
                 self.raft.add_voter(node_id, &addr).await.map(|()| ForwardResult::Done)
             }
             ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
+            ForwardOp::LeaseGrant { node_id } => {
+                // Leadership is confirmed with a quorum first; only then is the grant recorded.
+                let index = self.raft.read_index().await?;
+                self.grants.record(node_id);
+                Ok(ForwardResult::ReadIndex(index))
+            }
         }
     }
 
@@ -161,6 +186,21 @@ impl Cluster {
             other => return Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
         };
         if self.raft.wait_applied(index, WRITE_TIMEOUT).await {
+            Ok(())
+        } else {
+            Err(ClusterError::NoLeader)
+        }
+    }
+
+    /// Asks the leader for this node's firing lease; returns once the state as of the grant is
+    /// applied here. The caller notes the time *before* calling (see docs/design/firing.md).
+    pub async fn lease_grant(&self) -> Result<(), ClusterError> {
+        let node_id = self.node_id();
+        let index = match self.on_leader(ForwardOp::LeaseGrant { node_id }).await? {
+            ForwardResult::ReadIndex(i) => i,
+            other => return Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
+        };
+        if self.raft.wait_applied(index, Duration::from_secs(2)).await {
             Ok(())
         } else {
             Err(ClusterError::NoLeader)

@@ -1,5 +1,6 @@
 //! The executor: sends a job's HTTP request safely. A leaf: it knows jobs and URLs, never Raft.
 //!
-//! For now it holds the SSRF guard, which job validation also uses.
+//! [`http`] sends one occurrence with its retries; [`ssrf`] decides which targets are allowed.
 
+pub mod http;
 pub mod ssrf;

@@ -73,7 +73,12 @@ impl StateMachine {
             let path = sm.dir.join(CURRENT);
             sm.load(&path, &meta).await?;
         }
-        sm.last_applied = sm.store.get_value(Table::RaftMeta, SM_APPLIED).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        // Stored as Option<LogId> (see `apply`): decode it as such.
+        sm.last_applied = sm
+            .store
+            .get_value::<Option<LogId>>(Table::RaftMeta, SM_APPLIED)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?
+            .flatten();
         sm.membership = sm
             .store
             .get_value(Table::RaftMeta, SM_MEMBERSHIP)

@@ -1,0 +1,45 @@
+//! The node side of leases: ask the leader, and know on the monotonic clock until when the
+//! answer lets this node fire.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::scheduler::SchedulerConfig;
+
+/// Until when this node may fire (monotonic). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Lease(Arc<Mutex<Option<Instant>>>);
+
+impl Lease {
+    /// Whether the lease is valid now. Checked immediately before every send.
+    pub fn valid(&self) -> bool {
+        self.0.lock().ok().and_then(|g| *g).is_some_and(|until| Instant::now() < until)
+    }
+
+    fn extend(&self, until: Instant) {
+        if let Ok(mut g) = self.0.lock() {
+            if g.is_none_or(|cur| until > cur) {
+                *g = Some(until);
+            }
+        }
+    }
+}
+
+pub async fn run(cluster: Cluster, lease: Lease, cfg: SchedulerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(cfg.lease / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        // Noted before asking: the leader records its grant after this instant, so this node's
+        // lease ends before the leader's wait for it does.
+        let asked = Instant::now();
+        match cluster.lease_grant().await {
+            Ok(()) => lease.extend(asked + cfg.lease.saturating_sub(cfg.drift_margin)),
+            Err(e) => tracing::debug!(error = %e, "no lease grant"),
+        }
+    }
+}

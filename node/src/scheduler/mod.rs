@@ -1,0 +1,58 @@
+//! The scheduler: shard leases, assignment, claims and dispatch, as docs/design/firing.md
+//! describes. It decides *what* to send and *when*; the executor sends; the state machine
+//! (`state::firing`) is the judge of every claim.
+//!
+//! Tasks (all stop when `stop` fires):
+//! - [`lease`]: asks the leader for this node's lease every `lease / 4`.
+//! - [`leader`]: on the leader, moves shards of dead nodes and rebalances, waiting out leases.
+//! - [`owner`]: claims the slots of this node's shards ahead of time and dispatches them.
+//!
+//! It must not send a slot without a committed claim, nor while its lease is not valid.
+
+pub mod leader;
+pub mod lease;
+pub mod owner;
+
+use std::time::Duration;
+
+/// Timing of the firing protocol.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How long a grant lets a node fire.
+    pub lease: Duration,
+    /// What a node takes off its lease for clock-rate differences.
+    pub drift_margin: Duration,
+    /// What the leader adds to a lease before moving a shard away.
+    pub safety_margin: Duration,
+    /// How far ahead of their time slots are claimed.
+    pub claim_ahead: Duration,
+    /// How often owners look for slots to claim.
+    pub tick: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> SchedulerConfig {
+        SchedulerConfig {
+            lease: Duration::from_secs(4),
+            drift_margin: Duration::from_millis(400),
+            safety_margin: Duration::from_secs(1),
+            claim_ahead: Duration::from_millis(2000),
+            tick: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Starts the scheduler's tasks.
+pub fn spawn(
+    cluster: crate::cluster::Cluster,
+    executor: crate::executor::http::Executor,
+    cfg: SchedulerConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let lease = lease::Lease::default();
+    vec![
+        tokio::spawn(lease::run(cluster.clone(), lease.clone(), cfg.clone(), stop.clone())),
+        tokio::spawn(leader::run(cluster.clone(), cfg.clone(), stop.clone())),
+        tokio::spawn(owner::run(cluster, executor, lease, cfg, stop)),
+    ]
+}

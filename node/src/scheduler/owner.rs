@@ -1,0 +1,247 @@
+//! The owner's loop: claim the slots of this node's shards ahead of time, dispatch each at its
+//! instant, and record the results in batches.
+//!
+//! Invariants (docs/design/firing.md): a slot is sent only after its claim committed, only
+//! while this node's lease is valid, and only while the local state (as of the last grant)
+//! still shows this node owning the shard at the claim's epoch. A fire id stays in `active`
+//! from dispatch until its result is committed, so nothing this process sent is sent again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::clock::ms_to_utc;
+use crate::cluster::Cluster;
+use crate::executor::http::{Executor, Fire};
+use crate::ids::JobId;
+use crate::model::job::JobRecord;
+use crate::model::run::FireState;
+use crate::model::slot::FireId;
+use crate::scheduler::lease::Lease;
+use crate::scheduler::SchedulerConfig;
+use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, RunOutcome};
+use crate::state::{CommandBody, CommandResult};
+use crate::store::Table;
+
+/// Most slots one job may claim in one round (bounds catch-up work per tick).
+const MAX_SLOTS_PER_JOB: usize = 64;
+/// Most items in one claim command.
+const MAX_CLAIM_ITEMS: usize = 4096;
+
+type Active = Arc<Mutex<HashSet<FireId>>>;
+
+fn active_insert(active: &Active, id: FireId) -> bool {
+    active.lock().map(|mut a| a.insert(id)).unwrap_or(false)
+}
+
+fn active_remove(active: &Active, id: &FireId) {
+    if let Ok(mut a) = active.lock() {
+        a.remove(id);
+    }
+}
+
+pub async fn run(
+    cluster: Cluster,
+    executor: Executor,
+    lease: Lease,
+    cfg: SchedulerConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let incarnation = Uuid::new_v4();
+    let active: Active = Arc::default();
+    let (results_tx, results_rx) = tokio::sync::mpsc::channel::<RunOutcome>(65_536);
+    let recorder = tokio::spawn(record_results(cluster.clone(), active.clone(), results_rx, stop.clone()));
+    let mut claimed_to: HashMap<JobId, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(cfg.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if !lease.valid() {
+            continue;
+        }
+        let ctx = Ctx { cluster: &cluster, executor: &executor, lease: &lease, active: &active, results: &results_tx };
+        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to).await {
+            tracing::warn!(error = %e, "claim round failed");
+        }
+    }
+    drop(results_tx);
+    let _ = recorder.await;
+}
+
+struct Ctx<'a> {
+    cluster: &'a Cluster,
+    executor: &'a Executor,
+    lease: &'a Lease,
+    active: &'a Active,
+    results: &'a tokio::sync::mpsc::Sender<RunOutcome>,
+}
+
+/// A slot to send once its claim is known.
+struct Pending {
+    job: JobRecord,
+    at_ms: i64,
+    shard: u32,
+    epoch: u64,
+}
+
+async fn round(
+    ctx: &Ctx<'_>,
+    incarnation: Uuid,
+    cfg: &SchedulerConfig,
+    claimed_to: &mut HashMap<JobId, i64>,
+) -> Result<(), String> {
+    let me = ctx.cluster.node_id();
+    let store = &ctx.cluster.store;
+    let now = ctx.cluster.clock().now_ms();
+    let horizon = now + cfg.claim_ahead.as_millis() as i64;
+    let assignment = firing::assignment(store).map_err(|e| e.to_string())?;
+    let mut items: Vec<ClaimItem> = Vec::new();
+    let mut pending: Vec<Option<Pending>> = Vec::new();
+    let mut direct: Vec<Pending> = Vec::new();
+    for shard in assignment.owned_by(me) {
+        let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
+        let rows = store
+            .scan(Table::ShardJobs, &shard.to_be_bytes(), &shard.to_be_bytes(), usize::MAX)
+            .map_err(|e| e.to_string())?;
+        for (k, _) in rows {
+            let job_key = k.get(4..).unwrap_or_default();
+            let Some(job) = store.get_value::<JobRecord>(Table::Jobs, job_key).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            if !job.spec.is_active {
+                continue;
+            }
+            let fs: FireState =
+                store.get_value(Table::FireState, job_key).map_err(|e| e.to_string())?.unwrap_or_default();
+            for f in &fs.in_flight {
+                if ctx.active.lock().map(|a| a.contains(&f.fire_id)).unwrap_or(true) {
+                    continue;
+                }
+                let p = Pending { job: job.clone(), at_ms: f.at_ms, shard, epoch };
+                if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
+                    // Claimed by this process and dropped unsent (the lease lapsed): send it now.
+                    direct.push(p);
+                } else {
+                    items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                    pending.push(Some(p));
+                }
+            }
+            let Some(schedule) = job.spec.schedule() else { continue };
+            let mut mark = claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
+            for _ in 0..MAX_SLOTS_PER_JOB {
+                let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else { break };
+                if next > horizon {
+                    break;
+                }
+                let missed = next + firing::STARTING_DEADLINE_MS < now;
+                let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
+                items.push(claim_item(&job, shard, epoch, next, kind));
+                pending.push((!missed).then(|| Pending { job: job.clone(), at_ms: next, shard, epoch }));
+                mark = next;
+            }
+            if items.len() >= MAX_CLAIM_ITEMS {
+                break;
+            }
+        }
+    }
+    for p in direct {
+        dispatch(ctx, p);
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let body = CommandBody::Claim { node: me, incarnation, items: items.clone() };
+    let verdicts = match ctx.cluster.write(body).await.map_err(|e| e.to_string())? {
+        CommandResult::Claims(v) => v,
+        other => return Err(format!("unexpected claim answer {other:?}")),
+    };
+    for ((item, verdict), p) in items.iter().zip(verdicts).zip(pending) {
+        if item.kind != ClaimKind::Reclaim && matches!(verdict, ClaimVerdict::Accepted | ClaimVerdict::NotNextSlot) {
+            // NotNextSlot: already claimed (our local state lagged); either way we are past it.
+            let e = claimed_to.entry(item.job).or_insert(i64::MIN);
+            *e = (*e).max(item.at_ms);
+        }
+        if verdict == ClaimVerdict::Accepted {
+            if let Some(p) = p {
+                dispatch(ctx, p);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn claim_item(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {
+    ClaimItem { shard, epoch, tenant: job.tenant.clone(), job: job.id, at_ms, kind }
+}
+
+/// Sends a claimed slot at its instant, if this node may still fire for its shard then.
+fn dispatch(ctx: &Ctx<'_>, p: Pending) {
+    let fire_id = FireId::scheduled(p.job.id, p.at_ms);
+    if !active_insert(ctx.active, fire_id) {
+        return;
+    }
+    let cluster = ctx.cluster.clone();
+    let executor = ctx.executor.clone();
+    let lease = ctx.lease.clone();
+    let active = ctx.active.clone();
+    let results = ctx.results.clone();
+    tokio::spawn(async move {
+        let wait = p.at_ms - cluster.clock().now_ms();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        }
+        // The fencing check, immediately before sending.
+        let owner_now = firing::assignment(&cluster.store).ok().and_then(|a| a.owner(p.shard).cloned());
+        let still_mine = owner_now.is_some_and(|o| o.node == Some(cluster.node_id()) && o.epoch == p.epoch);
+        if !lease.valid() || !still_mine {
+            tracing::debug!(job = %p.job.id, at_ms = p.at_ms, "not sending: lease or ownership lost");
+            active_remove(&active, &fire_id);
+            return;
+        }
+        let retry_until_ms =
+            p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
+        let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
+        let run = executor.fire(&fire, cluster.clock().as_ref(), cluster.node_id()).await;
+        let outcome = RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run };
+        if results.send(outcome).await.is_err() {
+            active_remove(&active, &fire_id);
+        }
+    });
+}
+
+/// Records results in batches; a fire id leaves `active` once its result is committed.
+async fn record_results(
+    cluster: Cluster,
+    active: Active,
+    mut rx: tokio::sync::mpsc::Receiver<RunOutcome>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut batch: Vec<RunOutcome> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(o) => { batch.push(o); if batch.len() < 500 { continue; } }
+                None => if batch.is_empty() { return },
+            },
+            _ = tick.tick() => {}
+            _ = stop.changed() => if batch.is_empty() { return },
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match cluster.write(CommandBody::RecordRuns { outcomes: batch.clone() }).await {
+            Ok(_) => {
+                for o in batch.drain(..) {
+                    active_remove(&active, &o.run.fire_id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, pending = batch.len(), "recording run results; will retry"),
+        }
+    }
+}
