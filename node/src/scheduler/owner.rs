@@ -222,15 +222,25 @@ async fn record_results(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<RunOutcome> = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut retry = tokio::time::interval(Duration::from_millis(250));
+    let mut stopping = false;
     loop {
+        // Group commit: write whatever has arrived as soon as something has, so a result is
+        // committed within a Raft round trip of the response (this is the window in which a
+        // crash leads to a re-send).
         tokio::select! {
             got = rx.recv() => match got {
-                Some(o) => { batch.push(o); if batch.len() < 500 { continue; } }
+                Some(o) => batch.push(o),
                 None => if batch.is_empty() { return },
             },
-            _ = tick.tick() => {}
-            _ = stop.changed() => if batch.is_empty() { return },
+            _ = retry.tick(), if !batch.is_empty() => {}
+            _ = stop.changed() => stopping = true,
+        }
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
         }
         if batch.is_empty() {
             continue;
@@ -242,6 +252,11 @@ async fn record_results(
                 }
             }
             Err(e) => tracing::warn!(error = %e, pending = batch.len(), "recording run results; will retry"),
+        }
+        if stopping {
+            // One last attempt at shutdown; what is left stays in flight and is re-sent by the
+            // next owner (the crash window).
+            return;
         }
     }
 }
