@@ -243,6 +243,9 @@ async fn record_results(
             }
         }
         if batch.is_empty() {
+            if stopping {
+                return;
+            }
             continue;
         }
         match cluster.write(CommandBody::RecordRuns { outcomes: batch.clone() }).await {
