@@ -4,9 +4,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::{
-    job, job_id, leader_of, member, member_ids, wait_until, Auth, RawRequest, TestCluster, WAIT,
-};
+use common::{job, job_id, leader_of, member, member_ids, wait_until, Auth, RawRequest, TestCluster, WAIT};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -28,71 +26,38 @@ async fn cluster_forms_and_serves_from_every_node() -> Result<()> {
         assert_eq!(member_ids(&s), vec![1, 2, 3], "node {id} status: {s}");
         for m in 1..=3u64 {
             let mem = member(&s, m).context("member")?;
-            assert_eq!(
-                mem["addr"],
-                c.addr(m).to_string(),
-                "node {id} sees member {m}: {mem}"
-            );
+            assert_eq!(mem["addr"], c.addr(m).to_string(), "node {id} sees member {m}: {mem}");
             assert_eq!(mem["voter"], true, "node {id} sees member {m}: {mem}");
             let role = if m == leader { "leader" } else { "follower" };
             assert_eq!(mem["role"], role, "node {id} sees member {m}: {mem}");
         }
-        assert!(
-            s["term"].as_u64().is_some_and(|t| t >= 1),
-            "node {id} term: {s}"
-        );
+        assert!(s["term"].as_u64().is_some_and(|t| t >= 1), "node {id} term: {s}");
         for k in ["committed_index", "applied_index", "last_log_index"] {
             assert!(s.get(k).is_some(), "node {id} status lacks {k}: {s}");
         }
 
         // Authentication: none, a wrong key, every accepted scheme, a key in the query string.
-        let r = api
-            .anonymous()
+        let r = api.anonymous().get("/api/v1/jobs").await?.expect_error(401, "AUTHENTICATION_REQUIRED")?;
+        assert!(!r.message().is_empty(), "node {id}: 401 without a message: {}", r.text);
+        api.with_auth(Auth::Bearer("not-the-key-0123456789-0123456789-abcdef".into()))
             .get("/api/v1/jobs")
             .await?
             .expect_error(401, "AUTHENTICATION_REQUIRED")?;
-        assert!(
-            !r.message().is_empty(),
-            "node {id}: 401 without a message: {}",
-            r.text
-        );
-        api.with_auth(Auth::Bearer(
-            "not-the-key-0123456789-0123456789-abcdef".into(),
-        ))
-        .get("/api/v1/jobs")
-        .await?
-        .expect_error(401, "AUTHENTICATION_REQUIRED")?;
         api.with_auth(Auth::Bearer(String::new()))
             .get("/api/v1/cluster")
             .await?
             .expect_error(401, "AUTHENTICATION_REQUIRED")?;
         let key = c.admin_key.clone();
-        for auth in [
-            Auth::Bearer(key.clone()),
-            Auth::XApiKey(key.clone()),
-            Auth::ApiKey(key.clone()),
-            Auth::Basic(key.clone()),
-        ] {
+        for auth in
+            [Auth::Bearer(key.clone()), Auth::XApiKey(key.clone()), Auth::ApiKey(key.clone()), Auth::Basic(key.clone())]
+        {
             let r = api.with_auth(auth.clone()).get("/api/v1/jobs").await?;
-            ensure!(
-                r.status == 200,
-                "node {id} with {auth:?}: {} {}",
-                r.status,
-                r.text
-            );
+            ensure!(r.status == 200, "node {id} with {auth:?}: {} {}", r.status, r.text);
         }
-        api.anonymous()
-            .get(&format!("/api/v1/jobs?api_key={key}"))
-            .await?
-            .expect_error(400, "BAD_REQUEST")?;
+        api.anonymous().get(&format!("/api/v1/jobs?api_key={key}")).await?.expect_error(400, "BAD_REQUEST")?;
 
         // Node-to-node routes want the cluster token, whatever the body.
-        for path in [
-            "/internal/raft/append",
-            "/internal/raft/vote",
-            "/internal/raft/snapshot",
-            "/internal/forward",
-        ] {
+        for path in ["/internal/raft/append", "/internal/raft/vote", "/internal/raft/snapshot", "/internal/forward"] {
             for token in [None, Some("wrong-secret-0123456789")] {
                 let mut req = RawRequest {
                     method: "POST".into(),
@@ -101,16 +66,10 @@ async fn cluster_forms_and_serves_from_every_node() -> Result<()> {
                     ..Default::default()
                 };
                 if let Some(t) = token {
-                    req.headers
-                        .push(("X-Raftcron-Cluster-Token".into(), t.into()));
+                    req.headers.push(("X-Raftcron-Cluster-Token".into(), t.into()));
                 }
                 let r = api.raw(req).await?;
-                ensure!(
-                    r.status == 401,
-                    "node {id} {path} with token {token:?}: {} {}",
-                    r.status,
-                    r.text
-                );
+                ensure!(r.status == 401, "node {id} {path} with token {token:?}: {} {}", r.status, r.text);
             }
         }
     }
@@ -131,31 +90,20 @@ async fn write_through_a_follower_read_from_another() -> Result<()> {
     ensure!(!id.is_empty(), "no id in {created}");
     for api in [&a2, &l] {
         let got = api.get_job(&id, false).await?.expect(200)?.field("job")?;
-        assert_eq!(
-            got, created,
-            "node {} answers another version of the job",
-            api.node_id
-        );
+        assert_eq!(got, created, "node {} answers another version of the job", api.node_id);
         let listed = api.all_jobs(false).await?;
         assert_eq!(listed, vec![created.clone()], "node {} list", api.node_id);
     }
 
     // Update through follower 2; follower 1 reads the new version.
     let patched = a2
-        .patch(
-            &format!("/api/v1/jobs/{id}"),
-            &json!({"name": "renamed", "is_active": false}),
-        )
+        .patch(&format!("/api/v1/jobs/{id}"), &json!({"name": "renamed", "is_active": false}))
         .await?
         .expect(200)?
         .field("job")?;
     assert_eq!(patched["name"], "renamed");
     assert_eq!(patched["is_active"], false);
-    assert_eq!(
-        patched["next_run_at"],
-        Value::Null,
-        "paused job has a next run: {patched}"
-    );
+    assert_eq!(patched["next_run_at"], Value::Null, "paused job has a next run: {patched}");
     assert_eq!(patched["id"], created["id"]);
     assert_eq!(patched["created_at"], created["created_at"]);
     assert_eq!(patched["url"], created["url"], "an absent field changed");
@@ -166,19 +114,11 @@ async fn write_through_a_follower_read_from_another() -> Result<()> {
     let r = l.delete(&format!("/api/v1/jobs/{id}")).await?.expect(200)?;
     assert_eq!(r.json, json!({"ok": true}));
     for api in c.clients() {
-        api.get_job(&id, false)
-            .await?
-            .expect_error(404, "NOT_FOUND")?;
+        api.get_job(&id, false).await?.expect_error(404, "NOT_FOUND")?;
         let listed = api.all_jobs(false).await?;
-        assert!(
-            listed.is_empty(),
-            "node {} still lists {listed:?}",
-            api.node_id
-        );
+        assert!(listed.is_empty(), "node {} still lists {listed:?}", api.node_id);
     }
-    a1.delete(&format!("/api/v1/jobs/{id}"))
-        .await?
-        .expect_error(404, "NOT_FOUND")?;
+    a1.delete(&format!("/api/v1/jobs/{id}")).await?.expect_error(404, "NOT_FOUND")?;
     c.stop()
 }
 
@@ -205,8 +145,7 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
         .await?;
     let cluster = r.expect(200)?.field("cluster")?;
     eprintln!("adding node 4 took {:.1?}", started.elapsed());
-    let m4 =
-        member(&cluster, 4).with_context(|| format!("node 4 missing from the answer {cluster}"))?;
+    let m4 = member(&cluster, 4).with_context(|| format!("node 4 missing from the answer {cluster}"))?;
     assert_eq!(m4["voter"], true, "node 4 in the answer: {cluster}");
     assert_eq!(m4["addr"], c.addr(4).to_string());
 
@@ -217,10 +156,7 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
         async move {
             let s = api.cluster_status().await?;
             let me = member(&s, 4).with_context(|| format!("not a member yet: {s}"))?;
-            ensure!(
-                me["voter"] == true && me["role"] != "learner",
-                "not a voter yet: {s}"
-            );
+            ensure!(me["voter"] == true && me["role"] != "learner", "not a voter yet: {s}");
             ensure!(member_ids(&s) == vec![1, 2, 3, 4], "members: {s}");
             ensure!(leader_of(&s).is_some(), "no leader: {s}");
             Ok(())
@@ -228,34 +164,21 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
     })
     .await?;
     let eid = job_id(&existing);
-    let got = wait_until(
-        "node 4 to serve the existing job (stale read)",
-        WAIT,
-        || {
-            let (api, eid) = (probe.clone(), eid.clone());
-            async move { api.get_job(&eid, true).await?.expect(200)?.field("job") }
-        },
-    )
+    let got = wait_until("node 4 to serve the existing job (stale read)", WAIT, || {
+        let (api, eid) = (probe.clone(), eid.clone());
+        async move { api.get_job(&eid, true).await?.expect(200)?.field("job") }
+    })
     .await?;
     assert_eq!(got, existing);
     api4.anonymous().get("/readyz").await?.expect(200)?;
 
     // A new job, written through the leader, is read from node 4 (linearizable); node 4 writes.
     let new = c.client(leader).create_job(&job("after-growing")).await?;
-    let got = api4
-        .get_job(&job_id(&new), false)
-        .await?
-        .expect(200)?
-        .field("job")?;
+    let got = api4.get_job(&job_id(&new), false).await?.expect(200)?.field("job")?;
     assert_eq!(got, new);
     let via4 = api4.create_job(&job("written-through-node-4")).await?;
     for id in 1..=3 {
-        let got = c
-            .client(id)
-            .get_job(&job_id(&via4), false)
-            .await?
-            .expect(200)?
-            .field("job")?;
+        let got = c.client(id).get_job(&job_id(&via4), false).await?.expect(200)?.field("job")?;
         assert_eq!(got, via4, "node {id}");
     }
     for id in 1..=4 {
@@ -273,9 +196,7 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
 
     // Remove node 4 (through a node of the first three that does not lead).
     let leader_now = c.leader().await?;
-    let via = (1..=3)
-        .find(|id| *id != leader_now)
-        .context("a non-leader")?;
+    let via = (1..=3).find(|id| *id != leader_now).context("a non-leader")?;
     let r = c
         .client(via)
         .with_timeout(std::time::Duration::from_secs(60))
@@ -285,43 +206,28 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
     assert_eq!(r.json, json!({"ok": true}));
     for id in 1..=3 {
         let api = c.client(id);
-        wait_until(
-            &format!("node {id} to list members 1-3 with a leader among them"),
-            WAIT,
-            || {
-                let api = api.clone();
-                async move {
-                    let s = api.cluster_status().await?;
-                    ensure!(member_ids(&s) == vec![1, 2, 3], "members: {s}");
-                    ensure!(
-                        leader_of(&s).is_some_and(|l| (1..=3).contains(&l)),
-                        "leader: {s}"
-                    );
-                    Ok(())
-                }
-            },
-        )
+        wait_until(&format!("node {id} to list members 1-3 with a leader among them"), WAIT, || {
+            let api = api.clone();
+            async move {
+                let s = api.cluster_status().await?;
+                ensure!(member_ids(&s) == vec![1, 2, 3], "members: {s}");
+                ensure!(leader_of(&s).is_some_and(|l| (1..=3).contains(&l)), "leader: {s}");
+                Ok(())
+            }
+        })
         .await?;
     }
 
     // Writes still work, node 4 still running, then with node 4 gone.
     let after = c.client(via).create_job(&job("after-shrinking")).await?;
     for id in 1..=3 {
-        let got = c
-            .client(id)
-            .get_job(&job_id(&after), false)
-            .await?
-            .expect(200)?
-            .field("job")?;
+        let got = c.client(id).get_job(&job_id(&after), false).await?.expect(200)?.field("job")?;
         assert_eq!(got, after, "node {id}");
     }
     c.kill(4)?;
     let last = c.client(via).create_job(&job("node-4-stopped")).await?;
     let all = c.client(leader_now).all_jobs(false).await?;
-    let mut want: Vec<String> = [&existing, &new, &via4, &after, &last]
-        .iter()
-        .map(|j| job_id(j))
-        .collect();
+    let mut want: Vec<String> = [&existing, &new, &via4, &after, &last].iter().map(|j| job_id(j)).collect();
     want.sort();
     assert_eq!(all.iter().map(job_id).collect::<Vec<_>>(), want);
     c.stop()

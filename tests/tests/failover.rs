@@ -13,11 +13,7 @@ async fn leader_kill_minus_9_then_writes_continue_and_restart_catches_up() -> Re
     let old_leader = c.leader().await?;
     let mut created = Vec::new();
     for i in 0..5 {
-        created.push(
-            c.client(old_leader)
-                .create_job(&job(&format!("before-kill-{i}")))
-                .await?,
-        );
+        created.push(c.client(old_leader).create_job(&job(&format!("before-kill-{i}"))).await?);
     }
 
     c.kill(old_leader)?;
@@ -27,31 +23,22 @@ async fn leader_kill_minus_9_then_writes_continue_and_restart_catches_up() -> Re
 
     // Keep writing through the survivors (alternating) until one write succeeds.
     let mut attempt = 0usize;
-    let first = wait_until(
-        "a write through a survivor after the leader died",
-        WAIT,
-        || {
-            attempt += 1;
-            let api = survivors[attempt % 2].with_timeout(Duration::from_secs(8));
-            let body = job(&format!("during-failover-{attempt}"));
-            async move {
-                let r = api.post("/api/v1/jobs", &body).await?;
-                r.expect(201)?.field("job")
-            }
-        },
-    )
+    let first = wait_until("a write through a survivor after the leader died", WAIT, || {
+        attempt += 1;
+        let api = survivors[attempt % 2].with_timeout(Duration::from_secs(8));
+        let body = job(&format!("during-failover-{attempt}"));
+        async move {
+            let r = api.post("/api/v1/jobs", &body).await?;
+            r.expect(201)?.field("job")
+        }
+    })
     .await?;
     let to_first_write = killed_at.elapsed();
-    eprintln!(
-        "leader {old_leader} killed: first successful write after {to_first_write:.2?} ({attempt} attempts)"
-    );
+    eprintln!("leader {old_leader} killed: first successful write after {to_first_write:.2?} ({attempt} attempts)");
     created.push(first);
 
     let new_leader = c.leader().await?;
-    ensure!(
-        new_leader != old_leader,
-        "the dead node {old_leader} is still named leader"
-    );
+    ensure!(new_leader != old_leader, "the dead node {old_leader} is still named leader");
     for i in 0..5 {
         let api = &survivors[i % 2];
         created.push(api.create_job(&job(&format!("after-kill-{i}"))).await?);
@@ -65,49 +52,30 @@ async fn leader_kill_minus_9_then_writes_continue_and_restart_catches_up() -> Re
     let reference = c.client(new_leader).all_jobs(false).await?;
     let reference_ids: Vec<String> = reference.iter().map(job_id).collect();
     for id in &want {
-        ensure!(
-            reference_ids.contains(id),
-            "acknowledged job {id} missing on the new leader"
-        );
+        ensure!(reference_ids.contains(id), "acknowledged job {id} missing on the new leader");
     }
 
     // The killed node comes back with its data dir and catches up.
     c.restart(old_leader)?;
     let back = c.client(old_leader);
     let restarted_at = Instant::now();
-    let jobs = wait_until(
-        &format!("node {old_leader} to catch up (stale list)"),
-        Duration::from_secs(60),
-        || {
-            let (api, n) = (back.clone(), reference.len());
-            async move {
-                let jobs = api.all_jobs(true).await?;
-                ensure!(jobs.len() >= n, "node has {} of {n} jobs", jobs.len());
-                Ok(jobs)
-            }
-        },
-    )
+    let jobs = wait_until(&format!("node {old_leader} to catch up (stale list)"), Duration::from_secs(60), || {
+        let (api, n) = (back.clone(), reference.len());
+        async move {
+            let jobs = api.all_jobs(true).await?;
+            ensure!(jobs.len() >= n, "node has {} of {n} jobs", jobs.len());
+            Ok(jobs)
+        }
+    })
     .await?;
-    eprintln!(
-        "node {old_leader} caught up {:.2?} after its restart",
-        restarted_at.elapsed()
-    );
+    eprintln!("node {old_leader} caught up {:.2?} after its restart", restarted_at.elapsed());
     for j in &reference {
         let same = jobs.iter().find(|k| job_id(k) == job_id(j));
-        assert_eq!(
-            same,
-            Some(j),
-            "the restarted node's copy of job {} differs from the leader's",
-            job_id(j)
-        );
+        assert_eq!(same, Some(j), "the restarted node's copy of job {} differs from the leader's", job_id(j));
     }
     c.wait_ready(FORM_TIMEOUT).await?;
     for j in &created {
-        let got = back
-            .get_job(&job_id(j), true)
-            .await?
-            .expect(200)?
-            .field("job")?;
+        let got = back.get_job(&job_id(j), true).await?.expect(200)?.field("job")?;
         assert_eq!(&got, j);
     }
     c.stop()
@@ -133,10 +101,7 @@ async fn data_survives_a_whole_cluster_restart() -> Result<()> {
         .field("job")?;
     expected[0] = updated;
     let deleted = expected.remove(5);
-    c.client(3)
-        .delete(&format!("/api/v1/jobs/{}", job_id(&deleted)))
-        .await?
-        .expect(200)?;
+    c.client(3).delete(&format!("/api/v1/jobs/{}", job_id(&deleted))).await?.expect(200)?;
     expected.sort_by_key(job_id);
     assert_eq!(c.client(1).all_jobs(false).await?, expected);
 
@@ -148,51 +113,26 @@ async fn data_survives_a_whole_cluster_restart() -> Result<()> {
     }
     let restarted_at = Instant::now();
     let leader = c.wait_ready(FORM_TIMEOUT).await?;
-    eprintln!(
-        "whole cluster back (leader {leader}) {:.2?} after the restart",
-        restarted_at.elapsed()
-    );
+    eprintln!("whole cluster back (leader {leader}) {:.2?} after the restart", restarted_at.elapsed());
 
     for api in c.clients() {
-        assert_eq!(
-            api.all_jobs(false).await?,
-            expected,
-            "node {} (linearizable)",
-            api.node_id
-        );
+        assert_eq!(api.all_jobs(false).await?, expected, "node {} (linearizable)", api.node_id);
         let (probe, want) = (api.clone(), expected.clone());
-        wait_until(
-            &format!("node {} to hold every job (stale read)", api.node_id),
-            WAIT,
-            || {
-                let (api, want) = (probe.clone(), want.clone());
-                async move {
-                    let got = api.all_jobs(true).await?;
-                    ensure!(
-                        got == want,
-                        "stale list: {} jobs, want {}",
-                        got.len(),
-                        want.len()
-                    );
-                    Ok(())
-                }
-            },
-        )
+        wait_until(&format!("node {} to hold every job (stale read)", api.node_id), WAIT, || {
+            let (api, want) = (probe.clone(), want.clone());
+            async move {
+                let got = api.all_jobs(true).await?;
+                ensure!(got == want, "stale list: {} jobs, want {}", got.len(), want.len());
+                Ok(())
+            }
+        })
         .await?;
-        api.get_job(&job_id(&deleted), false)
-            .await?
-            .expect_error(404, "NOT_FOUND")?;
+        api.get_job(&job_id(&deleted), false).await?.expect_error(404, "NOT_FOUND")?;
     }
     // And the cluster takes writes again.
     let more = c.client(leader).create_job(&job("after-restart")).await?;
     for api in c.clients() {
-        assert_eq!(
-            api.get_job(&job_id(&more), false)
-                .await?
-                .expect(200)?
-                .field("job")?,
-            more
-        );
+        assert_eq!(api.get_job(&job_id(&more), false).await?.expect(200)?.field("job")?, more);
     }
     c.stop()
 }

@@ -46,13 +46,12 @@ const LOG_TAIL_LINES: usize = 60;
 
 /// A random hex string (std only: `RandomState` is seeded from the OS).
 fn random_hex(words: usize) -> String {
-    (0..words)
-        .map(|_| format!("{:016x}", RandomState::new().build_hasher().finish()))
-        .collect()
+    (0..words).map(|_| format!("{:016x}", RandomState::new().build_hasher().finish())).collect()
 }
 
 /// The `raftcron` binary: `RAFTCRON_BIN`, else `$CARGO_TARGET_DIR/debug/raftcron`, else next to
 /// the test executable (`target/debug/deps/<test>` -> `target/debug/raftcron`).
+#[allow(clippy::panic)] // A missing binary is a setup error: stop with the command that fixes it.
 pub fn binary() -> PathBuf {
     let name = format!("raftcron{}", std::env::consts::EXE_SUFFIX);
     if let Some(p) = std::env::var_os("RAFTCRON_BIN") {
@@ -80,13 +79,8 @@ pub fn binary() -> PathBuf {
 
 /// `n` distinct free loopback ports (all bound at once so they differ, then released).
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    let listeners = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// A valid job create body (a yearly schedule, so nothing fires during a test).
@@ -123,10 +117,7 @@ where
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(POLL.min(left)).await;
     }
-    bail!(
-        "timed out after {:.1?} waiting for {what}; last attempt: {last:#}",
-        start.elapsed()
-    )
+    bail!("timed out after {:.1?} waiting for {what}; last attempt: {last:#}", start.elapsed())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,10 +155,7 @@ impl Resp {
     }
 
     pub fn message(&self) -> &str {
-        self.json
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        self.json.get("message").and_then(Value::as_str).unwrap_or("")
     }
 
     /// Fails unless this is the JSON error `{"error": code, "message": "..."}` with `status`.
@@ -186,9 +174,7 @@ impl Resp {
             truncate(&r.text, 600)
         );
         ensure!(
-            r.content_type
-                .as_deref()
-                .is_some_and(|c| c.starts_with("application/json")),
+            r.content_type.as_deref().is_some_and(|c| c.starts_with("application/json")),
             "{}: error answered with content type {:?}",
             r.request,
             r.content_type
@@ -198,13 +184,10 @@ impl Resp {
 
     /// The value under `key` of the JSON body.
     pub fn field(&self, key: &str) -> Result<Value> {
-        self.json.get(key).cloned().ok_or_else(|| {
-            anyhow!(
-                "{}: no {key:?} in {}",
-                self.request,
-                truncate(&self.text, 600)
-            )
-        })
+        self.json
+            .get(key)
+            .cloned()
+            .ok_or_else(|| anyhow!("{}: no {key:?} in {}", self.request, truncate(&self.text, 600)))
     }
 }
 
@@ -251,10 +234,7 @@ pub struct RawRequest {
 impl Api {
     /// The same node with another way of authenticating.
     pub fn with_auth(&self, auth: Auth) -> Api {
-        Api {
-            auth,
-            ..self.clone()
-        }
+        Api { auth, ..self.clone() }
     }
 
     /// The same node without any key.
@@ -264,19 +244,13 @@ impl Api {
 
     /// The same node with another per-request timeout.
     pub fn with_timeout(&self, timeout: Duration) -> Api {
-        Api {
-            timeout,
-            ..self.clone()
-        }
+        Api { timeout, ..self.clone() }
     }
 
     pub async fn raw(&self, req: RawRequest) -> Result<Resp> {
         let label = format!("{} node {}{}", req.method, self.node_id, req.path);
         let method = reqwest::Method::from_bytes(req.method.as_bytes()).context("method")?;
-        let mut b = self
-            .http
-            .request(method, format!("{}{}", self.base, req.path))
-            .timeout(self.timeout);
+        let mut b = self.http.request(method, format!("{}{}", self.base, req.path)).timeout(self.timeout);
         b = match &self.auth {
             Auth::None => b,
             Auth::Bearer(k) => b.header("Authorization", format!("Bearer {k}")),
@@ -284,10 +258,7 @@ impl Api {
             Auth::XApiKey(k) => b.header("X-Api-Key", k),
             Auth::Basic(k) => b.header(
                 "Authorization",
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))
-                ),
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))),
             ),
         };
         for (k, v) in &req.headers {
@@ -296,39 +267,18 @@ impl Api {
         if let Some(body) = req.body {
             b = b.body(body);
         }
-        let r = b
-            .send()
-            .await
-            .with_context(|| format!("{label}: request failed"))?;
+        let r = b.send().await.with_context(|| format!("{label}: request failed"))?;
         let status = r.status().as_u16();
-        let content_type = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let text = r
-            .text()
-            .await
-            .with_context(|| format!("{label}: reading the answer"))?;
+        let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let text = r.text().await.with_context(|| format!("{label}: reading the answer"))?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp {
-            status,
-            content_type,
-            text,
-            json,
-            request: label,
-        })
+        Ok(Resp { status, content_type, text, json, request: label })
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Resp> {
-        let mut req = RawRequest {
-            method: method.into(),
-            path: path.into(),
-            ..RawRequest::default()
-        };
+        let mut req = RawRequest { method: method.into(), path: path.into(), ..RawRequest::default() };
         if let Some(v) = body {
-            req.headers
-                .push(("Content-Type".into(), "application/json".into()));
+            req.headers.push(("Content-Type".into(), "application/json".into()));
             req.body = Some(serde_json::to_vec(v)?);
         }
         self.raw(req).await
@@ -352,18 +302,12 @@ impl Api {
 
     /// `GET /api/v1/cluster` -> the `cluster` object.
     pub async fn cluster_status(&self) -> Result<Value> {
-        self.get("/api/v1/cluster")
-            .await?
-            .expect(200)?
-            .field("cluster")
+        self.get("/api/v1/cluster").await?.expect(200)?.field("cluster")
     }
 
     /// `POST /api/v1/jobs`, expecting 201 -> the job.
     pub async fn create_job(&self, body: &Value) -> Result<Value> {
-        self.post("/api/v1/jobs", body)
-            .await?
-            .expect(201)?
-            .field("job")
+        self.post("/api/v1/jobs", body).await?.expect(201)?.field("job")
     }
 
     /// `GET /api/v1/jobs/{id}` (linearizable, or `stale`).
@@ -377,21 +321,13 @@ impl Api {
         let c = if stale { "&consistency=stale" } else { "" };
         let mut out = Vec::new();
         for page in 1..=100 {
-            let r = self
-                .get(&format!("/api/v1/jobs?page={page}&page_size=500{c}"))
-                .await?
-                .expect(200)?;
+            let r = self.get(&format!("/api/v1/jobs?page={page}&page_size=500{c}")).await?.expect(200)?;
             let jobs = r.field("jobs")?;
-            let jobs = jobs
-                .as_array()
-                .ok_or_else(|| anyhow!("jobs is not an array"))?;
-            let total = r
-                .field("total_count")?
-                .as_u64()
-                .ok_or_else(|| anyhow!("total_count is not a number"))?;
+            let jobs = jobs.as_array().ok_or_else(|| anyhow!("jobs is not an array"))?;
+            let total = r.field("total_count")?.as_u64().ok_or_else(|| anyhow!("total_count is not a number"))?;
             out.extend(jobs.iter().cloned());
             if jobs.is_empty() || out.len() as u64 >= total {
-                out.sort_by(|a, b| job_id(a).cmp(&job_id(b)));
+                out.sort_by_key(job_id);
                 return Ok(out);
             }
         }
@@ -401,10 +337,7 @@ impl Api {
 
 /// A job's `id`.
 pub fn job_id(job: &Value) -> String {
-    job.get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    job.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// The member ids of a `cluster` object.
@@ -412,11 +345,7 @@ pub fn member_ids(cluster: &Value) -> Vec<u64> {
     let mut ids: Vec<u64> = cluster
         .get("members")
         .and_then(Value::as_array)
-        .map(|ms| {
-            ms.iter()
-                .filter_map(|m| m.get("node_id").and_then(Value::as_u64))
-                .collect()
-        })
+        .map(|ms| ms.iter().filter_map(|m| m.get("node_id").and_then(Value::as_u64)).collect())
         .unwrap_or_default();
     ids.sort_unstable();
     ids
@@ -427,15 +356,40 @@ pub fn member(cluster: &Value, id: u64) -> Option<Value> {
     cluster
         .get("members")
         .and_then(Value::as_array)
-        .and_then(|ms| {
-            ms.iter()
-                .find(|m| m.get("node_id").and_then(Value::as_u64) == Some(id))
-                .cloned()
-        })
+        .and_then(|ms| ms.iter().find(|m| m.get("node_id").and_then(Value::as_u64) == Some(id)).cloned())
 }
 
 pub fn leader_of(cluster: &Value) -> Option<u64> {
     cluster.get("leader_id").and_then(Value::as_u64)
+}
+
+/// Folds log lines that repeat one of the last few lines (ignoring digits: timestamps, ids)
+/// into one "[... N repeated lines ...]" marker.
+fn fold_repeats<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    const WINDOW: usize = 8;
+    let mut out = Vec::new();
+    let mut recent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut folded = 0usize;
+    for line in lines {
+        let shape: String = line.chars().filter(|c| !c.is_ascii_digit()).collect();
+        if recent.contains(&shape) {
+            folded += 1;
+            continue;
+        }
+        if folded > 0 {
+            out.push(format!("    [... {folded} similar lines folded ...]"));
+            folded = 0;
+        }
+        out.push(line.to_string());
+        recent.push_back(shape);
+        if recent.len() > WINDOW {
+            recent.pop_front();
+        }
+    }
+    if folded > 0 {
+        out.push(format!("    [... {folded} similar lines folded ...]"));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,19 +417,24 @@ pub struct TestCluster {
     http: reqwest::Client,
     bin: PathBuf,
     passed: bool,
+    /// Flags added to every node's command line.
+    extra_args: Vec<String>,
 }
 
 impl TestCluster {
     /// Starts `n` nodes (ids 1..=n) with one `--initial-cluster`, and waits until every node is
     /// ready, accepts the admin key and agrees on the leader.
     pub async fn start(n: u64) -> Result<TestCluster> {
+        TestCluster::start_with(n, &[]).await
+    }
+
+    /// Like [`TestCluster::start`], with `extra` flags on every node's command line.
+    pub async fn start_with(n: u64, extra: &[&str]) -> Result<TestCluster> {
         let mut c = TestCluster::new()?;
+        c.extra_args = extra.iter().map(|s| s.to_string()).collect();
         let ports = free_ports(n as usize)?;
-        let initial = (1..=n)
-            .zip(&ports)
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial =
+            (1..=n).zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
         for (id, port) in (1..=n).zip(ports) {
             c.add_node_files(id, port, Some(initial.clone()))?;
         }
@@ -483,14 +442,8 @@ impl TestCluster {
             c.spawn(id)?;
         }
         let started = Instant::now();
-        let leader = c
-            .wait_ready(FORM_TIMEOUT)
-            .await
-            .context("the cluster did not form")?;
-        eprintln!(
-            "[harness] {n}-node cluster formed in {:.1?}, leader is node {leader}",
-            started.elapsed()
-        );
+        let leader = c.wait_ready(FORM_TIMEOUT).await.context("the cluster did not form")?;
+        eprintln!("[harness] {n}-node cluster formed in {:.1?}, leader is node {leader}", started.elapsed());
         Ok(c)
     }
 
@@ -512,20 +465,12 @@ impl TestCluster {
             http,
             bin: binary(),
             passed: false,
+            extra_args: Vec::new(),
         })
     }
 
-    fn add_node_files(
-        &mut self,
-        id: u64,
-        port: u16,
-        initial_cluster: Option<String>,
-    ) -> Result<()> {
-        let root = self
-            .root
-            .as_ref()
-            .ok_or_else(|| anyhow!("no temp dir"))?
-            .path();
+    fn add_node_files(&mut self, id: u64, port: u16, initial_cluster: Option<String>) -> Result<()> {
+        let root = self.root.as_ref().ok_or_else(|| anyhow!("no temp dir"))?.path();
         let dir = root.join(format!("node-{id}"));
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir)?;
@@ -538,32 +483,20 @@ impl TestCluster {
             child: None,
             starts: 0,
         };
-        ensure!(
-            self.nodes.insert(id, node).is_none(),
-            "node {id} exists already"
-        );
+        ensure!(self.nodes.insert(id, node).is_none(), "node {id} exists already");
         Ok(())
     }
 
     /// Starts the process of node `id` (same command and data dir every time).
     fn spawn(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
+        let extra = self.extra_args.clone();
         let (key, secret) = (self.admin_key.clone(), self.cluster_secret.clone());
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or_else(|| anyhow!("no node {id}"))?;
+        let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
         ensure!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)?;
-        writeln!(
-            log,
-            "==== [harness] start #{} of node {id} on {} ====",
-            node.starts, node.addr
-        )?;
+        let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path)?;
+        writeln!(log, "==== [harness] start #{} of node {id} on {} ====", node.starts, node.addr)?;
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .args(["--node-id", &id.to_string()])
@@ -572,7 +505,8 @@ impl TestCluster {
             .arg(&node.data_dir)
             .args(["--cluster-secret", &secret])
             .args(["--election-timeout-ms", &ELECTION_TIMEOUT_MS.to_string()])
-            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()]);
+            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
+            .args(&extra);
         if let Some(initial) = &node.initial_cluster {
             cmd.args(["--initial-cluster", initial]);
         }
@@ -590,9 +524,7 @@ impl TestCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
         node.child = Some(child);
         Ok(())
     }
@@ -606,31 +538,39 @@ impl TestCluster {
         let api = self.client(id);
         wait_until(&format!("node {id} to serve /healthz"), WAIT, || {
             let api = api.clone();
-            async move {
-                api.anonymous()
-                    .get("/healthz")
-                    .await?
-                    .expect(200)
-                    .map(|_| ())
-            }
+            async move { api.anonymous().get("/healthz").await?.expect(200).map(|_| ()) }
         })
         .await
     }
 
     /// SIGKILLs node `id` and reaps it.
     pub fn kill(&mut self, id: u64) -> Result<()> {
-        let node = self
-            .nodes
-            .get_mut(&id)
-            .ok_or_else(|| anyhow!("no node {id}"))?;
-        let mut child = node
-            .child
-            .take()
-            .ok_or_else(|| anyhow!("node {id} is not running"))?;
+        let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+        let mut child = node.child.take().ok_or_else(|| anyhow!("node {id} is not running"))?;
         child.kill()?;
         child.wait()?;
         let mut log = OpenOptions::new().append(true).open(&node.log_path)?;
         writeln!(log, "==== [harness] node {id} killed (SIGKILL) ====")?;
+        Ok(())
+    }
+
+    /// Freezes node `id` (SIGSTOP): it keeps its sockets but runs nothing.
+    pub fn pause(&mut self, id: u64) -> Result<()> {
+        self.signal(id, "STOP")
+    }
+
+    /// Thaws node `id` (SIGCONT).
+    pub fn resume(&mut self, id: u64) -> Result<()> {
+        self.signal(id, "CONT")
+    }
+
+    fn signal(&mut self, id: u64, sig: &str) -> Result<()> {
+        let node = self.nodes.get(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+        let pid = node.child.as_ref().ok_or_else(|| anyhow!("node {id} is not running"))?.id();
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+        ensure!(status.success(), "kill -{sig} {pid} failed");
+        let mut log = OpenOptions::new().append(true).open(&node.log_path)?;
+        writeln!(log, "==== [harness] node {id} got SIG{sig} ====")?;
         Ok(())
     }
 
@@ -645,11 +585,7 @@ impl TestCluster {
             if let Some(child) = node.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
                     node.child = None;
-                    bail!(
-                        "node {} exited unexpectedly ({status}); see its log {}",
-                        node.id,
-                        node.log_path.display()
-                    );
+                    bail!("node {} exited unexpectedly ({status}); see its log {}", node.id, node.log_path.display());
                 }
             }
         }
@@ -658,18 +594,11 @@ impl TestCluster {
 
     /// Ids of the nodes whose process runs.
     pub fn running(&self) -> Vec<u64> {
-        self.nodes
-            .values()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.id)
-            .collect()
+        self.nodes.values().filter(|n| n.child.is_some()).map(|n| n.id).collect()
     }
 
     pub fn addr(&self, id: u64) -> SocketAddr {
-        self.nodes
-            .get(&id)
-            .map(|n| n.addr)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)))
+        self.nodes.get(&id).map(|n| n.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)))
     }
 
     /// A client of node `id` with the admin key (as a Bearer token).
@@ -685,10 +614,7 @@ impl TestCluster {
 
     /// Clients of every running node.
     pub fn clients(&self) -> Vec<Api> {
-        self.running()
-            .into_iter()
-            .map(|id| self.client(id))
-            .collect()
+        self.running().into_iter().map(|id| self.client(id)).collect()
     }
 
     /// Waits until every running node is ready (`/readyz` 200), accepts the admin key and names
@@ -708,10 +634,7 @@ impl TestCluster {
             }
             tokio::time::sleep(POLL).await;
         }
-        bail!(
-            "timed out after {timeout:?} waiting for nodes {:?} to be ready; last: {last:#}",
-            self.running()
-        )
+        bail!("timed out after {timeout:?} waiting for nodes {:?} to be ready; last: {last:#}", self.running())
     }
 
     async fn probe_ready(&self) -> Result<u64> {
@@ -721,12 +644,7 @@ impl TestCluster {
         for id in &running {
             let api = self.client(*id).with_timeout(PROBE_TIMEOUT);
             let r = api.anonymous().get("/readyz").await?;
-            ensure!(
-                r.status == 200,
-                "node {id} /readyz: {} {}",
-                r.status,
-                r.text
-            );
+            ensure!(r.status == 200, "node {id} /readyz: {} {}", r.status, r.text);
             let status = api.cluster_status().await?;
             leaders.insert(*id, leader_of(&status));
         }
@@ -739,65 +657,43 @@ impl TestCluster {
 
     /// The leader the running nodes agree on (waits for one).
     pub async fn leader(&self) -> Result<u64> {
-        let deadline = Instant::now() + WAIT;
-        let mut last = anyhow!("not polled yet");
-        while Instant::now() < deadline {
-            let mut leaders = BTreeMap::new();
-            let mut ok = true;
-            for api in self.clients() {
-                match api.with_timeout(PROBE_TIMEOUT).cluster_status().await {
-                    Ok(s) => {
-                        leaders.insert(api.node_id, leader_of(&s));
-                    }
-                    Err(e) => {
-                        last = e;
-                        ok = false;
-                        break;
-                    }
+        let (apis, running) = (self.clients(), self.running());
+        wait_until("the running nodes to agree on a running leader", WAIT, || {
+            let (apis, running) = (apis.clone(), running.clone());
+            async move {
+                let mut leaders = BTreeMap::new();
+                for api in &apis {
+                    let status = api.with_timeout(PROBE_TIMEOUT).cluster_status().await?;
+                    leaders.insert(api.node_id, leader_of(&status));
                 }
-            }
-            if ok {
-                let running = self.running();
                 match leaders.values().next().copied().flatten() {
-                    Some(l) if leaders.values().all(|v| *v == Some(l)) && running.contains(&l) => {
-                        return Ok(l)
-                    }
-                    _ => last = anyhow!("no agreed running leader: {leaders:?}"),
+                    Some(l) if leaders.values().all(|v| *v == Some(l)) && running.contains(&l) => Ok(l),
+                    _ => bail!("no agreed running leader: {leaders:?}"),
                 }
             }
-            tokio::time::sleep(POLL).await;
-        }
-        bail!("no leader agreed on within {WAIT:?}: {last:#}")
+        })
+        .await
     }
 
     /// The running nodes other than the leader.
     pub async fn followers(&self) -> Result<Vec<u64>> {
         let leader = self.leader().await?;
-        Ok(self
-            .running()
-            .into_iter()
-            .filter(|id| *id != leader)
-            .collect())
+        Ok(self.running().into_iter().filter(|id| *id != leader).collect())
     }
 
     /// A running node other than the leader.
     pub async fn follower(&self) -> Result<u64> {
-        self.followers()
-            .await?
-            .first()
-            .copied()
-            .ok_or_else(|| anyhow!("no follower is running"))
+        self.followers().await?.first().copied().ok_or_else(|| anyhow!("no follower is running"))
     }
 
-    /// Prints the tail of every node's log to stderr.
+    /// Prints the tail of every node's log to stderr (repeated lines folded).
     pub fn dump_logs(&self) {
         for node in self.nodes.values() {
-            let text = std::fs::read_to_string(&node.log_path)
-                .unwrap_or_else(|e| format!("(cannot read: {e})"));
-            let lines: Vec<&str> = text.lines().collect();
+            let text = std::fs::read_to_string(&node.log_path).unwrap_or_else(|e| format!("(cannot read: {e})"));
+            let lines = fold_repeats(text.lines());
             let from = lines.len().saturating_sub(LOG_TAIL_LINES);
             eprintln!(
-                "----- node {} ({}), last {} of {} log lines, {} -----",
+                "----- node {} ({}): last {} of {} (folded) log lines of {} -----",
                 node.id,
                 node.addr,
                 lines.len() - from,
@@ -811,10 +707,28 @@ impl TestCluster {
         eprintln!("----- end of node logs -----");
     }
 
+    /// Lines of the node logs that report a panic.
+    pub fn panics_in_logs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for node in self.nodes.values() {
+            let text = std::fs::read_to_string(&node.log_path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.contains("panicked at") {
+                    let next = lines.get(i + 1).copied().unwrap_or_default();
+                    out.push(format!("node {}: {line} {}", node.id, truncate(next, 400)));
+                }
+            }
+        }
+        out
+    }
+
     /// Ends a passing test: checks that no node crashed, then kills every node (without dumping
     /// the logs).
     pub fn stop(mut self) -> Result<()> {
         self.check_alive()?;
+        let panics = self.panics_in_logs();
+        ensure!(panics.is_empty(), "a node panicked during the test:\n  {}", panics.join("\n  "));
         self.passed = true;
         Ok(())
     }
