@@ -100,14 +100,7 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<JobList>> {
     let Query(q) = query?;
-    let page = q.page.unwrap_or(1);
-    let page_size = q.page_size.unwrap_or(PAGE_SIZE_DEFAULT);
-    if page == 0 {
-        return Err(ApiError::validation("page: must be 1 or more"));
-    }
-    if page_size == 0 || page_size > PAGE_SIZE_MAX {
-        return Err(ApiError::validation(format!("page_size: must be between 1 and {PAGE_SIZE_MAX}")));
-    }
+    let (page, page_size) = check_page(&q)?;
     state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
     let (records, total_count) = read::jobs_page(&state.cluster.store, &caller.key.tenant, page, page_size)?;
     let now = state.cluster.clock().now_ms();
