@@ -175,6 +175,10 @@ pub struct ClusterStatus {
     pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub last_log_index: Option<u64>,
+    /// The last log index covered by this node's snapshot.
+    pub snapshot_index: Option<u64>,
+    /// The log is purged up to this index on this node.
+    pub purged_index: Option<u64>,
 }
 
 /// `{"cluster": {...}}`

@@ -226,7 +226,13 @@ impl ServeArgs {
             admin_key,
             allow_private_targets: args.allow_private_targets.unwrap_or(false),
             log_format: args.log_format.unwrap_or_default(),
-            tuning: RaftTuning { heartbeat, election_timeout: election, snapshot_every, ..defaults },
+            tuning: RaftTuning {
+                heartbeat,
+                election_timeout: election,
+                snapshot_every,
+                // Keep a tenth of a snapshot interval of log behind each snapshot (at most the default).
+                keep_after_snapshot: (snapshot_every / 10).clamp(1, defaults.keep_after_snapshot),
+            },
         })
     }
 }

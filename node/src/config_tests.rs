@@ -61,6 +61,7 @@ fn flags_win_over_the_file_and_the_file_over_defaults() {
     assert_eq!(cfg.listen.port(), 9100, "the flag wins");
     assert_eq!(cfg.tuning.election_timeout.as_millis(), 900);
     assert!(cfg.allow_private_targets);
+    assert_eq!(cfg.tuning.keep_after_snapshot, 2_000, "default snapshot interval keeps 2,000 entries");
 }
 
 #[test]

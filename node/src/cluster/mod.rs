@@ -244,6 +244,8 @@ impl Cluster {
             committed_index: v.committed_index,
             applied_index: v.applied_index,
             last_log_index: v.last_log_index,
+            snapshot_index: v.snapshot_index,
+            purged_index: v.purged_index,
         }
     }
 

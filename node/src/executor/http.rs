@@ -1,26 +1,42 @@
 //! Sends one occurrence of a job: the request, its retries, and the outcome.
 //!
-//! Every attempt carries `Idempotency-Key: <fire id>` (the same on every retry and re-send),
-//! `X-Raftcron-Job-Id`, `X-Raftcron-Scheduled-At`, `X-Raftcron-Attempt` and
-//! `User-Agent: raftcron/<version>`. Retries follow connection errors, timeouts, 5xx and 429
-//! (honouring `Retry-After` up to the job's delay), and never run into the job's next slot.
-//! Redirects are not followed; no proxy from the environment is used; the client connects
-//! through the SSRF-guarded resolver unless private targets are allowed. Header values and
-//! bodies are never logged.
+//! Every attempt sends the job's method, URL, headers and body, plus
+//! `Idempotency-Key: <fire id>` (the same on every retry and re-send), `X-Raftcron-Job-Id`,
+//! `X-Raftcron-Scheduled-At` (RFC 3339, UTC), `X-Raftcron-Attempt` (1, 2, ...) and
+//! `User-Agent: raftcron/<version>`. Each attempt is bounded by the job's `timeout_seconds`.
+//!
+//! After the first attempt come at most `max_retries` retries, each `retry_delay_seconds` after
+//! the previous attempt ended. Retries follow connection errors, timeouts, 5xx and 429; a
+//! `Retry-After` in seconds on a 5xx or 429 shortens the delay (never beyond the job's delay).
+//! No retry starts at or after [`Fire::retry_until_ms`] (the job's next slot, on the [`Clock`]
+//! passed in). Delays are counted in [`Executor::with_delay_unit`] units (one second but in
+//! tests). A 2xx answer is a success; any other answer, including a 3xx (redirects are not
+//! followed), is a failure naming the status. The run keeps the first [`BODY_PREFIX_BYTES`] of
+//! the response body at most, as UTF-8 (invalid sequences replaced).
+//!
+//! No proxy from the environment is used; the client connects through the SSRF-guarded resolver
+//! unless private targets are allowed, and a URL the guard refuses fails the run at once (no
+//! retry, no network traffic for IP literals and local names). Header values and bodies are
+//! never logged.
 
 use std::time::Duration;
 
 use crate::clock::{ms_to_utc, Clock};
-use crate::executor::ssrf::{self, GuardedResolver};
-use crate::model::job::{HttpMethod, JobRecord};
+use crate::executor::ssrf::{self, GuardedResolver, SsrfError};
+use crate::model::job::{HttpMethod, JobRecord, JobSpec};
 use crate::model::run::{RunRecord, RunStatus, BODY_PREFIX_BYTES};
 use crate::model::slot::FireId;
+
+/// The `User-Agent` of every request.
+const USER_AGENT: &str = concat!("raftcron/", env!("CARGO_PKG_VERSION"));
 
 /// The outbound HTTP client of a node.
 #[derive(Debug, Clone)]
 pub struct Executor {
     client: reqwest::Client,
     allow_private: bool,
+    /// What one second of `retry_delay_seconds` or `Retry-After` lasts (one second but in tests).
+    delay_unit: Duration,
 }
 
 /// One occurrence to send.
@@ -40,11 +56,18 @@ impl Executor {
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("raftcron/", env!("CARGO_PKG_VERSION")));
+            .user_agent(USER_AGENT);
         if !allow_private {
             b = b.dns_resolver(std::sync::Arc::new(GuardedResolver));
         }
-        Ok(Executor { client: b.build()?, allow_private })
+        Ok(Executor { client: b.build()?, allow_private, delay_unit: Duration::from_secs(1) })
+    }
+
+    /// Makes every second of retry delay (`retry_delay_seconds`, `Retry-After`) last `unit`
+    /// instead; for tests. Timeouts are not scaled.
+    pub fn with_delay_unit(mut self, unit: Duration) -> Executor {
+        self.delay_unit = unit;
+        self
     }
 
     /// Sends `fire`, retrying as the job allows, and returns the run to record.
@@ -52,33 +75,38 @@ impl Executor {
         let spec = &fire.job.spec;
         let started = clock.now_ms();
         let mut attempt = 0u32;
-        let (status, http_status, error, body_prefix) = loop {
+        // Bounded: each pass makes one attempt, and there are at most `max_retries + 1`.
+        let outcome = loop {
             attempt += 1;
             let outcome = self.attempt(fire, attempt).await;
-            let retry_after = match &outcome {
-                Attempt::Done { http_status, .. } if (200..300).contains(http_status) => None,
-                Attempt::Done { http_status, retry_after, .. } if *http_status == 429 || *http_status >= 500 => {
-                    Some(retry_after.unwrap_or(spec.retry_delay_seconds).min(spec.retry_delay_seconds))
-                }
-                Attempt::Done { .. } => None,
-                Attempt::Transient(_) => Some(spec.retry_delay_seconds),
-                Attempt::Refused(_) => None,
-            };
-            let next_start = clock.now_ms() + i64::from(retry_after.unwrap_or(0)) * 1000;
-            let may_retry = retry_after.is_some()
-                && attempt <= spec.max_retries
-                && fire.retry_until_ms.is_none_or(|limit| next_start < limit);
-            if !may_retry {
-                break match outcome {
-                    Attempt::Done { http_status, body, .. } => {
-                        let ok = (200..300).contains(&http_status);
-                        let err = (!ok).then(|| format!("target answered HTTP {http_status}"));
-                        (if ok { RunStatus::Succeeded } else { RunStatus::Failed }, Some(http_status), err, body)
-                    }
-                    Attempt::Transient(e) | Attempt::Refused(e) => (RunStatus::Failed, None, Some(e), None),
-                };
+            let Some(delay_seconds) = retry_delay_seconds(&outcome, spec) else { break outcome };
+            if attempt > spec.max_retries {
+                break outcome;
             }
-            tokio::time::sleep(Duration::from_secs(u64::from(retry_after.unwrap_or(0)))).await;
+            let delay = self.delay_unit.saturating_mul(delay_seconds);
+            let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            if fire.retry_until_ms.is_some_and(|limit| clock.now_ms().saturating_add(delay_ms) >= limit) {
+                break outcome;
+            }
+            tokio::time::sleep(delay).await;
+            // The sleep may overshoot: check again, right before the retry starts.
+            if fire.retry_until_ms.is_some_and(|limit| clock.now_ms() >= limit) {
+                break outcome;
+            }
+        };
+        let (status, http_status, error, body_prefix) = match outcome {
+            Attempt::Done { http_status, body, .. } => {
+                let ok = (200..300).contains(&http_status);
+                let error = if ok {
+                    None
+                } else if (300..400).contains(&http_status) {
+                    Some(format!("target answered HTTP {http_status} (redirects are not followed)"))
+                } else {
+                    Some(format!("target answered HTTP {http_status}"))
+                };
+                (if ok { RunStatus::Succeeded } else { RunStatus::Failed }, Some(http_status), error, body)
+            }
+            Attempt::Transient(e) | Attempt::Refused(e) => (RunStatus::Failed, None, Some(e), None),
         };
         RunRecord {
             fire_id: fire.fire_id,
@@ -135,27 +163,76 @@ impl Executor {
                 let body = read_prefix(resp).await;
                 Attempt::Done { http_status, retry_after, body }
             }
-            Err(e) if e.is_timeout() => Attempt::Transient(format!("timed out after {} s", spec.timeout_seconds)),
-            Err(e) if e.is_connect() => Attempt::Transient(format!("connection failed: {}", root_cause(&e))),
-            Err(e) => Attempt::Transient(format!("request failed: {}", root_cause(&e))),
+            Err(e) => classify_error(&e, spec.timeout_seconds),
         }
     }
 }
 
+/// The outcome of one attempt.
 enum Attempt {
+    /// The target answered (any status).
     Done { http_status: u16, retry_after: Option<u32>, body: Option<String> },
+    /// No answer, worth another try: connection error, timeout.
     Transient(String),
+    /// Not sent, or refused for good: the SSRF guard said no, or the request cannot be built.
     Refused(String),
+}
+
+/// The delay, in seconds, before the next attempt, or `None` when the outcome is not retried.
+fn retry_delay_seconds(outcome: &Attempt, spec: &JobSpec) -> Option<u32> {
+    let delay = spec.retry_delay_seconds;
+    match outcome {
+        Attempt::Done { http_status, retry_after, .. } if *http_status == 429 || *http_status >= 500 => {
+            Some(retry_after.map_or(delay, |s| s.min(delay)))
+        }
+        Attempt::Done { .. } | Attempt::Refused(_) => None,
+        Attempt::Transient(_) => Some(delay),
+    }
+}
+
+fn classify_error(e: &reqwest::Error, timeout_seconds: u32) -> Attempt {
+    if let Some(refused) = ssrf_cause(e) {
+        // The guarded resolver dropped every address of the host name.
+        return Attempt::Refused(format!("target refused: {refused}"));
+    }
+    if e.is_builder() {
+        return Attempt::Refused(format!("invalid request: {}", root_cause(e)));
+    }
+    if e.is_timeout() {
+        return Attempt::Transient(format!("timed out after {timeout_seconds} s"));
+    }
+    if e.is_connect() {
+        return Attempt::Transient(format!("connection failed: {}", root_cause(e)));
+    }
+    Attempt::Transient(format!("request failed: {}", root_cause(e)))
+}
+
+/// The SSRF guard's refusal somewhere in an error's chain of causes.
+fn ssrf_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a SsrfError> {
+    let mut cur = Some(e);
+    // Bounded: error chains are finite, and no real one is deeper than a few links.
+    for _ in 0..32 {
+        let err = cur?;
+        if let Some(refused) = err.downcast_ref::<SsrfError>() {
+            return Some(refused);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
+    for _ in 0..32 {
+        match cur.source() {
+            Some(next) => cur = next,
+            None => break,
+        }
     }
     cur.to_string()
 }
 
+/// Reads at most [`BODY_PREFIX_BYTES`] of the body (a read error or timeout ends it early).
 async fn read_prefix(mut resp: reqwest::Response) -> Option<String> {
     let mut buf = Vec::new();
     while buf.len() < BODY_PREFIX_BYTES {
@@ -164,9 +241,25 @@ async fn read_prefix(mut resp: reqwest::Response) -> Option<String> {
             _ => break,
         }
     }
-    if buf.is_empty() {
+    body_prefix(&buf)
+}
+
+/// The kept prefix of a body: UTF-8 (invalid sequences replaced), at most [`BODY_PREFIX_BYTES`]
+/// bytes, cut at a character boundary.
+fn body_prefix(bytes: &[u8]) -> Option<String> {
+    let bytes = bytes.get(..BODY_PREFIX_BYTES).unwrap_or(bytes);
+    if bytes.is_empty() {
         return None;
     }
-    buf.truncate(BODY_PREFIX_BYTES);
-    Some(String::from_utf8_lossy(&buf).into_owned())
+    // Replacement characters take 3 bytes and may stand for 1: cut again after decoding.
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.len() > BODY_PREFIX_BYTES {
+        let cut = (0..=BODY_PREFIX_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+    }
+    Some(text)
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -52,6 +52,8 @@ pub struct RaftView {
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub committed_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
     pub members: Vec<MemberView>,
 }
 
@@ -216,6 +218,8 @@ impl RaftHandle {
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
             committed_index: log_store::committed_index(&self.store),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             members,
         }
     }

@@ -94,7 +94,8 @@ pub async fn start(
         election_timeout_max: election_min * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_every),
         max_in_snapshot_log_to_keep: tuning.keep_after_snapshot,
-        purge_batch_size: 1024,
+        // Purge in batches no larger than what is kept, so short intervals purge too.
+        purge_batch_size: tuning.keep_after_snapshot.clamp(1, 1024),
         snapshot_max_chunk_size: 1024 * 1024,
         install_snapshot_timeout: 10_000,
         ..Default::default()

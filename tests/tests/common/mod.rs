@@ -554,6 +554,16 @@ impl TestCluster {
         Ok(())
     }
 
+    /// The data directory of node `id`.
+    pub fn data_dir(&self, id: u64) -> Option<PathBuf> {
+        self.nodes.get(&id).map(|n| n.data_dir.clone())
+    }
+
+    /// The log of node `id` so far.
+    pub fn log_text(&self, id: u64) -> String {
+        self.nodes.get(&id).and_then(|n| std::fs::read_to_string(&n.log_path).ok()).unwrap_or_default()
+    }
+
     /// Freezes node `id` (SIGSTOP): it keeps its sockets but runs nothing.
     pub fn pause(&mut self, id: u64) -> Result<()> {
         self.signal(id, "STOP")

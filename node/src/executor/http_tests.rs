@@ -1,0 +1,490 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use super::*;
+use crate::clock::{ManualClock, SystemClock};
+use crate::ids::{JobId, TenantId};
+
+/// 2026-03-29T01:30:00Z in milliseconds.
+const AT_MS: i64 = 1_774_747_800_000;
+/// The delay unit of most tests: a job delay of 10 "seconds" lasts 100 ms.
+const UNIT: Duration = Duration::from_millis(10);
+
+/// One scripted answer of the test server.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    delay: Option<Duration>,
+}
+
+impl Reply {
+    fn status(status: u16) -> Reply {
+        Reply { status, headers: Vec::new(), body: None, delay: None }
+    }
+
+    fn retry_after(self, value: &str) -> Reply {
+        self.header("retry-after", value)
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    fn body(mut self, body: impl Into<Vec<u8>>) -> Reply {
+        self.body = Some(body.into());
+        self
+    }
+
+    fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+/// One request as the test server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    at: Instant,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or_else(|| panic!("no {name} header"))
+    }
+}
+
+struct Shared {
+    script: Vec<Reply>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A server on 127.0.0.1 that records every request and answers the n-th with `script[n]`
+/// (the last reply once the script is used up).
+struct Target {
+    port: u16,
+    shared: Arc<Shared>,
+}
+
+impl Target {
+    async fn start(script: Vec<Reply>) -> Target {
+        assert!(!script.is_empty());
+        let shared = Arc::new(Shared { script, seen: Mutex::new(Vec::new()) });
+        let app = Router::new().fallback(answer).with_state(shared.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Target { port, shared }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let at = Instant::now();
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec();
+    let reply = {
+        let mut seen = shared.seen.lock().unwrap();
+        let n = seen.len();
+        seen.push(Seen {
+            method: parts.method.to_string(),
+            path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            headers: parts.headers,
+            body,
+            at,
+        });
+        shared.script[n.min(shared.script.len() - 1)].clone()
+    };
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let mut resp = Response::new(Body::from(reply.body.unwrap_or_default()));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+    for (name, value) in reply.headers {
+        resp.headers_mut().insert(HeaderName::from_static(name), HeaderValue::from_str(&value).unwrap());
+    }
+    resp
+}
+
+fn spec(url: String) -> JobSpec {
+    JobSpec {
+        name: "test job".to_string(),
+        url,
+        method: HttpMethod::Get,
+        cron_expression: "* * * * *".to_string(),
+        timezone: "UTC".to_string(),
+        headers: Vec::new(),
+        body: None,
+        timeout_seconds: 5,
+        max_retries: 0,
+        retry_delay_seconds: 10,
+        is_active: true,
+        notify_on_failure: false,
+        notify_after_failures: 1,
+    }
+}
+
+fn fire_of(spec: JobSpec) -> Fire {
+    let id = JobId(Uuid::parse_str("0f8e6a0c-2b1d-4c3e-9a7f-5d4c3b2a1908").unwrap());
+    let job = JobRecord { id, tenant: TenantId::default_tenant(), spec, created_at_ms: 0, updated_at_ms: 0 };
+    Fire { job, fire_id: FireId::scheduled(id, AT_MS), scheduled_at_ms: AT_MS, retry_until_ms: None }
+}
+
+fn executor() -> Executor {
+    Executor::new(true).unwrap().with_delay_unit(UNIT)
+}
+
+async fn run(executor: &Executor, fire: &Fire) -> RunRecord {
+    // Every test's worst case is a few seconds; this bound turns a hang into a failure.
+    tokio::time::timeout(Duration::from_secs(30), executor.fire(fire, &SystemClock::default(), 7))
+        .await
+        .expect("the executor hung")
+}
+
+#[tokio::test]
+async fn success_on_the_first_attempt_sends_the_job_and_the_raftcron_headers() {
+    let target = Target::start(vec![Reply::status(200).body("all good")]).await;
+    let mut s = spec(target.url("/hook?x=1"));
+    s.method = HttpMethod::Post;
+    s.headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("X-Custom".to_string(), "custom value".to_string()),
+    ];
+    s.body = Some(r#"{"hello":"world"}"#.to_string());
+    let fire = fire_of(s);
+
+    let before = SystemClock::default().now_ms();
+    let rec = run(&executor(), &fire).await;
+    let after = SystemClock::default().now_ms();
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.http_status, Some(200));
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.error, None);
+    assert_eq!(rec.body_prefix.as_deref(), Some("all good"));
+    assert_eq!(rec.fire_id, fire.fire_id);
+    assert_eq!(rec.scheduled_at_ms, AT_MS);
+    assert_eq!(rec.node, Some(7));
+    let (started, finished) = (rec.started_at_ms.unwrap(), rec.finished_at_ms.unwrap());
+    assert!(before <= started && started <= finished && finished <= after);
+
+    let seen = target.seen();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/hook?x=1");
+    assert_eq!(req.body, br#"{"hello":"world"}"#);
+    assert_eq!(req.header("content-type"), "application/json");
+    assert_eq!(req.header("x-custom"), "custom value");
+    assert_eq!(req.header("idempotency-key"), fire.fire_id.to_string());
+    assert_eq!(req.header("idempotency-key"), "860140b07f1f09e3dc782636a04ac2b7");
+    assert_eq!(req.header("x-raftcron-job-id"), "0f8e6a0c-2b1d-4c3e-9a7f-5d4c3b2a1908");
+    assert_eq!(req.header("x-raftcron-scheduled-at"), "2026-03-29T01:30:00.000Z");
+    let parsed = chrono::DateTime::parse_from_rfc3339(req.header("x-raftcron-scheduled-at")).unwrap();
+    assert_eq!(parsed.timestamp_millis(), AT_MS);
+    assert_eq!(req.header("x-raftcron-attempt"), "1");
+    assert_eq!(req.header("user-agent"), format!("raftcron/{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(req.headers.get_all("user-agent").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_the_same_idempotency_key() {
+    let target = Target::start(vec![Reply::status(500), Reply::status(500), Reply::status(200).body("third")]).await;
+    let mut s = spec(target.url("/"));
+    s.max_retries = 3;
+    let fire = fire_of(s);
+
+    let rec = run(&executor(), &fire).await;
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.http_status, Some(200));
+    assert_eq!(rec.attempts, 3);
+    assert_eq!(rec.error, None);
+    assert_eq!(rec.body_prefix.as_deref(), Some("third"));
+    let seen = target.seen();
+    assert_eq!(seen.len(), 3);
+    for (i, req) in seen.iter().enumerate() {
+        assert_eq!(req.header("idempotency-key"), fire.fire_id.to_string());
+        assert_eq!(req.header("x-raftcron-attempt"), (i + 1).to_string());
+        assert_eq!(req.header("x-raftcron-scheduled-at"), "2026-03-29T01:30:00.000Z");
+    }
+    // The job's delay (10 units) separates the attempts.
+    for pair in seen.windows(2) {
+        assert!(pair[1].at - pair[0].at >= UNIT * 10, "{:?}", pair[1].at - pair[0].at);
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_after_max_retries() {
+    let target = Target::start(vec![Reply::status(503)]).await;
+    let mut s = spec(target.url("/"));
+    s.max_retries = 1;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, Some(503));
+    assert_eq!(rec.attempts, 2);
+    assert!(rec.error.as_deref().unwrap().contains("503"), "{:?}", rec.error);
+    assert_eq!(target.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn no_retries_means_one_attempt() {
+    let target = Target::start(vec![Reply::status(500)]).await;
+    let rec = run(&executor(), &fire_of(spec(target.url("/")))).await;
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(target.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn too_many_requests_honours_retry_after() {
+    let target = Target::start(vec![Reply::status(429).retry_after("1"), Reply::status(200)]).await;
+    let mut s = spec(target.url("/"));
+    s.max_retries = 1;
+    // Unhonoured, the job's delay would be 100 units (1 s).
+    s.retry_delay_seconds = 100;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.attempts, 2);
+    let seen = target.seen();
+    assert_eq!(seen.len(), 2);
+    let gap = seen[1].at - seen[0].at;
+    assert!(gap >= UNIT, "{gap:?}");
+    assert!(gap < UNIT * 50, "Retry-After: 1 was not honoured: {gap:?}");
+}
+
+#[tokio::test]
+async fn retry_after_is_capped_at_the_jobs_delay() {
+    let target = Target::start(vec![Reply::status(429).retry_after("1000"), Reply::status(204)]).await;
+    let mut s = spec(target.url("/"));
+    s.max_retries = 1;
+    s.retry_delay_seconds = 10;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.http_status, Some(204));
+    assert_eq!(rec.attempts, 2);
+    assert_eq!(rec.body_prefix, None);
+    let seen = target.seen();
+    let gap = seen[1].at - seen[0].at;
+    assert!(gap >= UNIT * 10, "{gap:?}");
+    // Uncapped, Retry-After: 1000 would be 10 s.
+    assert!(gap < Duration::from_secs(5), "Retry-After was not capped: {gap:?}");
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    let target = Target::start(vec![Reply::status(404).body("no such hook")]).await;
+    let mut s = spec(target.url("/missing"));
+    s.max_retries = 3;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, Some(404));
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.error.as_deref(), Some("target answered HTTP 404"));
+    assert_eq!(rec.body_prefix.as_deref(), Some("no such hook"));
+    assert_eq!(target.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let target = Target::start(vec![Reply::status(302).header("location", "/elsewhere"), Reply::status(200)]).await;
+    let mut s = spec(target.url("/start"));
+    s.max_retries = 3;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, Some(302));
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.error.as_deref(), Some("target answered HTTP 302 (redirects are not followed)"));
+    let seen = target.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/start");
+}
+
+#[tokio::test]
+async fn a_slow_target_times_out_and_is_retried() {
+    let target = Target::start(vec![Reply::status(200).delay(Duration::from_secs(5))]).await;
+    let mut s = spec(target.url("/slow"));
+    s.timeout_seconds = 1;
+    s.max_retries = 1;
+
+    let started = Instant::now();
+    let rec = run(&executor(), &fire_of(s)).await;
+    let took = started.elapsed();
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, None);
+    assert_eq!(rec.attempts, 2);
+    assert!(rec.error.as_deref().unwrap().contains("timed out"), "{:?}", rec.error);
+    assert_eq!(target.seen().len(), 2);
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_and_reported() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut s = spec(format!("http://127.0.0.1:{port}/"));
+    s.max_retries = 2;
+    s.retry_delay_seconds = 1;
+
+    let started = Instant::now();
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, None);
+    assert_eq!(rec.attempts, 3);
+    let error = rec.error.unwrap();
+    assert!(error.starts_with("connection failed"), "{error}");
+    assert!(started.elapsed() >= UNIT * 2);
+}
+
+#[tokio::test]
+async fn no_retry_starts_at_or_after_the_next_slot() {
+    let target = Target::start(vec![Reply::status(500)]).await;
+    let mut s = spec(target.url("/"));
+    s.max_retries = 3;
+    s.retry_delay_seconds = 10;
+    let mut fire = fire_of(s);
+    fire.retry_until_ms = Some(SystemClock::default().now_ms() + 50);
+
+    let started = Instant::now();
+    // The real delay unit: a retry would come 10 s later, well past the next slot.
+    let rec = run(&Executor::new(true).unwrap(), &fire).await;
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.http_status, Some(500));
+    assert_eq!(target.seen().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_next_slot_bound_is_exclusive() {
+    // On a clock that stands still, a retry 10 units (100 ms) away may start only if the next
+    // slot is strictly later than that.
+    let clock = ManualClock::new(AT_MS);
+    for (until, attempts) in [(AT_MS + 100, 1), (AT_MS + 101, 2)] {
+        let target = Target::start(vec![Reply::status(500)]).await;
+        let mut s = spec(target.url("/"));
+        s.max_retries = 1;
+        let mut fire = fire_of(s);
+        fire.retry_until_ms = Some(until);
+
+        let rec = tokio::time::timeout(Duration::from_secs(30), executor().fire(&fire, &clock, 7)).await.unwrap();
+
+        assert_eq!(rec.attempts, attempts, "retry until {until}");
+        assert_eq!(target.seen().len(), attempts as usize);
+        assert_eq!(rec.started_at_ms, Some(AT_MS));
+        assert_eq!(rec.finished_at_ms, Some(AT_MS));
+    }
+}
+
+#[tokio::test]
+async fn a_large_body_is_cut_to_the_prefix() {
+    let target = Target::start(vec![Reply::status(200).body(vec![b'a'; 3 * BODY_PREFIX_BYTES])]).await;
+    let rec = run(&executor(), &fire_of(spec(target.url("/")))).await;
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.body_prefix.unwrap(), "a".repeat(BODY_PREFIX_BYTES));
+}
+
+#[tokio::test]
+async fn the_prefix_is_utf8_and_never_longer_than_the_limit() {
+    // A 2-byte character straddles the limit: the partial character is dropped.
+    let mut body = "a".repeat(BODY_PREFIX_BYTES - 1).into_bytes();
+    body.extend_from_slice("éééé".as_bytes());
+    let target = Target::start(vec![Reply::status(200).body(body)]).await;
+    let rec = run(&executor(), &fire_of(spec(target.url("/")))).await;
+    assert_eq!(rec.body_prefix.unwrap(), "a".repeat(BODY_PREFIX_BYTES - 1));
+}
+
+#[test]
+fn body_prefix_replaces_invalid_bytes_within_the_limit() {
+    assert_eq!(body_prefix(b""), None);
+    assert_eq!(body_prefix(b"ok\xffok").as_deref(), Some("ok\u{fffd}ok"));
+    // Each invalid byte becomes a 3-byte replacement character: the text is cut again.
+    let text = body_prefix(&[0xff; BODY_PREFIX_BYTES + 10]).unwrap();
+    assert!(text.len() <= BODY_PREFIX_BYTES);
+    assert_eq!(text, "\u{fffd}".repeat(BODY_PREFIX_BYTES / 3));
+}
+
+#[tokio::test]
+async fn a_private_target_is_refused_without_traffic() {
+    let target = Target::start(vec![Reply::status(200)]).await;
+    let guarded = Executor::new(false).unwrap().with_delay_unit(UNIT);
+    for url in [target.url("/"), format!("http://localhost:{}/", target.port)] {
+        let mut s = spec(url.clone());
+        s.max_retries = 3;
+
+        let rec = run(&guarded, &fire_of(s)).await;
+
+        assert_eq!(rec.status, RunStatus::Failed, "{url}");
+        assert_eq!(rec.attempts, 1, "{url}");
+        assert_eq!(rec.http_status, None, "{url}");
+        let error = rec.error.unwrap();
+        assert!(error.starts_with("target refused: "), "{error}");
+        assert!(error.contains("127.0.0.1") || error.contains("localhost"), "{error}");
+    }
+    assert!(target.seen().is_empty());
+    let error = run(&guarded, &fire_of(spec(target.url("/")))).await.error.unwrap();
+    assert_eq!(error, "target refused: 127.0.0.1 is not a public address");
+    assert!(target.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_url_the_guard_refuses_in_shape_fails_even_with_private_targets_allowed() {
+    let target = Target::start(vec![Reply::status(200)]).await;
+    let url = format!("http://user:secret@127.0.0.1:{}/", target.port);
+    let rec = run(&executor(), &fire_of(spec(url))).await;
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.attempts, 1);
+    assert!(rec.error.unwrap().contains("user info"));
+    assert!(target.seen().is_empty());
+}
+
+#[test]
+fn a_refusal_by_the_guarded_resolver_is_found_in_the_error_chain() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("dns error")]
+    struct Wrapper(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    let refusal = SsrfError::NoPublicAddress("internal.example.com".to_string());
+    let err = Wrapper(Box::new(Wrapper(Box::new(refusal.clone()))));
+    assert_eq!(ssrf_cause(&err), Some(&refusal));
+    assert_eq!(ssrf_cause(&Wrapper("other".into())), None);
+}
