@@ -35,6 +35,15 @@ pub struct CreateJob {
     pub notify_on_failure: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_after_failures: Option<u32>,
+    /// Slots older than this when an owner gets to them are recorded as missed (10-86400, default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<u32>,
+    /// `allow` (default) or `forbid`: whether a slot may start while the previous run is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<String>,
+    /// `at_least_once` (default) or `at_most_once`: what happens to a slot whose sender died mid-request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// `PATCH /api/v1/jobs/{id}`: a partial update; absent fields keep their value.
@@ -68,6 +77,15 @@ pub struct UpdateJob {
     pub notify_on_failure: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_after_failures: Option<u32>,
+    /// Slots older than this when an owner gets to them are recorded as missed (10-86400, default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<u32>,
+    /// `allow` (default) or `forbid`: whether a slot may start while the previous run is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<String>,
+    /// `at_least_once` (default) or `at_most_once`: what happens to a slot whose sender died mid-request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// A job as the API returns it. Header values are masked: only names are shown.
@@ -92,6 +110,9 @@ pub struct Job {
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_status: Option<String>,
     pub consecutive_failures: u32,
+    pub starting_deadline_seconds: u32,
+    pub concurrency_policy: String,
+    pub delivery: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -66,6 +66,9 @@ pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
         last_run_at: fs.and_then(|f| f.last_run_at_ms).map(ms_to_utc),
         last_status: fs.and_then(|f| f.last_status).map(|s| s.as_str().to_string()),
         consecutive_failures: fs.map_or(0, |f| f.consecutive_failures),
+        starting_deadline_seconds: r.spec.starting_deadline_seconds,
+        concurrency_policy: r.spec.concurrency_policy.as_str().to_string(),
+        delivery: r.spec.delivery.as_str().to_string(),
         created_at: ms_to_utc(r.created_at_ms),
         updated_at: ms_to_utc(r.updated_at_ms),
     }

@@ -26,6 +26,61 @@ pub const RETRY_DELAY_RANGE: (u32, u32) = (10, 3600);
 pub const RETRY_DELAY_DEFAULT: u32 = 60;
 pub const NOTIFY_AFTER_RANGE: (u32, u32) = (1, 10);
 pub const NOTIFY_AFTER_DEFAULT: u32 = 1;
+pub const DEADLINE_RANGE: (u32, u32) = (10, 86_400);
+pub const DEADLINE_DEFAULT: u32 = 300;
+
+/// Whether a slot may start while the job's previous run is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ConcurrencyPolicy {
+    #[default]
+    Allow,
+    /// A slot due while the previous run is in flight is recorded as skipped.
+    Forbid,
+}
+
+impl ConcurrencyPolicy {
+    pub fn parse(s: &str) -> Option<ConcurrencyPolicy> {
+        match s {
+            "allow" => Some(ConcurrencyPolicy::Allow),
+            "forbid" => Some(ConcurrencyPolicy::Forbid),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyPolicy::Allow => "allow",
+            ConcurrencyPolicy::Forbid => "forbid",
+        }
+    }
+}
+
+/// What happens to a slot whose sender died between sending and recording the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Re-sent once by the next owner, with the same Idempotency-Key.
+    #[default]
+    AtLeastOnce,
+    /// Recorded as `unknown` and not re-sent.
+    AtMostOnce,
+}
+
+impl Delivery {
+    pub fn parse(s: &str) -> Option<Delivery> {
+        match s {
+            "at_least_once" => Some(Delivery::AtLeastOnce),
+            "at_most_once" => Some(Delivery::AtMostOnce),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at_least_once",
+            Delivery::AtMostOnce => "at_most_once",
+        }
+    }
+}
 
 /// Header names raftcron sets itself or that would break the request if a job set them.
 const RESERVED_HEADERS: [&str; 9] = [
@@ -97,6 +152,9 @@ pub struct JobSpec {
     pub is_active: bool,
     pub notify_on_failure: bool,
     pub notify_after_failures: u32,
+    pub starting_deadline_seconds: u32,
+    pub concurrency_policy: ConcurrencyPolicy,
+    pub delivery: Delivery,
 }
 
 /// A validated partial update: `None` keeps the current value.
@@ -116,6 +174,9 @@ pub struct JobPatch {
     pub is_active: Option<bool>,
     pub notify_on_failure: Option<bool>,
     pub notify_after_failures: Option<u32>,
+    pub starting_deadline_seconds: Option<u32>,
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    pub delivery: Option<Delivery>,
 }
 
 /// A job as the state machine stores it.
@@ -203,6 +264,20 @@ impl JobSpec {
                 NOTIFY_AFTER_RANGE,
                 NOTIFY_AFTER_DEFAULT,
             ),
+            starting_deadline_seconds: p.range(
+                "starting_deadline_seconds",
+                req.starting_deadline_seconds,
+                DEADLINE_RANGE,
+                DEADLINE_DEFAULT,
+            ),
+            concurrency_policy: req
+                .concurrency_policy
+                .as_deref()
+                .map_or(ConcurrencyPolicy::Allow, |v| check_policy(&mut p, v).unwrap_or_default()),
+            delivery: req
+                .delivery
+                .as_deref()
+                .map_or(Delivery::AtLeastOnce, |v| check_delivery(&mut p, v).unwrap_or_default()),
         };
         p.finish(spec)
     }
@@ -247,6 +322,17 @@ impl JobSpec {
         patch.notify_after_failures = req
             .notify_after_failures
             .map(|v| p.range("notify_after_failures", Some(v), NOTIFY_AFTER_RANGE, NOTIFY_AFTER_DEFAULT));
+        patch.starting_deadline_seconds = req
+            .starting_deadline_seconds
+            .map(|v| p.range("starting_deadline_seconds", Some(v), DEADLINE_RANGE, DEADLINE_DEFAULT));
+        patch.concurrency_policy = match req.concurrency_policy.as_deref() {
+            Some(v) => check_policy(&mut p, v),
+            None => None,
+        };
+        patch.delivery = match req.delivery.as_deref() {
+            Some(v) => check_delivery(&mut p, v),
+            None => None,
+        };
         p.finish(patch)
     }
 
@@ -266,6 +352,9 @@ impl JobSpec {
             is_active,
             notify_on_failure,
             notify_after_failures,
+            starting_deadline_seconds,
+            concurrency_policy,
+            delivery,
         } = patch;
         set(&mut self.name, name);
         set(&mut self.url, url);
@@ -280,12 +369,20 @@ impl JobSpec {
         set(&mut self.is_active, is_active);
         set(&mut self.notify_on_failure, notify_on_failure);
         set(&mut self.notify_after_failures, notify_after_failures);
+        set(&mut self.starting_deadline_seconds, starting_deadline_seconds);
+        set(&mut self.concurrency_policy, concurrency_policy);
+        set(&mut self.delivery, delivery);
     }
 
     /// The parsed schedule. A stored spec was validated, so this fails only if a later release
     /// tightened the syntax; callers treat that as "never fires".
     pub fn schedule(&self) -> Option<Schedule> {
         Schedule::parse(&self.cron_expression, &self.timezone).ok()
+    }
+
+    /// The starting deadline in milliseconds.
+    pub fn deadline_ms(&self) -> i64 {
+        i64::from(self.starting_deadline_seconds) * 1000
     }
 
     /// Header names with masked values, for API answers.
@@ -376,6 +473,22 @@ fn check_headers(p: &mut Problems, headers: BTreeMap<String, String>) -> Vec<(St
         }
     }
     headers.into_iter().collect()
+}
+
+fn check_policy(p: &mut Problems, v: &str) -> Option<ConcurrencyPolicy> {
+    let parsed = ConcurrencyPolicy::parse(v);
+    if parsed.is_none() {
+        p.add("concurrency_policy", format!("must be \"allow\" or \"forbid\", got {v:?}"));
+    }
+    parsed
+}
+
+fn check_delivery(p: &mut Problems, v: &str) -> Option<Delivery> {
+    let parsed = Delivery::parse(v);
+    if parsed.is_none() {
+        p.add("delivery", format!("must be \"at_least_once\" or \"at_most_once\", got {v:?}"));
+    }
+    parsed
 }
 
 fn is_token_byte(b: u8) -> bool {

@@ -30,6 +30,9 @@ fn a_minimal_job_gets_the_documented_defaults() {
     assert_eq!(spec.notify_after_failures, 1);
     assert!(spec.headers.is_empty());
     assert_eq!(spec.body, None);
+    assert_eq!(spec.starting_deadline_seconds, 300);
+    assert_eq!(spec.concurrency_policy, ConcurrencyPolicy::Allow);
+    assert_eq!(spec.delivery, Delivery::AtLeastOnce);
 }
 
 #[test]
@@ -52,6 +55,10 @@ fn each_rule_names_its_field() {
         (CreateJob { notify_after_failures: Some(0), ..minimal() }, "notify_after_failures"),
         (CreateJob { notify_after_failures: Some(11), ..minimal() }, "notify_after_failures"),
         (CreateJob { body: Some("{}".into()), ..minimal() }, "body"),
+        (CreateJob { starting_deadline_seconds: Some(9), ..minimal() }, "starting_deadline_seconds"),
+        (CreateJob { starting_deadline_seconds: Some(86_401), ..minimal() }, "starting_deadline_seconds"),
+        (CreateJob { concurrency_policy: Some("replace".into()), ..minimal() }, "concurrency_policy"),
+        (CreateJob { delivery: Some("exactly_once".into()), ..minimal() }, "delivery"),
         (CreateJob { method: "POST".into(), body: Some("x".repeat(100 * 1024 + 1)), ..minimal() }, "body"),
         (
             CreateJob { headers: Some(BTreeMap::from([("X-Big".to_string(), "v".repeat(8 * 1024))])), ..minimal() },

@@ -17,7 +17,8 @@ use crate::cluster::Cluster;
 use crate::executor::http::{Executor, Fire};
 use crate::ids::JobId;
 use crate::model::job::JobRecord;
-use crate::model::run::FireState;
+use crate::model::job::{ConcurrencyPolicy, Delivery};
+use crate::model::run::{FireState, RunRecord, RunStatus};
 use crate::model::slot::FireId;
 use crate::scheduler::lease::Lease;
 use crate::scheduler::SchedulerConfig;
@@ -31,6 +32,8 @@ const MAX_SLOTS_PER_JOB: usize = 64;
 const MAX_CLAIM_ITEMS: usize = 4096;
 
 type Active = Arc<Mutex<HashSet<FireId>>>;
+/// Runs executing now, per job (for `concurrency_policy: forbid`).
+type Running = Arc<Mutex<HashMap<JobId, u32>>>;
 
 fn active_insert(active: &Active, id: FireId) -> bool {
     active.lock().map(|mut a| a.insert(id)).unwrap_or(false)
@@ -51,6 +54,7 @@ pub async fn run(
 ) {
     let incarnation = Uuid::new_v4();
     let active: Active = Arc::default();
+    let running: Running = Arc::default();
     let (results_tx, results_rx) = tokio::sync::mpsc::channel::<RunOutcome>(65_536);
     let recorder = tokio::spawn(record_results(cluster.clone(), active.clone(), results_rx, stop.clone()));
     let mut claimed_to: HashMap<JobId, i64> = HashMap::new();
@@ -64,7 +68,14 @@ pub async fn run(
         if !lease.valid() {
             continue;
         }
-        let ctx = Ctx { cluster: &cluster, executor: &executor, lease: &lease, active: &active, results: &results_tx };
+        let ctx = Ctx {
+            cluster: &cluster,
+            executor: &executor,
+            lease: &lease,
+            active: &active,
+            running: &running,
+            results: &results_tx,
+        };
         if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to).await {
             tracing::warn!(error = %e, "claim round failed");
         }
@@ -78,6 +89,7 @@ struct Ctx<'a> {
     executor: &'a Executor,
     lease: &'a Lease,
     active: &'a Active,
+    running: &'a Running,
     results: &'a tokio::sync::mpsc::Sender<RunOutcome>,
 }
 
@@ -126,6 +138,12 @@ async fn round(
                 if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
                     // Claimed by this process and dropped unsent (the lease lapsed): send it now.
                     direct.push(p);
+                } else if job.spec.delivery == Delivery::AtMostOnce {
+                    // Its sender may or may not have sent it: never send it twice.
+                    if active_insert(ctx.active, f.fire_id) {
+                        let run = unsent_run(f.fire_id, f.at_ms, me, RunStatus::Unknown, UNKNOWN_REASON);
+                        let _ = ctx.results.send(RunOutcome { tenant: job.tenant.clone(), job: job.id, run }).await;
+                    }
                 } else {
                     items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
                     pending.push(Some(p));
@@ -138,7 +156,7 @@ async fn round(
                 if next > horizon {
                     break;
                 }
-                let missed = next + firing::STARTING_DEADLINE_MS < now;
+                let missed = next + job.spec.deadline_ms() < now;
                 let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
                 items.push(claim_item(&job, shard, epoch, next, kind));
                 pending.push((!missed).then(|| Pending { job: job.clone(), at_ms: next, shard, epoch }));
@@ -179,6 +197,36 @@ fn claim_item(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKi
     ClaimItem { shard, epoch, tenant: job.tenant.clone(), job: job.id, at_ms, kind }
 }
 
+const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";
+const SKIPPED_REASON: &str = "the previous run was still in flight (concurrency_policy: forbid)";
+
+/// A run that was not sent.
+fn unsent_run(fire_id: FireId, at_ms: i64, node: u64, status: RunStatus, why: &str) -> RunRecord {
+    RunRecord {
+        fire_id,
+        scheduled_at_ms: at_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+        attempts: 0,
+        node: Some(node),
+        status,
+        http_status: None,
+        error: Some(why.to_string()),
+        body_prefix: None,
+    }
+}
+
+fn running_add(running: &Running, job: JobId, delta: i32) -> u32 {
+    let Ok(mut m) = running.lock() else { return 0 };
+    let n = m.entry(job).or_insert(0);
+    *n = n.saturating_add_signed(delta);
+    let now = *n;
+    if now == 0 {
+        m.remove(&job);
+    }
+    now
+}
+
 /// Sends a claimed slot at its instant, if this node may still fire for its shard then.
 fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let fire_id = FireId::scheduled(p.job.id, p.at_ms);
@@ -189,6 +237,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let executor = ctx.executor.clone();
     let lease = ctx.lease.clone();
     let active = ctx.active.clone();
+    let running = ctx.running.clone();
     let results = ctx.results.clone();
     tokio::spawn(async move {
         let wait = p.at_ms - cluster.clock().now_ms();
@@ -203,10 +252,19 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
             active_remove(&active, &fire_id);
             return;
         }
+        if p.job.spec.concurrency_policy == ConcurrencyPolicy::Forbid && running_add(&running, p.job.id, 0) > 0 {
+            let run = unsent_run(fire_id, p.at_ms, cluster.node_id(), RunStatus::Skipped, SKIPPED_REASON);
+            if results.send(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run }).await.is_err() {
+                active_remove(&active, &fire_id);
+            }
+            return;
+        }
+        running_add(&running, p.job.id, 1);
         let retry_until_ms =
             p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
         let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
         let run = executor.fire(&fire, cluster.clock().as_ref(), cluster.node_id()).await;
+        running_add(&running, p.job.id, -1);
         let outcome = RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run };
         if results.send(outcome).await.is_err() {
             active_remove(&active, &fire_id);

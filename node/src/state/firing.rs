@@ -29,8 +29,6 @@ use crate::store::{Batch, Table};
 pub const MAX_CLAIM_AHEAD_MS: i64 = 5_000;
 /// The shard count used when none was set at formation.
 pub const DEFAULT_SHARDS: u32 = 256;
-/// A job's default starting deadline: older unclaimed slots are recorded as missed.
-pub const STARTING_DEADLINE_MS: i64 = 300_000;
 
 /// What a claim item asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,7 +288,7 @@ fn judge(
                 ClaimVerdict::NotNextSlot
             } else if item.kind == ClaimKind::Slot && item.at_ms > now + MAX_CLAIM_AHEAD_MS {
                 ClaimVerdict::TooFarAhead
-            } else if item.kind == ClaimKind::Missed && item.at_ms + STARTING_DEADLINE_MS >= now {
+            } else if item.kind == ClaimKind::Missed && item.at_ms + job.spec.deadline_ms() >= now {
                 ClaimVerdict::NotYetMissed
             } else {
                 ClaimVerdict::Accepted

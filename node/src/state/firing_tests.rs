@@ -29,6 +29,9 @@ fn every_second() -> JobSpec {
         is_active: true,
         notify_on_failure: false,
         notify_after_failures: 1,
+        starting_deadline_seconds: 300,
+        concurrency_policy: Default::default(),
+        delivery: Default::default(),
     }
 }
 

@@ -64,6 +64,9 @@ fn spec(name: &str) -> JobSpec {
         is_active: true,
         notify_on_failure: true,
         notify_after_failures: 1,
+        starting_deadline_seconds: 300,
+        concurrency_policy: Default::default(),
+        delivery: Default::default(),
     }
 }
 
