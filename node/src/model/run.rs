@@ -48,6 +48,9 @@ pub struct InFlight {
     pub incarnation: Uuid,
     pub epoch: Epoch,
     pub claimed_at_ms: i64,
+    /// Its claimant let it go unsent (its shard was revoked before the slot's instant): the next
+    /// owner sends it, whatever the job's delivery mode.
+    pub released: bool,
 }
 
 /// The state machine's firing state of one job.

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use raftcron_client::Consistency;
 use uuid::Uuid;
 
 use crate::clock::ms_to_utc;
@@ -22,7 +23,7 @@ use crate::model::run::{FireState, RunRecord, RunStatus};
 use crate::model::slot::FireId;
 use crate::scheduler::lease::Lease;
 use crate::scheduler::SchedulerConfig;
-use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, RunOutcome};
+use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
 use crate::store::Table;
 
@@ -32,6 +33,17 @@ const MAX_SLOTS_PER_JOB: usize = 64;
 const MAX_CLAIM_ITEMS: usize = 4096;
 
 type Active = Arc<Mutex<HashSet<FireId>>>;
+
+/// What dispatch reports to the recorder.
+#[derive(Debug)]
+enum Report {
+    /// A finished (or skipped, or unknown) run.
+    Run(RunOutcome),
+    /// A claimed slot let go unsent.
+    Release(Released),
+}
+/// Slots this process claimed and then dropped unsent (its lease lapsed at their instant).
+type Dropped = Arc<Mutex<HashSet<FireId>>>;
 /// Runs executing now, per job (for `concurrency_policy: forbid`).
 type Running = Arc<Mutex<HashMap<JobId, u32>>>;
 
@@ -55,7 +67,8 @@ pub async fn run(
     let incarnation = Uuid::new_v4();
     let active: Active = Arc::default();
     let running: Running = Arc::default();
-    let (results_tx, results_rx) = tokio::sync::mpsc::channel::<RunOutcome>(65_536);
+    let dropped: Dropped = Arc::default();
+    let (results_tx, results_rx) = tokio::sync::mpsc::channel::<Report>(65_536);
     let recorder = tokio::spawn(record_results(cluster.clone(), active.clone(), results_rx, stop.clone()));
     let mut claimed_to: HashMap<JobId, i64> = HashMap::new();
     let mut tick = tokio::time::interval(cfg.tick);
@@ -74,6 +87,7 @@ pub async fn run(
             lease: &lease,
             active: &active,
             running: &running,
+            dropped: &dropped,
             results: &results_tx,
         };
         if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to).await {
@@ -90,7 +104,8 @@ struct Ctx<'a> {
     lease: &'a Lease,
     active: &'a Active,
     running: &'a Running,
-    results: &'a tokio::sync::mpsc::Sender<RunOutcome>,
+    dropped: &'a Dropped,
+    results: &'a tokio::sync::mpsc::Sender<Report>,
 }
 
 /// A slot to send once its claim is known.
@@ -136,13 +151,19 @@ async fn round(
                 }
                 let p = Pending { job: job.clone(), at_ms: f.at_ms, shard, epoch };
                 if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
-                    // Claimed by this process and dropped unsent (the lease lapsed): send it now.
-                    direct.push(p);
-                } else if job.spec.delivery == Delivery::AtMostOnce {
+                    // This process claimed it. Send it only if it was dropped unsent; otherwise its
+                    // result is committed and this node's state has not applied it yet.
+                    if ctx.dropped.lock().map(|mut d| d.remove(&f.fire_id)).unwrap_or(false) {
+                        direct.push(p);
+                    }
+                } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
                     // Its sender may or may not have sent it: never send it twice.
                     if active_insert(ctx.active, f.fire_id) {
                         let run = unsent_run(f.fire_id, f.at_ms, me, RunStatus::Unknown, UNKNOWN_REASON);
-                        let _ = ctx.results.send(RunOutcome { tenant: job.tenant.clone(), job: job.id, run }).await;
+                        let _ = ctx
+                            .results
+                            .send(Report::Run(RunOutcome { tenant: job.tenant.clone(), job: job.id, run }))
+                            .await;
                     }
                 } else {
                     items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
@@ -238,6 +259,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let lease = ctx.lease.clone();
     let active = ctx.active.clone();
     let running = ctx.running.clone();
+    let dropped = ctx.dropped.clone();
     let results = ctx.results.clone();
     tokio::spawn(async move {
         let wait = p.at_ms - cluster.clock().now_ms();
@@ -249,12 +271,19 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         let still_mine = owner_now.is_some_and(|o| o.node == Some(cluster.node_id()) && o.epoch == p.epoch);
         if !lease.valid() || !still_mine {
             tracing::debug!(job = %p.job.id, at_ms = p.at_ms, "not sending: lease or ownership lost");
+            if let Ok(mut d) = dropped.lock() {
+                d.insert(fire_id);
+            }
             active_remove(&active, &fire_id);
+            // Say so, so that the next owner sends it even for an at-most-once job.
+            let _ =
+                results.send(Report::Release(Released { tenant: p.job.tenant.clone(), job: p.job.id, fire_id })).await;
             return;
         }
         if p.job.spec.concurrency_policy == ConcurrencyPolicy::Forbid && running_add(&running, p.job.id, 0) > 0 {
             let run = unsent_run(fire_id, p.at_ms, cluster.node_id(), RunStatus::Skipped, SKIPPED_REASON);
-            if results.send(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run }).await.is_err() {
+            let report = Report::Run(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run });
+            if results.send(report).await.is_err() {
                 active_remove(&active, &fire_id);
             }
             return;
@@ -266,7 +295,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         let run = executor.fire(&fire, cluster.clock().as_ref(), cluster.node_id()).await;
         running_add(&running, p.job.id, -1);
         let outcome = RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run };
-        if results.send(outcome).await.is_err() {
+        if results.send(Report::Run(outcome)).await.is_err() {
             active_remove(&active, &fire_id);
         }
     });
@@ -276,10 +305,12 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
 async fn record_results(
     cluster: Cluster,
     active: Active,
-    mut rx: tokio::sync::mpsc::Receiver<RunOutcome>,
+    mut rx: tokio::sync::mpsc::Receiver<Report>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<RunOutcome> = Vec::new();
+    let mut releases: Vec<Released> = Vec::new();
+    let mut awaiting: Vec<FireId> = Vec::new();
     let mut retry = tokio::time::interval(Duration::from_millis(250));
     let mut stopping = false;
     loop {
@@ -288,31 +319,48 @@ async fn record_results(
         // crash leads to a re-send).
         tokio::select! {
             got = rx.recv() => match got {
-                Some(o) => batch.push(o),
-                None => if batch.is_empty() { return },
+                Some(Report::Run(o)) => batch.push(o),
+                Some(Report::Release(r)) => releases.push(r),
+                None => if batch.is_empty() && releases.is_empty() { return },
             },
-            _ = retry.tick(), if !batch.is_empty() => {}
+            _ = retry.tick(), if !batch.is_empty() || !awaiting.is_empty() || !releases.is_empty() => {}
             _ = stop.changed() => stopping = true,
         }
-        while batch.len() < 1000 {
+        while batch.len() + releases.len() < 1000 {
             match rx.try_recv() {
-                Ok(o) => batch.push(o),
+                Ok(Report::Run(o)) => batch.push(o),
+                Ok(Report::Release(r)) => releases.push(r),
                 Err(_) => break,
+            }
+        }
+        if !releases.is_empty() {
+            let node = cluster.node_id();
+            match cluster.write(CommandBody::ReleaseSlots { node, items: releases.clone() }).await {
+                Ok(_) => releases.clear(),
+                Err(e) => tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry"),
             }
         }
         if batch.is_empty() {
             if stopping {
                 return;
             }
+            if !awaiting.is_empty() && cluster.read_barrier(Consistency::Linearizable).await.is_ok() {
+                for id in awaiting.drain(..) {
+                    active_remove(&active, &id);
+                }
+            }
             continue;
         }
         match cluster.write(CommandBody::RecordRuns { outcomes: batch.clone() }).await {
-            Ok(_) => {
-                for o in batch.drain(..) {
-                    active_remove(&active, &o.run.fire_id);
-                }
-            }
+            Ok(_) => awaiting.extend(batch.drain(..).map(|o| o.run.fire_id)),
             Err(e) => tracing::warn!(error = %e, pending = batch.len(), "recording run results; will retry"),
+        }
+        // A fire id leaves `active` only once this node's own state shows its result: before
+        // that, the owner loop would still see the slot in flight.
+        if !awaiting.is_empty() && cluster.read_barrier(Consistency::Linearizable).await.is_ok() {
+            for id in awaiting.drain(..) {
+                active_remove(&active, &id);
+            }
         }
         if stopping {
             // One last attempt at shutdown; what is left stays in flight and is re-sent by the

@@ -8,7 +8,7 @@ use crate::ids::{JobId, KeyId, NodeId, TenantId};
 use crate::model::apikey::{KeyHash, KeyKind};
 use crate::model::assignment::ShardMove;
 use crate::model::job::{JobPatch, JobRecord, JobSpec};
-use crate::state::firing::{ClaimItem, ClaimVerdict, RunOutcome};
+use crate::state::firing::{ClaimItem, ClaimVerdict, Released, RunOutcome};
 
 /// A log entry's payload. `proposed_at_ms` is the leader's wall clock when it accepted the
 /// command: apply uses it as "now", so every replica computes the same state.
@@ -36,6 +36,8 @@ pub enum CommandBody {
     Claim { node: NodeId, incarnation: Uuid, items: Vec<ClaimItem> },
     /// Records finished runs.
     RecordRuns { outcomes: Vec<RunOutcome> },
+    /// Marks slots that `node` claimed and let go unsent.
+    ReleaseSlots { node: NodeId, items: Vec<Released> },
     /// Does nothing; used to commit an entry of the current term.
     Noop,
 }
@@ -65,6 +67,9 @@ pub enum CommandResult {
     Claims(Vec<ClaimVerdict>),
     Recorded {
         runs: u32,
+    },
+    Released {
+        slots: u32,
     },
     Rejected(Rejection),
     Done,

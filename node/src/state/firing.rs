@@ -217,6 +217,7 @@ pub fn apply_claims(
                         incarnation,
                         epoch: item.epoch,
                         claimed_at_ms: now,
+                        released: false,
                     });
                 }
                 ClaimKind::Missed => {
@@ -240,6 +241,7 @@ pub fn apply_claims(
                         f.incarnation = incarnation;
                         f.epoch = item.epoch;
                         f.claimed_at_ms = now;
+                        f.released = false;
                     }
                 }
             }
@@ -320,6 +322,39 @@ fn push_run(
         }
     }
     Ok(())
+}
+
+/// A slot its claimant let go unsent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub fire_id: FireId,
+}
+
+/// Marks in-flight slots as released by `node` (only those `node` still holds).
+pub fn apply_release(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    node: NodeId,
+    items: &[Released],
+) -> Result<CommandResult, StateError> {
+    let mut by_job: BTreeMap<Vec<u8>, Vec<&Released>> = BTreeMap::new();
+    for r in items {
+        by_job.entry(keys::job(&r.tenant, r.job)).or_default().push(r);
+    }
+    let mut released = 0u32;
+    for (key, rs) in by_job {
+        let Some(mut fs) = get_value::<FireState>(view, Table::FireState, &key)? else { continue };
+        for r in rs {
+            if let Some(f) = fs.in_flight.iter_mut().find(|f| f.fire_id == r.fire_id && f.node == node) {
+                f.released = true;
+                released += 1;
+            }
+        }
+        batch.put_value(Table::FireState, key, &fs)?;
+    }
+    Ok(CommandResult::Released { slots: released })
 }
 
 pub fn apply_results(

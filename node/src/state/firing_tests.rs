@@ -192,3 +192,22 @@ fn resuming_a_paused_job_restarts_its_watermark() {
     let inc = Uuid::new_v4();
     assert_eq!(w.claim(T0 + 60_500, 1, inc, 1, T0 + 61_000, ClaimKind::Slot), ClaimVerdict::Accepted);
 }
+
+#[test]
+fn only_the_claimant_can_release_a_slot_and_a_reclaim_clears_it() {
+    use crate::state::firing::Released;
+    let mut w = World::new();
+    let (inc1, inc2) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(w.claim(T0, 1, inc1, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::Accepted);
+    let item = Released { tenant: w.tenant.clone(), job: w.job, fire_id: FireId::scheduled(w.job, T0 + 1000) };
+    let by = |node| CommandBody::ReleaseSlots { node, items: vec![item.clone()] };
+    assert_eq!(w.s.apply(&at(T0 + 10, by(2))), CommandResult::Released { slots: 0 }, "not its claim");
+    assert!(!w.fire_state().in_flight[0].released);
+    assert_eq!(w.s.apply(&at(T0 + 20, by(1))), CommandResult::Released { slots: 1 });
+    assert!(w.fire_state().in_flight[0].released);
+    let mv = ShardMove { shard: w.shard, from: Some(1), to: Some(2), new_epoch: 2 };
+    w.s.apply(&at(T0 + 30, CommandBody::AssignShards { moves: vec![mv] }));
+    assert_eq!(w.claim(T0 + 40, 2, inc2, 2, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::Accepted);
+    let f = &w.fire_state().in_flight[0];
+    assert!(!f.released && f.node == 2);
+}
