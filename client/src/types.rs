@@ -243,6 +243,12 @@ pub struct Run {
     pub response_body: Option<String>,
 }
 
+/// `{"run": {...}}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEnvelope {
+    pub run: Run,
+}
+
 /// `{"runs": [...], "page": 1, "page_size": 50, "total_count": N}`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunList {

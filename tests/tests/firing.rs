@@ -154,6 +154,23 @@ async fn every_slot_fires_once_through_kill_restart_and_pause() -> Result<()> {
     eprintln!("[firing] paused node {paused} for {} ms", resumed_at - paused_at);
     tokio::time::sleep(Duration::from_secs(10)).await;
 
+    // A manual trigger runs once, with a fire id of its own.
+    let (some_job, _) = created.iter().next().context("no job")?;
+    let r = api.post(&format!("/api/v1/jobs/{some_job}/trigger"), &json!({})).await?.expect(202)?;
+    let trigger_key = r.json["run"]["id"].as_str().context("run id")?.to_string();
+    ensure!(r.json["run"]["status"] == "running", "{}", r.text);
+    let seen = hits.clone();
+    let key = trigger_key.clone();
+    wait_until("the triggered run to reach the sink", WAIT, || {
+        let (seen, key) = (seen.clone(), key.clone());
+        async move {
+            let n = seen.lock().map(|h| h.iter().filter(|x| x.key == key).count()).unwrap_or(0);
+            ensure!(n >= 1, "not yet");
+            Ok(())
+        }
+    })
+    .await?;
+
     // Judge every slot up to a few seconds ago (later ones may still be in flight).
     let last_slot = (now_ms() - 4000) / 1000 * 1000;
     let hits = hits.lock().map(|h| h.clone()).unwrap_or_default();
@@ -208,6 +225,12 @@ async fn every_slot_fires_once_through_kill_restart_and_pause() -> Result<()> {
     );
     eprintln!("[firing] crash-window re-sends (allowed, one each): {}: {crash_resends:?}", crash_resends.len());
     // Every at-most-once slot that was not delivered is recorded as unknown, not silently lost.
+    let trigger_hits = hits.iter().filter(|h| h.key == trigger_key).count();
+    ensure!(trigger_hits == 1, "the trigger arrived {trigger_hits} times");
+    ensure!(
+        !hits.iter().any(|h| h.key == trigger_key && h.scheduled_ms % 1000 == 0),
+        "the trigger's key is a scheduled slot's"
+    );
     for (job, t) in &unknown {
         let runs = api.get(&format!("/api/v1/jobs/{job}/runs?page_size=100")).await?.expect(200)?.json;
         let run = runs["runs"]

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use raftcron_client::{
-    Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, Run, RunList, UpdateJob,
+    Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, Run, RunEnvelope, RunList, UpdateJob,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs", get(list).post(create))
         .route("/api/v1/jobs/{id}", get(get_one).patch(update).delete(delete))
         .route("/api/v1/jobs/{id}/runs", get(runs))
+        .route("/api/v1/jobs/{id}/trigger", axum::routing::post(trigger))
 }
 
 /// `?consistency=` on single-resource reads.
@@ -217,4 +218,35 @@ async fn runs(
     }
     let (records, total_count) = read::runs_page(&state.cluster.store, &caller.key.tenant, id, page, page_size)?;
     Ok(Json(RunList { runs: records.iter().map(run_view).collect(), page, page_size, total_count }))
+}
+
+/// Runs a job now (202): its shard's owner sends it once, with a fire id of its own.
+async fn trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&raw)?;
+    let body = CommandBody::Trigger { id, tenant: caller.key.tenant.clone(), trigger: Uuid::new_v4() };
+    match state.cluster.write(body).await? {
+        CommandResult::Triggered { fire_id, at_ms } => {
+            let run = RunRecord {
+                fire_id,
+                scheduled_at_ms: at_ms,
+                started_at_ms: None,
+                finished_at_ms: None,
+                attempts: 0,
+                node: None,
+                status: crate::model::run::RunStatus::Running,
+                http_status: None,
+                error: None,
+                body_prefix: None,
+            };
+            Ok((StatusCode::ACCEPTED, Json(RunEnvelope { run: run_view(&run) })))
+        }
+        CommandResult::Rejected(Rejection::JobNotFound { id }) => {
+            Err(ApiError::not_found(format!("job {id} not found")))
+        }
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
+    }
 }

@@ -111,6 +111,7 @@ struct Ctx<'a> {
 /// A slot to send once its claim is known.
 struct Pending {
     job: JobRecord,
+    fire_id: FireId,
     at_ms: i64,
     shard: u32,
     epoch: u64,
@@ -149,7 +150,7 @@ async fn round(
                 if ctx.active.lock().map(|a| a.contains(&f.fire_id)).unwrap_or(true) {
                     continue;
                 }
-                let p = Pending { job: job.clone(), at_ms: f.at_ms, shard, epoch };
+                let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
                 if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
                     // This process claimed it. Send it only if it was dropped unsent; otherwise its
                     // result is committed and this node's state has not applied it yet.
@@ -180,7 +181,8 @@ async fn round(
                 let missed = next + job.spec.deadline_ms() < now;
                 let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
                 items.push(claim_item(&job, shard, epoch, next, kind));
-                pending.push((!missed).then(|| Pending { job: job.clone(), at_ms: next, shard, epoch }));
+                let fire_id = FireId::scheduled(job.id, next);
+                pending.push((!missed).then(|| Pending { job: job.clone(), fire_id, at_ms: next, shard, epoch }));
                 mark = next;
             }
             if items.len() >= MAX_CLAIM_ITEMS {
@@ -250,7 +252,7 @@ fn running_add(running: &Running, job: JobId, delta: i32) -> u32 {
 
 /// Sends a claimed slot at its instant, if this node may still fire for its shard then.
 fn dispatch(ctx: &Ctx<'_>, p: Pending) {
-    let fire_id = FireId::scheduled(p.job.id, p.at_ms);
+    let fire_id = p.fire_id;
     if !active_insert(ctx.active, fire_id) {
         return;
     }

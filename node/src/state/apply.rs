@@ -107,6 +107,7 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             firing::apply_claims(view, batch, now, *node, *incarnation, items)
         }
         CommandBody::RecordRuns { outcomes } => firing::apply_results(view, batch, outcomes),
+        CommandBody::Trigger { id, tenant, trigger } => firing::apply_trigger(view, batch, now, tenant, *id, *trigger),
         CommandBody::ReleaseSlots { node, items } => firing::apply_release(view, batch, *node, items),
         CommandBody::Noop => Ok(CommandResult::Done),
     }

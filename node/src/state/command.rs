@@ -36,6 +36,8 @@ pub enum CommandBody {
     Claim { node: NodeId, incarnation: Uuid, items: Vec<ClaimItem> },
     /// Records finished runs.
     RecordRuns { outcomes: Vec<RunOutcome> },
+    /// Runs a job now, outside its schedule, with a fire id of its own.
+    Trigger { id: JobId, tenant: TenantId, trigger: Uuid },
     /// Marks slots that `node` claimed and let go unsent.
     ReleaseSlots { node: NodeId, items: Vec<Released> },
     /// Does nothing; used to commit an entry of the current term.
@@ -70,6 +72,11 @@ pub enum CommandResult {
     },
     Released {
         slots: u32,
+    },
+    /// A manual trigger is in flight: the job's owner sends it.
+    Triggered {
+        fire_id: crate::model::slot::FireId,
+        at_ms: i64,
     },
     Rejected(Rejection),
     Done,

@@ -324,6 +324,39 @@ fn push_run(
     Ok(())
 }
 
+/// Puts a manual run of a job in flight, released, so its shard's owner sends it. Its instant
+/// is never a whole second, so it cannot be mistaken for a scheduled slot of the same job.
+pub fn apply_trigger(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    now: i64,
+    tenant: &TenantId,
+    id: JobId,
+    trigger: Uuid,
+) -> Result<CommandResult, StateError> {
+    let key = keys::job(tenant, id);
+    if view.get(Table::Jobs, &key)?.is_none() {
+        return Ok(CommandResult::Rejected(crate::state::Rejection::JobNotFound { id }));
+    }
+    let mut fs: FireState = get_value(view, Table::FireState, &key)?.unwrap_or_default();
+    let mut at_ms = now;
+    while at_ms % 1000 == 0 || fs.in_flight.iter().any(|f| f.at_ms == at_ms) {
+        at_ms += 1;
+    }
+    let fire_id = FireId::manual(id, trigger);
+    fs.in_flight.push(InFlight {
+        at_ms,
+        fire_id,
+        node: 0,
+        incarnation: Uuid::nil(),
+        epoch: 0,
+        claimed_at_ms: now,
+        released: true,
+    });
+    batch.put_value(Table::FireState, key, &fs)?;
+    Ok(CommandResult::Triggered { fire_id, at_ms })
+}
+
 /// A slot its claimant let go unsent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Released {

@@ -211,3 +211,20 @@ fn only_the_claimant_can_release_a_slot_and_a_reclaim_clears_it() {
     let f = &w.fire_state().in_flight[0];
     assert!(!f.released && f.node == 2);
 }
+
+#[test]
+fn a_trigger_is_in_flight_released_off_the_whole_second_and_distinct() {
+    let mut w = World::new();
+    let trigger = Uuid::new_v4();
+    let r = w.s.apply(&at(T0 + 5000, CommandBody::Trigger { id: w.job, tenant: w.tenant.clone(), trigger }));
+    let CommandResult::Triggered { fire_id, at_ms } = r else { panic!("{r:?}") };
+    assert_eq!(fire_id, FireId::manual(w.job, trigger));
+    assert_ne!(at_ms % 1000, 0, "never a scheduled instant");
+    let f = &w.fire_state().in_flight[0];
+    assert!(f.released && f.fire_id == fire_id);
+    // The owner takes it over like any released slot.
+    assert_eq!(w.claim(T0 + 5100, 1, Uuid::new_v4(), 1, at_ms, ClaimKind::Reclaim), ClaimVerdict::Accepted);
+    let missing =
+        w.s.apply(&at(T0, CommandBody::Trigger { id: JobId::new_random(), tenant: w.tenant.clone(), trigger }));
+    assert!(matches!(missing, CommandResult::Rejected(_)));
+}
