@@ -184,6 +184,8 @@ pub struct Member {
     pub last_contact_ms: Option<u64>,
     /// The highest log index known to be replicated to this member (leader only).
     pub matched_index: Option<u64>,
+    /// How many shards this member owns (fires for).
+    pub shards: u32,
 }
 
 /// `GET /api/v1/cluster`

@@ -218,6 +218,7 @@ impl Cluster {
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let v = self.raft.view();
+        let shards = crate::state::firing::assignment(&self.store).map(|a| a.counts()).unwrap_or_default();
         let members = v
             .members
             .iter()
@@ -234,6 +235,7 @@ impl Cluster {
                 voter: m.voter,
                 last_contact_ms: m.last_contact_ms,
                 matched_index: m.matched_index,
+                shards: shards.get(&m.node_id).map_or(0, |c| *c as u32),
             })
             .collect();
         ClusterStatus {

@@ -43,3 +43,25 @@ pub async fn run(cluster: Cluster, lease: Lease, cfg: SchedulerConfig, mut stop:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Lease;
+
+    #[test]
+    fn a_lease_is_valid_until_it_runs_out_and_never_shrinks() {
+        let lease = Lease::default();
+        assert!(!lease.valid(), "no grant yet");
+        // Generous margins: only "still valid" depends on the machine being reasonably prompt.
+        let until = Instant::now() + Duration::from_millis(2000);
+        lease.extend(until);
+        assert!(lease.valid());
+        lease.extend(Instant::now() + Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(lease.valid(), "an older grant does not shorten the lease");
+        std::thread::sleep(until.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
+        assert!(!lease.valid(), "it ran out by itself");
+    }
+}
