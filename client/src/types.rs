@@ -44,6 +44,9 @@ pub struct CreateJob {
     /// `at_least_once` (default) or `at_most_once`: what happens to a slot whose sender died mid-request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
+    /// How many redirects (3xx with `Location`) one attempt follows (0-5, default 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<u32>,
 }
 
 /// `PATCH /api/v1/jobs/{id}`: a partial update; absent fields keep their value.
@@ -86,6 +89,9 @@ pub struct UpdateJob {
     /// `at_least_once` (default) or `at_most_once`: what happens to a slot whose sender died mid-request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
+    /// How many redirects (3xx with `Location`) one attempt follows (0-5, default 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<u32>,
 }
 
 /// A job as the API returns it. Header values are masked: only names are shown.
@@ -113,6 +119,8 @@ pub struct Job {
     pub starting_deadline_seconds: u32,
     pub concurrency_policy: String,
     pub delivery: String,
+    /// How many redirects one attempt follows; 0: a 3xx answer is a failure.
+    pub follow_redirects: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// Log entries between snapshots (default 20000).
     #[arg(long, env = "RAFTCRON_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// A webhook URL that hears about failing and recovered jobs (repeatable; comma-separated in
+    /// the environment).
+    #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
+    #[serde(default)]
+    pub notify_webhook: Vec<String>,
     /// A TOML file with any of the keys above (snake_case).
     #[arg(long, env = "RAFTCRON_CONFIG")]
     #[serde(skip)]
@@ -114,6 +119,7 @@ pub struct Config {
     pub allow_private_targets: bool,
     pub log_format: LogFormat,
     pub tuning: RaftTuning,
+    pub notify_webhooks: Vec<String>,
 }
 
 /// Every problem found, one per line.
@@ -136,6 +142,7 @@ impl ServeArgs {
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
             election_timeout_ms: self.election_timeout_ms.or(file.election_timeout_ms),
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
+            notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
             config: self.config,
         }
     }
@@ -212,6 +219,12 @@ impl ServeArgs {
         if snapshot_every < 10 {
             problems.push("--snapshot-every: must be 10 or more".to_string());
         }
+        for hook in &args.notify_webhook {
+            match url::Url::parse(hook) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => problems.push(format!("--notify-webhook: {hook:?} is not an http(s) URL")),
+            }
+        }
         let (Some(listen), true) = (listen, problems.is_empty()) else {
             return Err(ConfigError(problems));
         };
@@ -226,6 +239,7 @@ impl ServeArgs {
             admin_key,
             allow_private_targets: args.allow_private_targets.unwrap_or(false),
             log_format: args.log_format.unwrap_or_default(),
+            notify_webhooks: args.notify_webhook.clone(),
             tuning: RaftTuning {
                 heartbeat,
                 election_timeout: election,

@@ -18,6 +18,7 @@ use crate::clock::SystemClock;
 use crate::cluster::{bootstrap, forward, Cluster};
 use crate::config::Config;
 use crate::executor::http::Executor;
+use crate::executor::notify::Notifier;
 use crate::raft::handle::RaftHandle;
 use crate::raft::network::{LastContact, PeerClient, PeerNetwork};
 use crate::raft::rpc::{self, ClusterSecret};
@@ -75,7 +76,8 @@ pub async fn run(
     }
     let admin = tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), stop_rx.clone()));
     let executor = Executor::new(cfg.allow_private_targets).context("building the HTTP executor")?;
-    let scheduler = scheduler::spawn(cluster.clone(), executor, SchedulerConfig::default(), stop_rx.clone());
+    let notifier = Notifier::new(cfg.notify_webhooks.clone()).context("building the notifier")?;
+    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, SchedulerConfig::default(), stop_rx.clone());
 
     shutdown.await;
     tracing::info!("shutting down");

@@ -45,6 +45,20 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Answers 500: a target that always fails.
+async fn fail() -> (axum::http::StatusCode, &'static str) {
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+}
+
+async fn alert(State(alerts): State<Alerts>, axum::Json(body): axum::Json<Value>) -> &'static str {
+    if let Ok(mut v) = alerts.lock() {
+        v.push(body);
+    }
+    "ok"
+}
+
+type Alerts = Arc<Mutex<Vec<Value>>>;
+
 async fn record(State(hits): State<Hits>, headers: HeaderMap) -> &'static str {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let scheduled_ms =
@@ -59,7 +73,7 @@ async fn record(State(hits): State<Hits>, headers: HeaderMap) -> &'static str {
 /// Starts the recording sink on an ephemeral loopback port.
 async fn start_sink() -> Result<(SocketAddr, Hits, tokio::task::JoinHandle<()>)> {
     let hits: Hits = Arc::default();
-    let app = Router::new().route("/hit", any(record)).with_state(hits.clone());
+    let app = Router::new().route("/hit", any(record)).route("/fail", any(fail)).with_state(hits.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -79,6 +93,69 @@ async fn sleep_to_fraction(frac_ms: i64) {
     let now = now_ms();
     let target = (now / 1000 + 1) * 1000 + frac_ms;
     tokio::time::sleep(Duration::from_millis((target - now) as u64)).await;
+}
+
+/// A failing job alerts the cluster's webhook once when it reaches its threshold, and once when
+/// it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_jobs_notify_the_webhook_once_and_recover() -> Result<()> {
+    let alerts: Alerts = Arc::default();
+    let (sink, hits, sink_task) = start_sink().await?;
+    let app = Router::new().route("/alerts", axum::routing::post(alert)).with_state(alerts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = listener.local_addr()?;
+    let hook_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let webhook = format!("http://{hook}/alerts");
+    let cluster =
+        TestCluster::start_with(3, &["--allow-private-targets", "--notify-webhook", webhook.as_str()]).await?;
+    let api = cluster.client(cluster.leader().await?);
+    let body = json!({
+        "name": "flaky",
+        "url": format!("http://{sink}/fail"),
+        "method": "GET",
+        "cron_expression": "* * * * * *",
+        "max_retries": 0,
+        "notify_after_failures": 2,
+    });
+    let job = api.create_job(&body).await?;
+    let id = job_id(&job);
+    let seen = alerts.clone();
+    wait_until("a failing alert", WAIT, || {
+        let seen = seen.clone();
+        async move {
+            let n = seen.lock().map(|a| a.len()).unwrap_or(0);
+            ensure!(n >= 1, "no alert yet");
+            Ok(())
+        }
+    })
+    .await?;
+    // Three more failures: still one alert for the streak.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    api.patch(&format!("/api/v1/jobs/{id}"), &json!({"url": format!("http://{sink}/hit")})).await?.expect(200)?;
+    wait_until("a recovery notice", WAIT, || {
+        let seen = seen.clone();
+        async move {
+            let n = seen.lock().map(|a| a.len()).unwrap_or(0);
+            ensure!(n >= 2, "{n} notices");
+            Ok(())
+        }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = alerts.lock().map(|a| a.clone()).unwrap_or_default();
+    ensure!(got.len() == 2, "expected one failing and one recovered notice: {got:?}");
+    ensure!(got[0]["event"] == "job.failing" && got[0]["job"]["id"] == id.as_str(), "{:?}", got[0]);
+    ensure!(got[0]["details"]["consecutive_failures"] == 2, "{:?}", got[0]);
+    ensure!(got[1]["event"] == "job.recovered", "{:?}", got[1]);
+    let after = api.get_job(&id, false).await?.expect(200)?.field("job")?;
+    ensure!(after["last_status"] == "succeeded" && after["consecutive_failures"] == 0, "{after}");
+    ensure!(hits.lock().map(|h| !h.is_empty()).unwrap_or(false), "the recovered job reached the sink");
+    cluster.stop()?;
+    sink_task.abort();
+    hook_task.abort();
+    Ok(())
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {

@@ -153,6 +153,8 @@ fn create_cases() -> Vec<Case> {
         invalid("retry_delay_seconds 3601", with("retry_delay_seconds", json!(3601)), &["retry_delay_seconds"]),
         invalid("notify_after_failures 0", with("notify_after_failures", json!(0)), &["notify_after_failures"]),
         invalid("notify_after_failures 11", with("notify_after_failures", json!(11)), &["notify_after_failures"]),
+        invalid("follow_redirects 6", with("follow_redirects", json!(6)), &["follow_redirects"]),
+        bad_json("negative follow_redirects", with("follow_redirects", json!(-1)), &["follow_redirects"]),
         invalid("body with GET", with_all(&[("method", json!("GET")), ("body", json!("payload"))]), &["body"]),
         invalid("body with HEAD", with_all(&[("method", json!("HEAD")), ("body", json!("payload"))]), &["body"]),
         invalid(
@@ -195,6 +197,7 @@ fn patch_cases() -> Vec<Case> {
         invalid("timeout_seconds 121", p(json!({"timeout_seconds": 121})), &["timeout_seconds"]),
         invalid("retry_delay_seconds 9", p(json!({"retry_delay_seconds": 9})), &["retry_delay_seconds"]),
         invalid("notify_after_failures 0", p(json!({"notify_after_failures": 0})), &["notify_after_failures"]),
+        invalid("follow_redirects 6", p(json!({"follow_redirects": 6})), &["follow_redirects"]),
         Case {
             what: "no Content-Type",
             body: Body::Raw(None, b"{}".to_vec()),
@@ -302,6 +305,23 @@ async fn jobs_api_validation() -> Result<()> {
         let r = a.get("/api/v1/jobs?page_size=500").await?.expect(200)?;
         assert!(!r.text.contains("s3cr3t-t0ken"), "node {} leaked a header value in the list", a.node_id);
     }
+
+    // follow_redirects: 0 by default, echoed when set, and kept by an update that leaves it out.
+    assert_eq!(minimal["follow_redirects"], 0, "{minimal}");
+    let mut redirecting = job("redirecting");
+    redirecting["follow_redirects"] = json!(2);
+    let r = apis[2].create_job(&redirecting).await?;
+    assert_eq!(r["follow_redirects"], 2, "{r}");
+    let rid = job_id(&r);
+    for a in &apis {
+        assert_eq!(a.get_job(&rid, false).await?.expect(200)?.field("job")?["follow_redirects"], 2);
+    }
+    let r = api.patch(&format!("/api/v1/jobs/{rid}"), &json!({"max_retries": 1})).await?.expect(200)?.field("job")?;
+    assert_eq!(r["follow_redirects"], 2, "{r}");
+    let r =
+        api.patch(&format!("/api/v1/jobs/{rid}"), &json!({"follow_redirects": 5})).await?.expect(200)?.field("job")?;
+    assert_eq!(r["follow_redirects"], 5, "{r}");
+    api.delete(&format!("/api/v1/jobs/{rid}")).await?.expect(200)?;
 
     // Paused: no next run; resuming gives one back.
     let mut paused = job("paused");

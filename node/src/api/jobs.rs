@@ -70,6 +70,7 @@ pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
         starting_deadline_seconds: r.spec.starting_deadline_seconds,
         concurrency_policy: r.spec.concurrency_policy.as_str().to_string(),
         delivery: r.spec.delivery.as_str().to_string(),
+        follow_redirects: r.spec.follow_redirects,
         created_at: ms_to_utc(r.created_at_ms),
         updated_at: ms_to_utc(r.updated_at_ms),
     }

@@ -19,7 +19,7 @@ pub const PATH: &str = "/internal/forward";
 /// What a node asks the leader to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardOp {
-    Write(CommandBody),
+    Write(Box<CommandBody>),
     ReadIndex,
     AddVoter {
         node_id: NodeId,

@@ -147,7 +147,7 @@ impl Cluster {
         match op {
             ForwardOp::Write(body) => {
                 // The leader's clock, stamped once: every replica applies the same instant.
-                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body };
+                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body: *body };
                 match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
                     Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
@@ -169,7 +169,7 @@ impl Cluster {
 
     /// Commits a command through the leader and returns what applying it answered.
     pub async fn write(&self, body: CommandBody) -> Result<CommandResult, ClusterError> {
-        match self.on_leader(ForwardOp::Write(body)).await? {
+        match self.on_leader(ForwardOp::Write(Box::new(body))).await? {
             ForwardResult::Written(r) => Ok(r),
             ForwardResult::Unknown(m) => Err(ClusterError::OutcomeUnknown(m)),
             other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),

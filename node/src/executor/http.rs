@@ -3,16 +3,29 @@
 //! Every attempt sends the job's method, URL, headers and body, plus
 //! `Idempotency-Key: <fire id>` (the same on every retry and re-send), `X-Raftcron-Job-Id`,
 //! `X-Raftcron-Scheduled-At` (RFC 3339, UTC), `X-Raftcron-Attempt` (1, 2, ...) and
-//! `User-Agent: raftcron/<version>`. Each attempt is bounded by the job's `timeout_seconds`.
+//! `User-Agent: raftcron/<version>`. Each attempt, redirects included, is bounded by the job's
+//! `timeout_seconds`.
 //!
 //! After the first attempt come at most `max_retries` retries, each `retry_delay_seconds` after
 //! the previous attempt ended. Retries follow connection errors, timeouts, 5xx and 429; a
 //! `Retry-After` in seconds on a 5xx or 429 shortens the delay (never beyond the job's delay).
 //! No retry starts at or after [`Fire::retry_until_ms`] (the job's next slot, on the [`Clock`]
 //! passed in). Delays are counted in [`Executor::with_delay_unit`] units (one second but in
-//! tests). A 2xx answer is a success; any other answer, including a 3xx (redirects are not
-//! followed), is a failure naming the status. The run keeps the first [`BODY_PREFIX_BYTES`] of
-//! the response body at most, as UTF-8 (invalid sequences replaced).
+//! tests). A 2xx answer is a success; any other answer is a failure naming the status.
+//!
+//! Redirects: the HTTP client never follows them itself. With `follow_redirects` at 0 (the
+//! default) a 3xx is a failure like any other answer. Otherwise an attempt follows up to that
+//! many 301, 302, 303, 307 and 308 answers with a `Location` by hand (see `next_hop`): the
+//! Location is resolved against the current URL, each hop goes through the SSRF guard again, an
+//! https-to-http downgrade is refused, 301/302/303 turn the request into a GET without body
+//! (HEAD stays HEAD) and 307/308 keep the method and body. Every hop carries the same
+//! Idempotency-Key and raftcron headers; the job's own headers go only to the origin of the job's
+//! URL (another origin gets just `Content-Type` with a kept body), and the `Content-*` headers go
+//! away with a dropped body. One redirect too many, or one that may not be followed, fails the run
+//! at once (no retry) with the status of that answer. A retry starts again from the job's URL.
+//!
+//! The run keeps the first [`BODY_PREFIX_BYTES`] of the last response body at most, as UTF-8
+//! (invalid sequences replaced).
 //!
 //! No proxy from the environment is used; the client connects through the SSRF-guarded resolver
 //! unless private targets are allowed, and a URL the guard refuses fails the run at once (no
@@ -20,6 +33,9 @@
 //! never logged.
 
 use std::time::Duration;
+
+use reqwest::Method;
+use url::Url;
 
 use crate::clock::{ms_to_utc, Clock};
 use crate::executor::ssrf::{self, GuardedResolver, SsrfError};
@@ -99,12 +115,17 @@ impl Executor {
                 let ok = (200..300).contains(&http_status);
                 let error = if ok {
                     None
-                } else if (300..400).contains(&http_status) {
+                } else if (300..400).contains(&http_status) && spec.follow_redirects == 0 {
                     Some(format!("target answered HTTP {http_status} (redirects are not followed)"))
+                } else if (300..400).contains(&http_status) {
+                    Some(format!("target answered HTTP {http_status} (no redirect to follow)"))
                 } else {
                     Some(format!("target answered HTTP {http_status}"))
                 };
                 (if ok { RunStatus::Succeeded } else { RunStatus::Failed }, Some(http_status), error, body)
+            }
+            Attempt::BadRedirect { http_status, error, body } => {
+                (RunStatus::Failed, Some(http_status), Some(error), body)
             }
             Attempt::Transient(e) | Attempt::Refused(e) => (RunStatus::Failed, None, Some(e), None),
         };
@@ -122,50 +143,159 @@ impl Executor {
         }
     }
 
+    /// One attempt: the request to the job's URL and the redirects it may follow.
     async fn attempt(&self, fire: &Fire, attempt: u32) -> Attempt {
         let spec = &fire.job.spec;
-        if let Err(e) = ssrf::check_url(&spec.url, self.allow_private) {
-            return Attempt::Refused(format!("target refused: {e}"));
-        }
-        let method = match spec.method {
-            HttpMethod::Get => reqwest::Method::GET,
-            HttpMethod::Post => reqwest::Method::POST,
-            HttpMethod::Put => reqwest::Method::PUT,
-            HttpMethod::Patch => reqwest::Method::PATCH,
-            HttpMethod::Delete => reqwest::Method::DELETE,
-            HttpMethod::Head => reqwest::Method::HEAD,
+        let mut url = match ssrf::check_url(&spec.url, self.allow_private) {
+            Ok(url) => url,
+            Err(e) => return Attempt::Refused(format!("target refused: {e}")),
         };
-        let mut req = self
-            .client
-            .request(method, &spec.url)
-            .timeout(Duration::from_secs(u64::from(spec.timeout_seconds)))
-            .header("Idempotency-Key", fire.fire_id.to_string())
-            .header("X-Raftcron-Job-Id", fire.job.id.to_string())
-            .header(
-                "X-Raftcron-Scheduled-At",
-                ms_to_utc(fire.scheduled_at_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            )
-            .header("X-Raftcron-Attempt", attempt.to_string());
-        for (name, value) in &spec.headers {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        if let Some(body) = &spec.body {
-            req = req.body(body.clone());
-        }
-        match req.send().await {
-            Ok(resp) => {
-                let http_status = resp.status().as_u16();
+        let origin = url.origin();
+        let mut method = method_of(spec.method);
+        let mut body = spec.body.clone();
+        let mut body_dropped = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(spec.timeout_seconds));
+        let mut hops = 0u32;
+        // Bounded: each pass sends one request, and a pass that does not return adds a hop, of
+        // which there are at most `follow_redirects` (0-5).
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Attempt::Transient(format!("timed out after {} s", spec.timeout_seconds));
+            }
+            let mut req = self
+                .client
+                .request(method.clone(), url.clone())
+                .timeout(remaining)
+                .header("Idempotency-Key", fire.fire_id.to_string())
+                .header("X-Raftcron-Job-Id", fire.job.id.to_string())
+                .header(
+                    "X-Raftcron-Scheduled-At",
+                    ms_to_utc(fire.scheduled_at_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                )
+                .header("X-Raftcron-Attempt", attempt.to_string());
+            let same_origin = url.origin() == origin;
+            for (name, value) in &spec.headers {
+                if forwards_header(name, same_origin, body_dropped) {
+                    req = req.header(name.as_str(), value.as_str());
+                }
+            }
+            if let Some(body) = &body {
+                req = req.body(body.clone());
+            }
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) => return classify_error(&e, spec.timeout_seconds),
+            };
+            let http_status = resp.status().as_u16();
+            let location = match resp.headers().get(reqwest::header::LOCATION) {
+                Some(v) if spec.follow_redirects > 0 && is_redirect(http_status) => Some(v.as_bytes().to_vec()),
+                _ => None,
+            };
+            let Some(location) = location else {
                 let retry_after = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u32>().ok());
                 let body = read_prefix(resp).await;
-                Attempt::Done { http_status, retry_after, body }
+                return Attempt::Done { http_status, retry_after, body };
+            };
+            let hop = if hops >= spec.follow_redirects {
+                Err(format!("too many redirects (limit {})", spec.follow_redirects))
+            } else {
+                std::str::from_utf8(&location)
+                    .map_err(|_| "redirect Location is not valid UTF-8".to_string())
+                    .and_then(|location| redirect_target(&url, location, http_status, &method, self.allow_private))
+            };
+            match hop {
+                Ok(hop) => {
+                    hops += 1;
+                    url = hop.url;
+                    method = hop.method;
+                    if !hop.keep_body {
+                        body_dropped |= body.is_some() || hop.method_changed;
+                        body = None;
+                    }
+                }
+                Err(error) => {
+                    let body = read_prefix(resp).await;
+                    return Attempt::BadRedirect { http_status, error, body };
+                }
             }
-            Err(e) => classify_error(&e, spec.timeout_seconds),
         }
     }
+}
+
+fn method_of(m: HttpMethod) -> Method {
+    match m {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Head => Method::HEAD,
+    }
+}
+
+/// The statuses a job may follow: 301, 302, 303, 307 and 308.
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Where a redirect leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hop {
+    url: Url,
+    method: Method,
+    /// Whether the body (if any) is sent again.
+    keep_body: bool,
+    /// Whether the method changed (a 301, 302 or 303 to GET).
+    method_changed: bool,
+}
+
+/// The request that follows a `status` answer with `location` to a `method` request for
+/// `current`: 301, 302 and 303 become a GET without body (HEAD stays HEAD), 307 and 308 keep the
+/// method and the body. Refuses other statuses, a Location that does not resolve against
+/// `current`, and an https-to-http downgrade. Pure: the SSRF guard is [`redirect_target`]'s.
+fn next_hop(current: &Url, location: &str, status: u16, method: &Method) -> Result<Hop, String> {
+    let (next_method, keep_body) = match status {
+        301..=303 if *method == Method::HEAD => (Method::HEAD, false),
+        301..=303 => (Method::GET, false),
+        307 | 308 => (method.clone(), true),
+        _ => return Err(format!("HTTP {status} is not a redirect")),
+    };
+    let url = current.join(location.trim()).map_err(|e| format!("redirect to an invalid Location: {e}"))?;
+    if current.scheme() == "https" && url.scheme() == "http" {
+        return Err("redirect from https to http refused".to_string());
+    }
+    let method_changed = next_method != *method;
+    Ok(Hop { url, method: next_method, keep_body, method_changed })
+}
+
+/// `next_hop`, then the SSRF guard on the new URL (the guarded resolver applies again when the
+/// hop connects).
+fn redirect_target(
+    current: &Url,
+    location: &str,
+    status: u16,
+    method: &Method,
+    allow_private: bool,
+) -> Result<Hop, String> {
+    let hop = next_hop(current, location, status, method)?;
+    ssrf::check_url(hop.url.as_str(), allow_private).map_err(|e| format!("redirect target refused: {e}"))?;
+    Ok(hop)
+}
+
+/// Whether a job header goes on a request: every header goes to the origin of the job's URL,
+/// another origin gets only `Content-Type` (header values are secrets), and once a redirect
+/// dropped the body, no `Content-*` header goes at all.
+fn forwards_header(name: &str, same_origin: bool, body_dropped: bool) -> bool {
+    let content = name.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("content-"));
+    if body_dropped && content {
+        return false;
+    }
+    same_origin || name.eq_ignore_ascii_case("content-type")
 }
 
 /// The outcome of one attempt.
@@ -176,6 +306,9 @@ enum Attempt {
     Transient(String),
     /// Not sent, or refused for good: the SSRF guard said no, or the request cannot be built.
     Refused(String),
+    /// The target answered with a redirect that may not be followed (too many, downgrade,
+    /// refused by the SSRF guard, bad Location): not retried.
+    BadRedirect { http_status: u16, error: String, body: Option<String> },
 }
 
 /// The delay, in seconds, before the next attempt, or `None` when the outcome is not retried.
@@ -185,7 +318,7 @@ fn retry_delay_seconds(outcome: &Attempt, spec: &JobSpec) -> Option<u32> {
         Attempt::Done { http_status, retry_after, .. } if *http_status == 429 || *http_status >= 500 => {
             Some(retry_after.map_or(delay, |s| s.min(delay)))
         }
-        Attempt::Done { .. } | Attempt::Refused(_) => None,
+        Attempt::Done { .. } | Attempt::Refused(_) | Attempt::BadRedirect { .. } => None,
         Attempt::Transient(_) => Some(delay),
     }
 }

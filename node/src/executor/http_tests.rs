@@ -76,19 +76,25 @@ struct Shared {
 }
 
 /// A server on 127.0.0.1 that records every request and answers the n-th with `script[n]`
-/// (the last reply once the script is used up).
+/// (the last reply once the script is used up). `{base}` in a reply's header values stands for
+/// the server's own `http://127.0.0.1:<port>`.
 struct Target {
     port: u16,
     shared: Arc<Shared>,
 }
 
 impl Target {
-    async fn start(script: Vec<Reply>) -> Target {
+    async fn start(mut script: Vec<Reply>) -> Target {
         assert!(!script.is_empty());
-        let shared = Arc::new(Shared { script, seen: Mutex::new(Vec::new()) });
-        let app = Router::new().fallback(answer).with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        for reply in &mut script {
+            for (_, value) in &mut reply.headers {
+                *value = value.replace("{base}", &format!("http://127.0.0.1:{port}"));
+            }
+        }
+        let shared = Arc::new(Shared { script, seen: Mutex::new(Vec::new()) });
+        let app = Router::new().fallback(answer).with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Target { port, shared }
     }
@@ -147,6 +153,7 @@ fn spec(url: String) -> JobSpec {
         starting_deadline_seconds: 300,
         concurrency_policy: Default::default(),
         delivery: Default::default(),
+        follow_redirects: 0,
     }
 }
 
@@ -490,4 +497,320 @@ fn a_refusal_by_the_guarded_resolver_is_found_in_the_error_chain() {
     let err = Wrapper(Box::new(Wrapper(Box::new(refusal.clone()))));
     assert_eq!(ssrf_cause(&err), Some(&refusal));
     assert_eq!(ssrf_cause(&Wrapper("other".into())), None);
+}
+
+/// A POST job with a body and two headers, following up to `limit` redirects.
+fn posting(url: String, limit: u32) -> JobSpec {
+    let mut s = spec(url);
+    s.method = HttpMethod::Post;
+    s.headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("X-Custom".to_string(), "custom value".to_string()),
+    ];
+    s.body = Some(r#"{"hello":"world"}"#.to_string());
+    s.follow_redirects = limit;
+    s
+}
+
+fn redirect(status: u16, location: &str) -> Reply {
+    Reply::status(status).header("location", location)
+}
+
+fn paths(target: &Target) -> Vec<String> {
+    target.seen().into_iter().map(|s| s.path).collect()
+}
+
+#[tokio::test]
+async fn a_302_within_the_limit_is_followed_as_a_get_with_the_same_headers() {
+    let target =
+        Target::start(vec![redirect(302, "/next?y=2").body("moved"), Reply::status(200).body("arrived")]).await;
+    let mut s = posting(target.url("/start"), 1);
+    s.max_retries = 3;
+    let fire = fire_of(s);
+
+    let rec = run(&executor(), &fire).await;
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.http_status, Some(200));
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.error, None);
+    assert_eq!(rec.body_prefix.as_deref(), Some("arrived"));
+    let seen = target.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", "/start"));
+    assert_eq!((seen[1].method.as_str(), seen[1].path.as_str()), ("GET", "/next?y=2"));
+    assert!(seen[1].body.is_empty());
+    for req in &seen {
+        assert_eq!(req.header("idempotency-key"), fire.fire_id.to_string());
+        assert_eq!(req.header("x-raftcron-job-id"), "0f8e6a0c-2b1d-4c3e-9a7f-5d4c3b2a1908");
+        assert_eq!(req.header("x-raftcron-scheduled-at"), "2026-03-29T01:30:00.000Z");
+        assert_eq!(req.header("x-raftcron-attempt"), "1");
+        assert_eq!(req.header("user-agent"), format!("raftcron/{}", env!("CARGO_PKG_VERSION")));
+        // Same origin: the job's headers go on.
+        assert_eq!(req.header("x-custom"), "custom value");
+    }
+    // The body went away with the method, and its Content-Type with it.
+    assert!(seen[1].headers.get("content-type").is_none());
+}
+
+#[tokio::test]
+async fn a_307_or_308_keeps_the_method_and_the_body() {
+    // A relative Location, then an absolute one.
+    for (status, location) in [(307, "/again"), (308, "{base}/again")] {
+        let target = Target::start(vec![redirect(status, location), Reply::status(201)]).await;
+        let fire = fire_of(posting(target.url("/start"), 1));
+
+        let rec = run(&executor(), &fire).await;
+
+        assert_eq!(rec.status, RunStatus::Succeeded, "{status}");
+        assert_eq!(rec.http_status, Some(201), "{status}");
+        let seen = target.seen();
+        assert_eq!(seen.len(), 2, "{status}");
+        assert_eq!((seen[1].method.as_str(), seen[1].path.as_str()), ("POST", "/again"), "{status}");
+        assert_eq!(seen[1].body, br#"{"hello":"world"}"#, "{status}");
+        assert_eq!(seen[1].header("content-type"), "application/json", "{status}");
+        assert_eq!(seen[1].header("idempotency-key"), fire.fire_id.to_string(), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn exactly_the_limit_is_followed_and_one_more_fails_without_retry() {
+    let script = || vec![redirect(302, "/b"), redirect(307, "/c"), Reply::status(204)];
+
+    let target = Target::start(script()).await;
+    let mut s = spec(target.url("/a"));
+    s.follow_redirects = 2;
+    let rec = run(&executor(), &fire_of(s)).await;
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.http_status, Some(204));
+    assert_eq!(paths(&target), ["/a", "/b", "/c"]);
+
+    let target = Target::start(script()).await;
+    let mut s = spec(target.url("/a"));
+    s.follow_redirects = 1;
+    s.max_retries = 3;
+    let rec = run(&executor(), &fire_of(s)).await;
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, Some(307));
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.error.as_deref(), Some("too many redirects (limit 1)"));
+    assert_eq!(paths(&target), ["/a", "/b"]);
+}
+
+#[tokio::test]
+async fn a_redirect_loop_stops_at_the_limit() {
+    let target = Target::start(vec![redirect(301, "/loop").body("again")]).await;
+    let mut s = spec(target.url("/loop"));
+    s.follow_redirects = 5;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, Some(301));
+    assert_eq!(rec.error.as_deref(), Some("too many redirects (limit 5)"));
+    assert_eq!(rec.body_prefix.as_deref(), Some("again"));
+    assert_eq!(target.seen().len(), 6);
+}
+
+#[tokio::test]
+async fn a_retry_starts_again_from_the_jobs_url() {
+    let target =
+        Target::start(vec![redirect(302, "/b"), Reply::status(503), redirect(302, "/b"), Reply::status(200)]).await;
+    let mut s = spec(target.url("/a"));
+    s.follow_redirects = 1;
+    s.max_retries = 1;
+
+    let rec = run(&executor(), &fire_of(s)).await;
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.attempts, 2);
+    let seen = target.seen();
+    let got: Vec<(&str, &str)> = seen.iter().map(|s| (s.path.as_str(), s.header("x-raftcron-attempt"))).collect();
+    assert_eq!(got, [("/a", "1"), ("/b", "1"), ("/a", "2"), ("/b", "2")]);
+}
+
+#[tokio::test]
+async fn a_3xx_that_is_no_redirect_fails_when_redirects_are_allowed() {
+    for reply in [Reply::status(302), redirect(300, "/choice"), redirect(304, "/cached")] {
+        let status = reply.status;
+        let target = Target::start(vec![reply, Reply::status(200)]).await;
+        let mut s = spec(target.url("/"));
+        s.follow_redirects = 3;
+
+        let rec = run(&executor(), &fire_of(s)).await;
+
+        assert_eq!(rec.status, RunStatus::Failed, "{status}");
+        assert_eq!(rec.http_status, Some(status));
+        assert_eq!(rec.error, Some(format!("target answered HTTP {status} (no redirect to follow)")));
+        assert_eq!(target.seen().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn another_origin_gets_the_raftcron_headers_but_not_the_jobs_headers() {
+    let other = Target::start(vec![Reply::status(200)]).await;
+    let first = Target::start(vec![redirect(307, &other.url("/landing"))]).await;
+    let fire = fire_of(posting(first.url("/start"), 2));
+
+    let rec = run(&executor(), &fire).await;
+
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(first.seen()[0].header("x-custom"), "custom value");
+    let seen = other.seen();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/landing"));
+    assert!(req.headers.get("x-custom").is_none(), "a job header went to another origin");
+    // The kept body keeps its Content-Type.
+    assert_eq!(req.header("content-type"), "application/json");
+    assert_eq!(req.body, br#"{"hello":"world"}"#);
+    assert_eq!(req.header("idempotency-key"), fire.fire_id.to_string());
+    assert_eq!(req.header("x-raftcron-job-id"), "0f8e6a0c-2b1d-4c3e-9a7f-5d4c3b2a1908");
+    assert_eq!(req.header("x-raftcron-attempt"), "1");
+}
+
+#[tokio::test]
+async fn the_timeout_bounds_the_whole_attempt_redirects_included() {
+    let target = Target::start(vec![redirect(302, "/slow").delay(Duration::from_millis(400))]).await;
+    let mut s = spec(target.url("/slow"));
+    s.timeout_seconds = 1;
+    s.follow_redirects = 5;
+
+    let started = Instant::now();
+    let rec = run(&executor(), &fire_of(s)).await;
+    let took = started.elapsed();
+
+    // Per request, six hops of 400 ms would take 2.4 s and end on the redirect limit.
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.http_status, None);
+    assert_eq!(rec.error.as_deref(), Some("timed out after 1 s"));
+    assert!(target.seen().len() <= 3, "{}", target.seen().len());
+    assert!(took < Duration::from_millis(2000), "{took:?}");
+
+    // A hop gets only what is left of the attempt: 600 ms + 900 ms would fit two 1 s timeouts.
+    let target = Target::start(vec![
+        redirect(302, "/b").delay(Duration::from_millis(600)),
+        Reply::status(200).delay(Duration::from_millis(900)),
+    ])
+    .await;
+    let mut s = spec(target.url("/a"));
+    s.timeout_seconds = 1;
+    s.follow_redirects = 1;
+    let rec = run(&executor(), &fire_of(s)).await;
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.error.as_deref(), Some("timed out after 1 s"));
+    assert_eq!(paths(&target), ["/a", "/b"]);
+}
+
+#[test]
+fn next_hop_resolves_the_location_and_picks_the_method() {
+    let (get, post, head) = (Method::GET, Method::POST, Method::HEAD);
+    // (current, location, status, method) -> (url, method, keep_body)
+    let cases: [(&str, &str, u16, &Method, &str, &Method, bool); 15] = [
+        ("https://a.example/x/y?q=1", "/z", 302, &post, "https://a.example/z", &get, false),
+        ("https://a.example/x/y", "z?k=v", 301, &post, "https://a.example/x/z?k=v", &get, false),
+        ("https://a.example/x/y", "../up", 303, &get, "https://a.example/up", &get, false),
+        ("https://a.example/x/y", "?only=query", 302, &get, "https://a.example/x/y?only=query", &get, false),
+        ("https://a.example/x", "//b.example/p", 302, &get, "https://b.example/p", &get, false),
+        ("https://a.example/x", "https://b.example:8443/p", 308, &post, "https://b.example:8443/p", &post, true),
+        ("http://a.example/x", "https://a.example/x", 301, &get, "https://a.example/x", &get, false),
+        ("http://a.example/x", "http://b.example/", 302, &get, "http://b.example/", &get, false),
+        ("https://a.example/x", " /trimmed ", 302, &get, "https://a.example/trimmed", &get, false),
+        ("https://a.example/x", "/h", 301, &head, "https://a.example/h", &head, false),
+        ("https://a.example/x", "/h", 302, &head, "https://a.example/h", &head, false),
+        ("https://a.example/x", "/h", 303, &head, "https://a.example/h", &head, false),
+        ("https://a.example/x", "/p", 307, &post, "https://a.example/p", &post, true),
+        ("https://a.example/x", "/p", 307, &Method::DELETE, "https://a.example/p", &Method::DELETE, true),
+        ("https://a.example/x", "/p", 303, &Method::PUT, "https://a.example/p", &get, false),
+    ];
+    for (current, location, status, method, url, next_method, keep_body) in cases {
+        let hop = next_hop(&Url::parse(current).unwrap(), location, status, method)
+            .unwrap_or_else(|e| panic!("{current} -> {location} ({status}): {e}"));
+        assert_eq!(hop.url.as_str(), url, "{current} -> {location} ({status})");
+        assert_eq!(&hop.method, next_method, "{current} -> {location} ({status} {method})");
+        assert_eq!(hop.keep_body, keep_body, "{current} -> {location} ({status} {method})");
+    }
+}
+
+#[test]
+fn next_hop_refuses_downgrades_bad_locations_and_other_statuses() {
+    let cases = [
+        ("https://a.example/x", "http://a.example/x", 302, "redirect from https to http refused"),
+        ("https://a.example/x", "http://b.example/", 307, "redirect from https to http refused"),
+        ("https://a.example/x", "http://[::1", 302, "redirect to an invalid Location: "),
+        ("https://a.example/x", "/y", 300, "HTTP 300 is not a redirect"),
+        ("https://a.example/x", "/y", 304, "HTTP 304 is not a redirect"),
+        ("https://a.example/x", "/y", 200, "HTTP 200 is not a redirect"),
+    ];
+    for (current, location, status, error) in cases {
+        let got = next_hop(&Url::parse(current).unwrap(), location, status, &Method::GET).unwrap_err();
+        assert!(got.starts_with(error), "{current} -> {location} ({status}): {got}");
+    }
+}
+
+#[test]
+fn each_hop_goes_through_the_ssrf_guard() {
+    let public = Url::parse("https://hooks.example.com/start").unwrap();
+    let refused = [
+        ("http://127.0.0.1:8080/admin", "redirect target refused: 127.0.0.1 is not a public address"),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "redirect target refused: 169.254.169.254 is not a public address",
+        ),
+        ("https://[::1]/", "redirect target refused: ::1 is not a public address"),
+        ("https://10.1.2.3/", "redirect target refused: 10.1.2.3 is not a public address"),
+        ("https://localhost/", "redirect target refused: host \"localhost\" is a local name"),
+        ("https://intranet/", "redirect target refused: host \"intranet\" is a local name"),
+    ];
+    for (location, error) in refused {
+        // HTTPS to keep the downgrade rule out of the way, except for the first.
+        let current = if location.starts_with("http:") {
+            Url::parse("http://hooks.example.com/").unwrap()
+        } else {
+            public.clone()
+        };
+        assert_eq!(redirect_target(&current, location, 302, &Method::GET, false).unwrap_err(), error, "{location}");
+        // With private targets allowed the address checks are lifted.
+        assert!(redirect_target(&current, location, 302, &Method::GET, true).is_ok(), "{location}");
+    }
+    // The checks that are never lifted.
+    for (location, error) in [
+        ("ftp://files.example.com/x", "redirect target refused: scheme must be http or https"),
+        (
+            "https://user:pw@other.example.com/",
+            "redirect target refused: URLs with user info (user:password@) are not allowed",
+        ),
+    ] {
+        for allow_private in [false, true] {
+            assert_eq!(redirect_target(&public, location, 302, &Method::GET, allow_private).unwrap_err(), error);
+        }
+    }
+    // A public hop passes, and the downgrade rule still applies.
+    assert_eq!(
+        redirect_target(&public, "https://other.example.com/p", 302, &Method::GET, false).unwrap().url.as_str(),
+        "https://other.example.com/p"
+    );
+    assert_eq!(
+        redirect_target(&public, "http://other.example.com/p", 302, &Method::GET, true).unwrap_err(),
+        "redirect from https to http refused"
+    );
+}
+
+#[test]
+fn only_the_jobs_origin_gets_the_jobs_headers() {
+    // (name, same origin, body dropped) -> forwarded
+    let cases = [
+        ("Authorization", true, false, true),
+        ("Authorization", false, false, false),
+        ("X-Api-Key", false, true, false),
+        ("Content-Type", false, false, true),
+        ("content-type", true, true, false),
+        ("Content-Encoding", true, false, true),
+        ("Content-Encoding", false, false, false),
+        ("CONTENT-LANGUAGE", true, true, false),
+        ("X-Custom", true, true, true),
+    ];
+    for (name, same_origin, body_dropped, forwarded) in cases {
+        assert_eq!(forwards_header(name, same_origin, body_dropped), forwarded, "{name} {same_origin} {body_dropped}");
+    }
 }

@@ -3,4 +3,5 @@
 //! [`http`] sends one occurrence with its retries; [`ssrf`] decides which targets are allowed.
 
 pub mod http;
+pub mod notify;
 pub mod ssrf;

@@ -28,6 +28,8 @@ pub const NOTIFY_AFTER_RANGE: (u32, u32) = (1, 10);
 pub const NOTIFY_AFTER_DEFAULT: u32 = 1;
 pub const DEADLINE_RANGE: (u32, u32) = (10, 86_400);
 pub const DEADLINE_DEFAULT: u32 = 300;
+pub const FOLLOW_REDIRECTS_RANGE: (u32, u32) = (0, 5);
+pub const FOLLOW_REDIRECTS_DEFAULT: u32 = 0;
 
 /// Whether a slot may start while the job's previous run is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -155,6 +157,8 @@ pub struct JobSpec {
     pub starting_deadline_seconds: u32,
     pub concurrency_policy: ConcurrencyPolicy,
     pub delivery: Delivery,
+    /// How many redirects one attempt follows (each hop re-checked by the SSRF guard); 0: none.
+    pub follow_redirects: u32,
 }
 
 /// A validated partial update: `None` keeps the current value.
@@ -177,6 +181,7 @@ pub struct JobPatch {
     pub starting_deadline_seconds: Option<u32>,
     pub concurrency_policy: Option<ConcurrencyPolicy>,
     pub delivery: Option<Delivery>,
+    pub follow_redirects: Option<u32>,
 }
 
 /// A job as the state machine stores it.
@@ -278,6 +283,12 @@ impl JobSpec {
                 .delivery
                 .as_deref()
                 .map_or(Delivery::AtLeastOnce, |v| check_delivery(&mut p, v).unwrap_or_default()),
+            follow_redirects: p.range(
+                "follow_redirects",
+                req.follow_redirects,
+                FOLLOW_REDIRECTS_RANGE,
+                FOLLOW_REDIRECTS_DEFAULT,
+            ),
         };
         p.finish(spec)
     }
@@ -333,6 +344,9 @@ impl JobSpec {
             Some(v) => check_delivery(&mut p, v),
             None => None,
         };
+        patch.follow_redirects = req
+            .follow_redirects
+            .map(|v| p.range("follow_redirects", Some(v), FOLLOW_REDIRECTS_RANGE, FOLLOW_REDIRECTS_DEFAULT));
         p.finish(patch)
     }
 
@@ -355,6 +369,7 @@ impl JobSpec {
             starting_deadline_seconds,
             concurrency_policy,
             delivery,
+            follow_redirects,
         } = patch;
         set(&mut self.name, name);
         set(&mut self.url, url);
@@ -372,6 +387,7 @@ impl JobSpec {
         set(&mut self.starting_deadline_seconds, starting_deadline_seconds);
         set(&mut self.concurrency_policy, concurrency_policy);
         set(&mut self.delivery, delivery);
+        set(&mut self.follow_redirects, follow_redirects);
     }
 
     /// The parsed schedule. A stored spec was validated, so this fails only if a later release

@@ -33,6 +33,7 @@ fn a_minimal_job_gets_the_documented_defaults() {
     assert_eq!(spec.starting_deadline_seconds, 300);
     assert_eq!(spec.concurrency_policy, ConcurrencyPolicy::Allow);
     assert_eq!(spec.delivery, Delivery::AtLeastOnce);
+    assert_eq!(spec.follow_redirects, 0);
 }
 
 #[test]
@@ -59,6 +60,8 @@ fn each_rule_names_its_field() {
         (CreateJob { starting_deadline_seconds: Some(86_401), ..minimal() }, "starting_deadline_seconds"),
         (CreateJob { concurrency_policy: Some("replace".into()), ..minimal() }, "concurrency_policy"),
         (CreateJob { delivery: Some("exactly_once".into()), ..minimal() }, "delivery"),
+        (CreateJob { follow_redirects: Some(6), ..minimal() }, "follow_redirects"),
+        (CreateJob { follow_redirects: Some(u32::MAX), ..minimal() }, "follow_redirects"),
         (CreateJob { method: "POST".into(), body: Some("x".repeat(100 * 1024 + 1)), ..minimal() }, "body"),
         (
             CreateJob { headers: Some(BTreeMap::from([("X-Big".to_string(), "v".repeat(8 * 1024))])), ..minimal() },
@@ -121,4 +124,31 @@ fn header_values_are_masked() {
     })
     .unwrap();
     assert_eq!(spec.masked_headers().get("X-Token").map(String::as_str), Some(raftcron_client::MASKED_VALUE));
+}
+
+#[test]
+fn follow_redirects_is_0_to_5_on_create_and_update() {
+    for n in 0..=5 {
+        let spec = JobSpec::from_create(CreateJob { follow_redirects: Some(n), ..minimal() }).unwrap();
+        assert_eq!(spec.follow_redirects, n);
+    }
+    let err = JobSpec::from_create(CreateJob { follow_redirects: Some(6), ..minimal() }).unwrap_err();
+    assert_eq!(err.to_string(), "follow_redirects: must be between 0 and 5, got 6");
+
+    let spec = JobSpec::from_create(minimal()).unwrap();
+    let patch = spec.validate_update(UpdateJob { follow_redirects: Some(3), ..UpdateJob::default() }).unwrap();
+    assert_eq!(patch.follow_redirects, Some(3));
+    let mut updated = spec.clone();
+    updated.apply(patch);
+    assert_eq!(updated.follow_redirects, 3);
+    // An update that leaves it out keeps it; 0 turns redirects off again.
+    let patch = updated.validate_update(UpdateJob { max_retries: Some(1), ..UpdateJob::default() }).unwrap();
+    assert_eq!(patch.follow_redirects, None);
+    updated.apply(patch);
+    assert_eq!(updated.follow_redirects, 3);
+    updated.apply(updated.validate_update(UpdateJob { follow_redirects: Some(0), ..UpdateJob::default() }).unwrap());
+    assert_eq!(updated.follow_redirects, 0);
+
+    let err = spec.validate_update(UpdateJob { follow_redirects: Some(6), ..UpdateJob::default() }).unwrap_err();
+    assert_eq!(fields(err), vec!["follow_redirects"]);
 }

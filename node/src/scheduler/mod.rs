@@ -46,6 +46,7 @@ impl Default for SchedulerConfig {
 pub fn spawn(
     cluster: crate::cluster::Cluster,
     executor: crate::executor::http::Executor,
+    notifier: crate::executor::notify::Notifier,
     cfg: SchedulerConfig,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -53,6 +54,6 @@ pub fn spawn(
     vec![
         tokio::spawn(lease::run(cluster.clone(), lease.clone(), cfg.clone(), stop.clone())),
         tokio::spawn(leader::run(cluster.clone(), cfg.clone(), stop.clone())),
-        tokio::spawn(owner::run(cluster, executor, lease, cfg, stop)),
+        tokio::spawn(owner::run(cluster, executor, notifier, lease, cfg, stop)),
     ]
 }

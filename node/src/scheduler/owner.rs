@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::clock::ms_to_utc;
 use crate::cluster::Cluster;
 use crate::executor::http::{Executor, Fire};
+use crate::executor::notify::Notifier;
 use crate::ids::JobId;
 use crate::model::job::JobRecord;
 use crate::model::job::{ConcurrencyPolicy, Delivery};
@@ -60,6 +61,7 @@ fn active_remove(active: &Active, id: &FireId) {
 pub async fn run(
     cluster: Cluster,
     executor: Executor,
+    notifier: Notifier,
     lease: Lease,
     cfg: SchedulerConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -69,7 +71,7 @@ pub async fn run(
     let running: Running = Arc::default();
     let dropped: Dropped = Arc::default();
     let (results_tx, results_rx) = tokio::sync::mpsc::channel::<Report>(65_536);
-    let recorder = tokio::spawn(record_results(cluster.clone(), active.clone(), results_rx, stop.clone()));
+    let recorder = tokio::spawn(record_results(cluster.clone(), notifier, active.clone(), results_rx, stop.clone()));
     let mut claimed_to: HashMap<JobId, i64> = HashMap::new();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -306,6 +308,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
 /// Records results in batches; a fire id leaves `active` once its result is committed.
 async fn record_results(
     cluster: Cluster,
+    notifier: Notifier,
     active: Active,
     mut rx: tokio::sync::mpsc::Receiver<Report>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -354,7 +357,12 @@ async fn record_results(
             continue;
         }
         match cluster.write(CommandBody::RecordRuns { outcomes: batch.clone() }).await {
-            Ok(_) => awaiting.extend(batch.drain(..).map(|o| o.run.fire_id)),
+            Ok(result) => {
+                awaiting.extend(batch.drain(..).map(|o| o.run.fire_id));
+                if let CommandResult::Recorded { alerts, .. } = result {
+                    notifier.notify(alerts, cluster.clock().now_ms());
+                }
+            }
             Err(e) => tracing::warn!(error = %e, pending = batch.len(), "recording run results; will retry"),
         }
         // A fire id leaves `active` only once this node's own state shows its result: before

@@ -8,7 +8,7 @@ use crate::ids::{JobId, KeyId, NodeId, TenantId};
 use crate::model::apikey::{KeyHash, KeyKind};
 use crate::model::assignment::ShardMove;
 use crate::model::job::{JobPatch, JobRecord, JobSpec};
-use crate::state::firing::{ClaimItem, ClaimVerdict, Released, RunOutcome};
+use crate::state::firing::{Alert, ClaimItem, ClaimVerdict, Released, RunOutcome};
 
 /// A log entry's payload. `proposed_at_ms` is the leader's wall clock when it accepted the
 /// command: apply uses it as "now", so every replica computes the same state.
@@ -69,6 +69,8 @@ pub enum CommandResult {
     Claims(Vec<ClaimVerdict>),
     Recorded {
         runs: u32,
+        /// Health changes for the webhooks, sent by the node that recorded the runs.
+        alerts: Vec<Alert>,
     },
     Released {
         slots: u32,

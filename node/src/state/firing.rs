@@ -357,6 +357,24 @@ pub fn apply_trigger(
     Ok(CommandResult::Triggered { fire_id, at_ms })
 }
 
+/// A change of a job's health that the cluster's webhooks hear about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub job_name: String,
+    pub fire_id: FireId,
+    pub kind: AlertKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertKind {
+    /// The job just reached its `notify_after_failures` consecutive failures.
+    Failing { consecutive: u32, error: Option<String>, http_status: Option<u16> },
+    /// The job succeeded after having alerted.
+    Recovered { after_failures: u32 },
+}
+
 /// A slot its claimant let go unsent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Released {
@@ -400,16 +418,42 @@ pub fn apply_results(
         by_job.entry(keys::job(&o.tenant, o.job)).or_default().push(o);
     }
     let mut recorded = 0u32;
+    let mut alerts = Vec::new();
     for (key, outs) in by_job {
         let Some(mut fs) = get_value::<FireState>(view, Table::FireState, &key)? else { continue };
+        let job: Option<JobRecord> = get_value(view, Table::Jobs, &key)?;
         for o in outs {
             fs.in_flight.retain(|f| f.fire_id != o.run.fire_id);
+            let before = fs.consecutive_failures;
             match o.run.status {
                 RunStatus::Succeeded => fs.consecutive_failures = 0,
                 RunStatus::Failed | RunStatus::Unknown => {
                     fs.consecutive_failures = fs.consecutive_failures.saturating_add(1)
                 }
                 _ => {}
+            }
+            if let Some(job) = job.as_ref().filter(|j| j.spec.notify_on_failure) {
+                let threshold = job.spec.notify_after_failures;
+                let kind = if fs.consecutive_failures == threshold && before < threshold {
+                    Some(AlertKind::Failing {
+                        consecutive: fs.consecutive_failures,
+                        error: o.run.error.clone(),
+                        http_status: o.run.http_status,
+                    })
+                } else if o.run.status == RunStatus::Succeeded && before >= threshold {
+                    Some(AlertKind::Recovered { after_failures: before })
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    alerts.push(Alert {
+                        tenant: o.tenant.clone(),
+                        job: o.job,
+                        job_name: job.spec.name.clone(),
+                        fire_id: o.run.fire_id,
+                        kind,
+                    });
+                }
             }
             fs.last_run_at_ms = Some(o.run.started_at_ms.unwrap_or(o.run.scheduled_at_ms));
             fs.last_status = Some(o.run.status);
@@ -418,5 +462,5 @@ pub fn apply_results(
         }
         batch.put_value(Table::FireState, key, &fs)?;
     }
-    Ok(CommandResult::Recorded { runs: recorded })
+    Ok(CommandResult::Recorded { runs: recorded, alerts })
 }

@@ -32,6 +32,7 @@ fn every_second() -> JobSpec {
         starting_deadline_seconds: 300,
         concurrency_policy: Default::default(),
         delivery: Default::default(),
+        follow_redirects: 0,
     }
 }
 
@@ -227,4 +228,37 @@ fn a_trigger_is_in_flight_released_off_the_whole_second_and_distinct() {
     let missing =
         w.s.apply(&at(T0, CommandBody::Trigger { id: JobId::new_random(), tenant: w.tenant.clone(), trigger }));
     assert!(matches!(missing, CommandResult::Rejected(_)));
+}
+
+#[test]
+fn alerts_fire_when_failures_reach_the_threshold_and_on_recovery_once_each() {
+    use crate::state::firing::AlertKind;
+    let mut w = World::new();
+    let patch = crate::model::job::JobPatch {
+        notify_on_failure: Some(true),
+        notify_after_failures: Some(2),
+        ..Default::default()
+    };
+    w.s.apply(&at(T0 + 1, CommandBody::UpdateJob { id: w.job, tenant: w.tenant.clone(), patch }));
+    let inc = Uuid::new_v4();
+    let mut kinds = Vec::new();
+    for (i, status) in
+        [RunStatus::Failed, RunStatus::Failed, RunStatus::Failed, RunStatus::Succeeded, RunStatus::Succeeded]
+            .into_iter()
+            .enumerate()
+    {
+        let t = T0 + (i as i64 + 1) * 1000;
+        assert_eq!(w.claim(t - 500, 1, inc, 1, t, ClaimKind::Slot), ClaimVerdict::Accepted);
+        match w.s.apply(&at(t + 100, CommandBody::RecordRuns { outcomes: vec![outcome(&w, t, status)] })) {
+            CommandResult::Recorded { alerts, .. } => {
+                kinds.push(alerts.into_iter().map(|a| a.kind).collect::<Vec<_>>())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(kinds[0].is_empty());
+    assert!(matches!(kinds[1].as_slice(), [AlertKind::Failing { consecutive: 2, .. }]), "{kinds:?}");
+    assert!(kinds[2].is_empty(), "only once per failing streak");
+    assert_eq!(kinds[3], vec![AlertKind::Recovered { after_failures: 3 }]);
+    assert!(kinds[4].is_empty());
 }

@@ -67,6 +67,7 @@ fn spec(name: &str) -> JobSpec {
         starting_deadline_seconds: 300,
         concurrency_policy: Default::default(),
         delivery: Default::default(),
+        follow_redirects: 0,
     }
 }
 
