@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Log entries between snapshots (default 20000).
     #[arg(long, env = "RAFTCRON_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// Shards of a new cluster; fixed once the cluster formed (default 256).
+    #[arg(long, env = "RAFTCRON_SHARDS")]
+    pub shards: Option<u32>,
+    /// Runs kept per job in a new cluster; fixed once the cluster formed (default 100).
+    #[arg(long, env = "RAFTCRON_RUN_HISTORY")]
+    pub run_history: Option<u32>,
     /// A webhook URL that hears about failing and recovered jobs (repeatable; comma-separated in
     /// the environment).
     #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
@@ -120,6 +126,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub tuning: RaftTuning,
     pub notify_webhooks: Vec<String>,
+    pub shards: u32,
+    pub run_history: u32,
 }
 
 /// Every problem found, one per line.
@@ -142,6 +150,8 @@ impl ServeArgs {
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
             election_timeout_ms: self.election_timeout_ms.or(file.election_timeout_ms),
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
+            shards: self.shards.or(file.shards),
+            run_history: self.run_history.or(file.run_history),
             notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
             config: self.config,
         }
@@ -219,6 +229,14 @@ impl ServeArgs {
         if snapshot_every < 10 {
             problems.push("--snapshot-every: must be 10 or more".to_string());
         }
+        let shards = args.shards.unwrap_or(crate::state::firing::DEFAULT_SHARDS);
+        if !(1..=65_536).contains(&shards) {
+            problems.push("--shards: must be between 1 and 65536".to_string());
+        }
+        let run_history = args.run_history.unwrap_or(crate::model::run::RUNS_KEPT);
+        if !(10..=10_000).contains(&run_history) {
+            problems.push("--run-history: must be between 10 and 10000".to_string());
+        }
         for hook in &args.notify_webhook {
             match url::Url::parse(hook) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
@@ -240,6 +258,8 @@ impl ServeArgs {
             allow_private_targets: args.allow_private_targets.unwrap_or(false),
             log_format: args.log_format.unwrap_or_default(),
             notify_webhooks: args.notify_webhook.clone(),
+            shards,
+            run_history,
             tuning: RaftTuning {
                 heartbeat,
                 election_timeout: election,

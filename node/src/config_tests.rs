@@ -82,3 +82,16 @@ fn initial_cluster_parsing() {
     assert!(parse_initial_cluster("1=h").is_err());
     assert!(parse_initial_cluster("").is_err());
 }
+
+#[test]
+fn formation_settings_have_bounds() {
+    let base = ["--node-id", "1", "--listen", "127.0.0.1:7001", "--data-dir", "/tmp/x", "--cluster-secret", SECRET];
+    let mut args = base.to_vec();
+    args.extend(["--shards", "0", "--run-history", "5"]);
+    let text = serve(&args).resolve(None).unwrap_err().to_string();
+    assert!(text.contains("--shards") && text.contains("--run-history"), "{text}");
+    let mut args = base.to_vec();
+    args.extend(["--shards", "64", "--run-history", "500"]);
+    let cfg = serve(&args).resolve(None).unwrap();
+    assert_eq!((cfg.shards, cfg.run_history), (64, 500));
+}

@@ -74,10 +74,14 @@ pub async fn run(
     if let Err(e) = bootstrap::form(&cluster, &cfg.initial_cluster).await {
         tracing::error!(error = %e, "forming the cluster");
     }
-    let admin = tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), stop_rx.clone()));
+    let formation = bootstrap::Formation { shard_count: cfg.shards, runs_kept: cfg.run_history };
+    let admin =
+        tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), formation, stop_rx.clone()));
     let executor = Executor::new(cfg.allow_private_targets).context("building the HTTP executor")?;
     let notifier = Notifier::new(cfg.notify_webhooks.clone()).context("building the notifier")?;
-    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, SchedulerConfig::default(), stop_rx.clone());
+    let sched_cfg =
+        SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() };
+    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, stop_rx.clone());
 
     shutdown.await;
     tracing::info!("shutting down");

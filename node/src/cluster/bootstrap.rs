@@ -4,7 +4,8 @@
 //! with the same member set; openraft makes that safe, and the cluster elects a leader as soon
 //! as a majority is up. No separate init call exists.
 //!
-//! First admin key: whichever node becomes leader while no admin key was ever installed
+//! Formation settings (shard count, run history) are committed first, then the first admin key:
+//! whichever node becomes leader while no admin key was ever installed
 //! proposes one: the hash of `RAFTCRON_ADMIN_KEY`, or of a freshly generated key that it prints
 //! once, only after the state machine confirmed it was the one installed.
 
@@ -32,10 +33,19 @@ pub async fn form(cluster: &Cluster, initial: &BTreeMap<NodeId, String>) -> Resu
     Ok(())
 }
 
-/// Runs until the first admin key is in the replicated state (or `stop` fires).
+/// Cluster-wide settings fixed when the cluster forms.
+#[derive(Debug, Clone, Copy)]
+pub struct Formation {
+    pub shard_count: u32,
+    pub runs_kept: u32,
+}
+
+/// Runs until the cluster's formation settings and first admin key are in the replicated state
+/// (or `stop` fires). The settings come first: no job can exist before its shard count is fixed.
 pub async fn ensure_admin_key(
     cluster: Cluster,
     admin_key: Option<String>,
+    formation: Formation,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -53,6 +63,11 @@ pub async fn ensure_admin_key(
             }
         }
         if !cluster.raft.is_leader() {
+            continue;
+        }
+        let init = CommandBody::InitShards { shard_count: formation.shard_count, runs_kept: formation.runs_kept };
+        if let Err(e) = cluster.write(init).await {
+            tracing::warn!(error = %e, "fixing the shard count; will retry");
             continue;
         }
         let (key, generated) = match &admin_key {

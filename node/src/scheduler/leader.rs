@@ -58,7 +58,7 @@ async fn step(
         .is_none()
     {
         cluster
-            .write(CommandBody::InitShards { shard_count: firing::DEFAULT_SHARDS })
+            .write(CommandBody::InitShards { shard_count: cfg.shard_count, runs_kept: cfg.runs_kept })
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -28,6 +28,10 @@ pub struct SchedulerConfig {
     pub claim_ahead: Duration,
     /// How often owners look for slots to claim.
     pub tick: Duration,
+    /// Shards of a new cluster (`--shards`).
+    pub shard_count: u32,
+    /// Runs kept per job in a new cluster (`--run-history`).
+    pub runs_kept: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -38,6 +42,8 @@ impl Default for SchedulerConfig {
             safety_margin: Duration::from_secs(1),
             claim_ahead: Duration::from_millis(2000),
             tick: Duration::from_millis(200),
+            shard_count: crate::state::firing::DEFAULT_SHARDS,
+            runs_kept: crate::model::run::RUNS_KEPT,
         }
     }
 }

@@ -101,7 +101,9 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             batch.put_value(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED.to_vec(), &true)?;
             Ok(CommandResult::AdminKeyBootstrapped { created: true })
         }
-        CommandBody::InitShards { shard_count } => firing::apply_init_shards(view, batch, *shard_count),
+        CommandBody::InitShards { shard_count, runs_kept } => {
+            firing::apply_init_shards(view, batch, *shard_count, *runs_kept)
+        }
         CommandBody::AssignShards { moves } => firing::apply_assign(view, batch, moves),
         CommandBody::Claim { node, incarnation, items } => {
             firing::apply_claims(view, batch, now, *node, *incarnation, items)

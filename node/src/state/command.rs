@@ -28,8 +28,8 @@ pub enum CommandBody {
     DeleteJob { id: JobId, tenant: TenantId },
     /// Installs the first admin key; a no-op once any admin key was bootstrapped.
     BootstrapAdminKey { id: KeyId, hash: KeyHash, prefix: String, name: String, kind: KeyKind },
-    /// Fixes the shard count, once, at formation.
-    InitShards { shard_count: u32 },
+    /// Fixes the shard count and the run history kept per job, once, at formation.
+    InitShards { shard_count: u32, runs_kept: u32 },
     /// Moves shards between nodes; all-or-nothing against the current assignment.
     AssignShards { moves: Vec<ShardMove> },
     /// Claims slots (or records them missed, or takes over in-flight ones) for `node`.

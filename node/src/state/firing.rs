@@ -96,16 +96,27 @@ fn owner(view: &impl StateRead, shard: ShardId) -> Result<ShardOwner, StateError
     Ok(get_value(view, Table::Shards, &shard.to_be_bytes())?.unwrap_or(ShardOwner { node: None, epoch: 0 }))
 }
 
-pub fn apply_init_shards(view: &impl StateRead, batch: &mut Batch, count: u32) -> Result<CommandResult, StateError> {
+pub fn apply_init_shards(
+    view: &impl StateRead,
+    batch: &mut Batch,
+    count: u32,
+    runs_kept: u32,
+) -> Result<CommandResult, StateError> {
     let current: Option<u32> = get_value(view, Table::SmMeta, keys::SHARD_COUNT)?;
     match current {
         Some(c) => Ok(CommandResult::ShardCount(c)),
         None => {
             let count = count.clamp(1, 65_536);
             batch.put_value(Table::SmMeta, keys::SHARD_COUNT.to_vec(), &count)?;
+            batch.put_value(Table::SmMeta, keys::RUNS_KEPT.to_vec(), &runs_kept.clamp(1, 10_000))?;
             Ok(CommandResult::ShardCount(count))
         }
     }
+}
+
+/// Runs kept per job: fixed at formation, [`RUNS_KEPT`] by default.
+pub fn runs_kept(view: &impl StateRead) -> Result<u32, StateError> {
+    Ok(get_value(view, Table::SmMeta, keys::RUNS_KEPT)?.unwrap_or(RUNS_KEPT))
 }
 
 pub fn apply_assign(
@@ -313,9 +324,10 @@ fn push_run(
 ) -> Result<(), StateError> {
     batch.put_value(Table::Runs, keys::run(job_key, run.scheduled_at_ms, &run.fire_id), &run)?;
     fs.runs_kept = fs.runs_kept.saturating_add(1);
-    if fs.runs_kept > RUNS_KEPT {
+    let limit = runs_kept(view)?;
+    if fs.runs_kept > limit {
         // Keys sort newest first: the oldest kept run is the last one of the job's range.
-        let rows = view.scan_prefix(Table::Runs, job_key, RUNS_KEPT as usize + 1)?;
+        let rows = view.scan_prefix(Table::Runs, job_key, limit as usize + 1)?;
         if let Some((oldest, _)) = rows.last() {
             batch.delete(Table::Runs, oldest.clone());
             fs.runs_kept = fs.runs_kept.saturating_sub(1);

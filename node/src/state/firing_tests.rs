@@ -51,7 +51,10 @@ impl World {
     /// 4 shards, all on node 1 at epoch 1, one every-second job created at T0.
     fn new() -> World {
         let mut s = MemState::default();
-        assert_eq!(s.apply(&at(T0, CommandBody::InitShards { shard_count: 4 })), CommandResult::ShardCount(4));
+        assert_eq!(
+            s.apply(&at(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT })),
+            CommandResult::ShardCount(4)
+        );
         let moves: Vec<ShardMove> =
             (0..4).map(|shard| ShardMove { shard, from: None, to: Some(1), new_epoch: 1 }).collect();
         assert_eq!(s.apply(&at(T0, CommandBody::AssignShards { moves })), CommandResult::Assigned { moves: 4 });

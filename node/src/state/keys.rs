@@ -45,3 +45,6 @@ pub fn run(job_key: &[u8], scheduled_at_ms: i64, fire_id: &crate::model::slot::F
     k.extend_from_slice(&fire_id.0);
     k
 }
+
+/// Runs kept per job, chosen at formation, in the meta table.
+pub const RUNS_KEPT: &[u8] = b"runs_kept";
