@@ -136,25 +136,7 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 }
 
 fn spec(url: String) -> JobSpec {
-    JobSpec {
-        name: "test job".to_string(),
-        url,
-        method: HttpMethod::Get,
-        cron_expression: "* * * * *".to_string(),
-        timezone: "UTC".to_string(),
-        headers: Vec::new(),
-        body: None,
-        timeout_seconds: 5,
-        max_retries: 0,
-        retry_delay_seconds: 10,
-        is_active: true,
-        notify_on_failure: false,
-        notify_after_failures: 1,
-        starting_deadline_seconds: 300,
-        concurrency_policy: Default::default(),
-        delivery: Default::default(),
-        follow_redirects: 0,
-    }
+    JobSpec { cron_expression: "* * * * *".to_string(), ..JobSpec::example(&url) }
 }
 
 fn fire_of(spec: JobSpec) -> Fire {

@@ -522,5 +522,31 @@ fn check_body(p: &mut Problems, body: Option<String>, method: HttpMethod) -> Opt
 }
 
 #[cfg(test)]
+impl JobSpec {
+    /// A quiet test job: GET `url` every second, 5 s timeout, no retries, no notifications.
+    pub(crate) fn example(url: &str) -> JobSpec {
+        JobSpec {
+            name: "test job".to_string(),
+            url: url.to_string(),
+            method: HttpMethod::Get,
+            cron_expression: "* * * * * *".to_string(),
+            timezone: "UTC".to_string(),
+            headers: Vec::new(),
+            body: None,
+            timeout_seconds: 5,
+            max_retries: 0,
+            retry_delay_seconds: 10,
+            is_active: true,
+            notify_on_failure: false,
+            notify_after_failures: 1,
+            starting_deadline_seconds: DEADLINE_DEFAULT,
+            concurrency_policy: ConcurrencyPolicy::Allow,
+            delivery: Delivery::AtLeastOnce,
+            follow_redirects: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 #[path = "job_tests.rs"]
 mod tests;

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::ids::{JobId, TenantId};
 use crate::model::assignment::{self, ShardMove};
-use crate::model::job::{HttpMethod, JobSpec};
+use crate::model::job::JobSpec;
 use crate::model::run::{FireState, RunRecord, RunStatus, RUNS_KEPT};
 use crate::model::slot::FireId;
 use crate::state::firing::{ClaimItem, ClaimKind, ClaimVerdict, RunOutcome};
@@ -15,25 +15,7 @@ use crate::store::{decode, Table};
 const T0: i64 = 1_800_000_000_000; // a whole second
 
 fn every_second() -> JobSpec {
-    JobSpec {
-        name: "tick".into(),
-        url: "https://example.com/tick".into(),
-        method: HttpMethod::Get,
-        cron_expression: "* * * * * *".into(),
-        timezone: "UTC".into(),
-        headers: vec![],
-        body: None,
-        timeout_seconds: 5,
-        max_retries: 0,
-        retry_delay_seconds: 10,
-        is_active: true,
-        notify_on_failure: false,
-        notify_after_failures: 1,
-        starting_deadline_seconds: 300,
-        concurrency_policy: Default::default(),
-        delivery: Default::default(),
-        follow_redirects: 0,
-    }
+    JobSpec { name: "tick".into(), ..JobSpec::example("https://example.com/tick") }
 }
 
 struct World {

@@ -52,22 +52,15 @@ impl MemState {
 fn spec(name: &str) -> JobSpec {
     JobSpec {
         name: name.into(),
-        url: "https://example.com/hook".into(),
         method: HttpMethod::Post,
         cron_expression: "*/5 * * * *".into(),
-        timezone: "UTC".into(),
         headers: vec![("X-Token".into(), "secret".into())],
         body: Some("{}".into()),
         timeout_seconds: 30,
         max_retries: 3,
         retry_delay_seconds: 60,
-        is_active: true,
         notify_on_failure: true,
-        notify_after_failures: 1,
-        starting_deadline_seconds: 300,
-        concurrency_policy: Default::default(),
-        delivery: Default::default(),
-        follow_redirects: 0,
+        ..JobSpec::example("https://example.com/hook")
     }
 }
 
