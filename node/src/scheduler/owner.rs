@@ -271,7 +271,8 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         }
         // The fencing check, immediately before sending.
-        let owner_now = firing::assignment(&cluster.store).ok().and_then(|a| a.owner(p.shard).cloned());
+        // One shard's owner, not the whole assignment: this runs for every slot.
+        let owner_now = firing::owner(&cluster.store, p.shard).ok();
         let still_mine = owner_now.is_some_and(|o| o.node == Some(cluster.node_id()) && o.epoch == p.epoch);
         if !lease.valid() || !still_mine {
             tracing::debug!(job = %p.job.id, at_ms = p.at_ms, "not sending: lease or ownership lost");

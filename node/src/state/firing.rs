@@ -92,8 +92,23 @@ pub fn assignment(view: &impl StateRead) -> Result<Assignment, StateError> {
     Ok(a)
 }
 
-fn owner(view: &impl StateRead, shard: ShardId) -> Result<ShardOwner, StateError> {
+/// The current owner of one shard (unowned at epoch 0 when never assigned).
+pub fn owner(view: &impl StateRead, shard: ShardId) -> Result<ShardOwner, StateError> {
     Ok(get_value(view, Table::Shards, &shard.to_be_bytes())?.unwrap_or(ShardOwner { node: None, epoch: 0 }))
+}
+
+/// Groups items by their job's key, so that several items of one job in one command see each
+/// other's effects (apply reads the state as of the start of the command).
+fn group_by_job<'a, T>(
+    items: &'a [T],
+    job_of: impl Fn(&T) -> (&TenantId, JobId),
+) -> BTreeMap<Vec<u8>, Vec<(usize, &'a T)>> {
+    let mut by_job: BTreeMap<Vec<u8>, Vec<(usize, &'a T)>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let (tenant, job) = job_of(item);
+        by_job.entry(keys::job(tenant, job)).or_default().push((i, item));
+    }
+    by_job
 }
 
 pub fn apply_init_shards(
@@ -197,18 +212,12 @@ pub fn apply_claims(
 ) -> Result<CommandResult, StateError> {
     let count = shard_count(view)?;
     let mut verdicts = vec![ClaimVerdict::Accepted; items.len()];
-    // Group by job so several slots of one job in one batch see each other's effects.
-    let mut by_job: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
-    for (i, item) in items.iter().enumerate() {
-        by_job.entry(keys::job(&item.tenant, item.job)).or_default().push(i);
-    }
-    for (key, idxs) in by_job {
+    for (key, idxs) in group_by_job(items, |c| (&c.tenant, c.job)) {
         let job: Option<JobRecord> = get_value(view, Table::Jobs, &key)?;
         let mut fs: FireState = get_value(view, Table::FireState, &key)?.unwrap_or_default();
         let mut changed = false;
         let mut runs = Vec::new();
-        for i in idxs {
-            let Some(item) = items.get(i) else { continue };
+        for (i, item) in idxs {
             let verdict = judge(view, count, now, (node, incarnation), item, job.as_ref(), &fs)?;
             if let Some(v) = verdicts.get_mut(i) {
                 *v = verdict;
@@ -402,14 +411,10 @@ pub fn apply_release(
     node: NodeId,
     items: &[Released],
 ) -> Result<CommandResult, StateError> {
-    let mut by_job: BTreeMap<Vec<u8>, Vec<&Released>> = BTreeMap::new();
-    for r in items {
-        by_job.entry(keys::job(&r.tenant, r.job)).or_default().push(r);
-    }
     let mut released = 0u32;
-    for (key, rs) in by_job {
+    for (key, rs) in group_by_job(items, |r| (&r.tenant, r.job)) {
         let Some(mut fs) = get_value::<FireState>(view, Table::FireState, &key)? else { continue };
-        for r in rs {
+        for (_, r) in rs {
             if let Some(f) = fs.in_flight.iter_mut().find(|f| f.fire_id == r.fire_id && f.node == node) {
                 f.released = true;
                 released += 1;
@@ -425,16 +430,12 @@ pub fn apply_results(
     batch: &mut Batch,
     outcomes: &[RunOutcome],
 ) -> Result<CommandResult, StateError> {
-    let mut by_job: BTreeMap<Vec<u8>, Vec<&RunOutcome>> = BTreeMap::new();
-    for o in outcomes {
-        by_job.entry(keys::job(&o.tenant, o.job)).or_default().push(o);
-    }
     let mut recorded = 0u32;
     let mut alerts = Vec::new();
-    for (key, outs) in by_job {
+    for (key, outs) in group_by_job(outcomes, |o| (&o.tenant, o.job)) {
         let Some(mut fs) = get_value::<FireState>(view, Table::FireState, &key)? else { continue };
         let job: Option<JobRecord> = get_value(view, Table::Jobs, &key)?;
-        for o in outs {
+        for (_, o) in outs {
             fs.in_flight.retain(|f| f.fire_id != o.run.fire_id);
             let before = fs.consecutive_failures;
             match o.run.status {
