@@ -4,10 +4,12 @@
 //! This crate must not depend on the node: it is serde types, the stable [`ErrorCode`]s and an
 //! HTTP client only.
 
+pub mod access;
 pub mod client;
 pub mod error;
 pub mod types;
 
+pub use access::*;
 pub use client::{Client, ClientError};
 pub use error::{ErrorBody, ErrorCode};
 pub use types::*;
