@@ -17,15 +17,32 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// The system clock, optionally shifted by a fixed offset (`--clock-offset-ms`, for drills).
-#[derive(Debug, Default)]
+/// The system clock, optionally shifted by an offset: `--clock-offset-ms` at start, and
+/// `PUT /internal/drill/clock` while running when `--clock-drills` is on (the chaos suite's
+/// wall-clock jumps). Clones share the offset.
+#[derive(Debug, Clone, Default)]
 pub struct SystemClock {
-    pub offset_ms: i64,
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl SystemClock {
+    pub fn with_offset_ms(offset_ms: i64) -> SystemClock {
+        SystemClock { offset_ms: Arc::new(AtomicI64::new(offset_ms)) }
+    }
+
+    /// Jumps this clock: from now on it reads the system time plus `offset_ms`.
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
+
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
 }
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis() + self.offset_ms
+        Utc::now().timestamp_millis() + self.offset_ms()
     }
 }
 

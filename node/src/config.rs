@@ -89,6 +89,17 @@ pub struct ServeArgs {
     #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
     #[serde(default)]
     pub notify_webhook: Vec<String>,
+    /// Where this node connects to reach some peers instead of their replicated addresses,
+    /// `2=HOST:PORT,3=HOST:PORT` (a fault-injecting proxy in chaos runs). Local to this node.
+    #[arg(long, env = "RAFTCRON_PEER_OVERRIDE")]
+    pub peer_override: Option<String>,
+    /// Shift this node's wall clock by this many milliseconds (drills only; default 0).
+    #[arg(long, env = "RAFTCRON_CLOCK_OFFSET_MS", allow_negative_numbers = true)]
+    pub clock_offset_ms: Option<i64>,
+    /// Serve `PUT /internal/drill/clock` (cluster secret required) to jump this node's wall
+    /// clock while it runs (chaos drills only).
+    #[arg(long, env = "RAFTCRON_CLOCK_DRILLS", num_args = 0..=1, default_missing_value = "true")]
+    pub clock_drills: Option<bool>,
     /// A TOML file with any of the keys above (snake_case).
     #[arg(long, env = "RAFTCRON_CONFIG")]
     #[serde(skip)]
@@ -128,6 +139,9 @@ pub struct Config {
     pub notify_webhooks: Vec<String>,
     pub shards: u32,
     pub run_history: u32,
+    pub peer_overrides: BTreeMap<NodeId, String>,
+    pub clock_offset_ms: i64,
+    pub clock_drills: bool,
 }
 
 /// Every problem found, one per line.
@@ -153,6 +167,9 @@ impl ServeArgs {
             shards: self.shards.or(file.shards),
             run_history: self.run_history.or(file.run_history),
             notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
+            peer_override: self.peer_override.or(file.peer_override),
+            clock_offset_ms: self.clock_offset_ms.or(file.clock_offset_ms),
+            clock_drills: self.clock_drills.or(file.clock_drills),
             config: self.config,
         }
     }
@@ -243,6 +260,17 @@ impl ServeArgs {
                 _ => problems.push(format!("--notify-webhook: {hook:?} is not an http(s) URL")),
             }
         }
+        let peer_overrides = match args.peer_override.as_deref() {
+            None | Some("") => BTreeMap::new(),
+            Some(s) => parse_initial_cluster(s).unwrap_or_else(|e| {
+                problems.push(format!("--peer-override: {e}"));
+                BTreeMap::new()
+            }),
+        };
+        let clock_offset_ms = args.clock_offset_ms.unwrap_or(0);
+        if clock_offset_ms.unsigned_abs() > 86_400_000 {
+            problems.push("--clock-offset-ms: at most one day either way".to_string());
+        }
         let (Some(listen), true) = (listen, problems.is_empty()) else {
             return Err(ConfigError(problems));
         };
@@ -260,6 +288,9 @@ impl ServeArgs {
             notify_webhooks: args.notify_webhook.clone(),
             shards,
             run_history,
+            peer_overrides,
+            clock_offset_ms,
+            clock_drills: args.clock_drills.unwrap_or(false),
             tuning: RaftTuning {
                 heartbeat,
                 election_timeout: election,

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::clock::SystemClock;
-use crate::cluster::{bootstrap, forward, Cluster};
+use crate::cluster::{bootstrap, drill, forward, Cluster};
 use crate::config::Config;
 use crate::executor::http::Executor;
 use crate::executor::notify::Notifier;
@@ -33,19 +33,31 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening {}", cfg.data_dir.display()))?;
-    let peers = PeerClient::new(cfg.cluster_secret.clone()).context("building the peer client")?;
+    let peers =
+        PeerClient::new(cfg.cluster_secret.clone(), cfg.peer_overrides.clone()).context("building the peer client")?;
     let contact = LastContact::default();
     let network = PeerNetwork { client: peers.clone(), contact: contact.clone() };
     let raft = crate::raft::start(cfg.node_id, store.clone(), network, &cfg.tuning).await.context("starting raft")?;
     let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone(), contact);
-    let cluster = Cluster::new(handle, store, peers, Arc::new(SystemClock::default()));
+    let clock = SystemClock::with_offset_ms(cfg.clock_offset_ms);
+    let cluster = Cluster::new(handle, store, peers, Arc::new(clock.clone()));
     if cfg.allow_private_targets {
         tracing::warn!("--allow-private-targets is on: jobs may call loopback and private addresses");
     }
 
+    if cfg.clock_offset_ms != 0 || cfg.clock_drills {
+        tracing::warn!(offset_ms = cfg.clock_offset_ms, drills = cfg.clock_drills, "wall-clock drills are on");
+    }
+    if !cfg.peer_overrides.is_empty() {
+        tracing::warn!(overrides = ?cfg.peer_overrides, "peer addresses overridden on this node");
+    }
+
     let secret = ClusterSecret::new(&cfg.cluster_secret);
-    let internal = rpc::routes(raft)
-        .merge(forward::routes(cluster.clone()))
+    let mut internal = rpc::routes(raft).merge(forward::routes(cluster.clone()));
+    if cfg.clock_drills {
+        internal = internal.merge(drill::routes(clock));
+    }
+    let internal = internal
         .layer(from_fn_with_state(secret, rpc::require_cluster_secret))
         .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
     let app = api::routes(AppState { cluster: cluster.clone(), allow_private_targets: cfg.allow_private_targets })

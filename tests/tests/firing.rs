@@ -88,6 +88,19 @@ async fn shards_per_node(api: &Api) -> Result<BTreeMap<u64, u64>> {
     Ok(per.iter().map(|(k, v)| (k.parse().unwrap_or(0), v.as_u64().unwrap_or(0))).collect())
 }
 
+/// Waits until the 256 shards are spread over all three nodes.
+async fn wait_for_spread(api: &Api) -> Result<()> {
+    wait_until("shards spread over all three nodes", WAIT, || {
+        let api = api.clone();
+        async move {
+            let per = shards_per_node(&api).await?;
+            ensure!(per.len() == 3 && per.values().sum::<u64>() == 256, "{per:?}");
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Sleeps until the next instant that is `frac_ms` past a whole second.
 async fn sleep_to_fraction(frac_ms: i64) {
     let now = now_ms();
@@ -171,15 +184,7 @@ async fn every_slot_fires_once_through_kill_restart_and_pause() -> Result<()> {
     let (sink, hits, sink_task) = start_sink().await?;
     let mut cluster = TestCluster::start_with(3, &["--allow-private-targets"]).await?;
     let api = cluster.client(cluster.leader().await?);
-    wait_until("shards spread over all three nodes", WAIT, || {
-        let api = api.clone();
-        async move {
-            let per = shards_per_node(&api).await?;
-            ensure!(per.len() == 3 && per.values().sum::<u64>() == 256, "{per:?}");
-            Ok(())
-        }
-    })
-    .await?;
+    wait_for_spread(&api).await?;
 
     let mut created: BTreeMap<String, i64> = BTreeMap::new();
     let mut at_most_once: Vec<String> = Vec::new();
@@ -346,6 +351,95 @@ async fn every_slot_fires_once_through_kill_restart_and_pause() -> Result<()> {
             .unwrap_or_default();
         eprintln!("[firing] {p}: runs near it: {near:?}");
     }
+    ensure!(problems.is_empty(), "{} problems, first: {:?}", problems.len(), &problems[..problems.len().min(10)]);
+    ensure!(cluster.panics_in_logs().is_empty(), "panics: {:?}", cluster.panics_in_logs());
+    cluster.stop()?;
+    sink_task.abort();
+    Ok(())
+}
+
+/// Jumps node `id`'s wall clock to the system time plus `offset_ms` (`--clock-drills`).
+async fn jump_clock(cluster: &TestCluster, id: u64, offset_ms: i64) -> Result<()> {
+    let resp = reqwest::Client::new()
+        .put(format!("http://{}/internal/drill/clock", cluster.addr(id)))
+        .header("x-raftcron-cluster-token", &cluster.cluster_secret)
+        .json(&json!({ "offset_ms": offset_ms }))
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "clock drill on node {id}: {}", resp.status());
+    Ok(())
+}
+
+/// A follower that owns shards has its wall clock jumped 20 s back, then 20 s ahead, then set
+/// right, while it fires. Owners fire on the leader's time carried forward on their monotonic
+/// clock, so the jumps change nothing: no slot is sent twice, early, or not at all, and the node
+/// says in its log that its clock disagrees with the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_jumps_on_an_owner_neither_repeat_nor_lose_slots() -> Result<()> {
+    const CLOCK_JOBS: usize = 10;
+    let (sink, hits, sink_task) = start_sink().await?;
+    let cluster = TestCluster::start_with(3, &["--allow-private-targets", "--clock-drills"]).await?;
+    let leader = cluster.leader().await?;
+    let api = cluster.client(leader);
+    wait_for_spread(&api).await?;
+    let mut jobs = Vec::new();
+    let mut newest = 0;
+    for i in 0..CLOCK_JOBS {
+        let mut body = job(&format!("clock-{i}"));
+        body["url"] = json!(format!("http://{sink}/hit"));
+        body["cron_expression"] = json!("* * * * * *");
+        body["max_retries"] = json!(0);
+        let created = api.create_job(&body).await?;
+        newest = newest
+            .max(DateTime::parse_from_rfc3339(created["created_at"].as_str().unwrap_or_default())?.timestamp_millis());
+        jobs.push(job_id(&created));
+    }
+    let first_slot = newest / 1000 * 1000 + 1000;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let victim = cluster.followers().await?.into_iter().next().context("no follower")?;
+    let owned = shards_per_node(&api).await?.get(&victim).copied().unwrap_or(0);
+    ensure!(owned > 0, "node {victim} owns no shard");
+    for (offset, hold) in [(-20_000, 12), (20_000, 12), (0, 10)] {
+        jump_clock(&cluster, victim, offset).await?;
+        eprintln!("[clock] node {victim} (owned {owned} shards) clock offset {offset} ms for {hold} s");
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
+    let regained = shards_per_node(&api).await?.get(&victim).copied().unwrap_or(0);
+    let log = cluster.log_text(victim);
+    ensure!(log.contains("differs from the leader's"), "node {victim} never noticed its clock jumped");
+    ensure!(regained > 0, "node {victim} lost its shards");
+
+    let last_slot = (now_ms() - 4000) / 1000 * 1000;
+    let hits = hits.lock().map(|h| h.clone()).unwrap_or_default();
+    let mut by_slot: BTreeMap<(String, i64), Vec<&Hit>> = BTreeMap::new();
+    for h in &hits {
+        by_slot.entry((h.job.clone(), h.scheduled_ms)).or_default().push(h);
+    }
+    let (mut problems, mut lateness, mut expected) = (Vec::new(), Vec::new(), 0);
+    for job in &jobs {
+        for t in (first_slot..=last_slot).step_by(1000) {
+            expected += 1;
+            match by_slot.get(&(job.clone(), t)).map(Vec::len).unwrap_or(0) {
+                1 => lateness.extend(by_slot[&(job.clone(), t)].iter().map(|h| h.received_ms - t)),
+                0 => problems.push(format!("job {job} slot {t}: never delivered")),
+                n => problems.push(format!("job {job} slot {t}: delivered {n} times")),
+            }
+        }
+    }
+    let early: Vec<i64> = lateness.iter().copied().filter(|l| *l < -50).collect();
+    lateness.sort_unstable();
+    eprintln!(
+        "[clock] {expected} slots judged, {} deliveries; lateness p50 {} ms, p99 {} ms, max {} ms; \
+         node {victim} owns {regained} shards again",
+        hits.len(),
+        percentile(&lateness, 0.5),
+        percentile(&lateness, 0.99),
+        lateness.last().copied().unwrap_or(0)
+    );
+    ensure!(early.is_empty(), "{} slots were sent early: {:?}", early.len(), &early[..early.len().min(5)]);
+    ensure!(expected >= CLOCK_JOBS * 30, "the run was too short to judge: {expected} slots");
     ensure!(problems.is_empty(), "{} problems, first: {:?}", problems.len(), &problems[..problems.len().min(10)]);
     ensure!(cluster.panics_in_logs().is_empty(), "panics: {:?}", cluster.panics_in_logs());
     cluster.stop()?;

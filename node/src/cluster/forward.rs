@@ -46,6 +46,11 @@ impl ForwardOp {
 pub enum ForwardResult {
     Written(CommandResult),
     ReadIndex(u64),
+    /// A lease grant: the read index, and the leader's wall clock when it granted.
+    Lease {
+        index: u64,
+        leader_wall_ms: i64,
+    },
     Done,
     /// The receiver is not (or no longer) the leader.
     NotLeader,

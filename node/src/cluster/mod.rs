@@ -7,6 +7,7 @@
 //! `OutcomeUnknown`. This module must not touch HTTP routes other than `/internal/forward`.
 
 pub mod bootstrap;
+pub mod drill;
 pub mod forward;
 
 use std::sync::Arc;
@@ -28,6 +29,9 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Forwarding hops before giving up (leadership moving while we route).
 const MAX_HOPS: usize = 4;
+/// A node whose own wall clock differs from the leader's by more than this says so in its log
+/// (it fires on the leader's time either way; see `scheduler::lease::FiringClock`).
+pub const MAX_CLOCK_SKEW_MS: i64 = 1000;
 
 /// Why a write or read barrier did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +102,7 @@ impl Cluster {
                 }
                 Err(ProposeError::ForwardTo { leader_id, addr }) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match self.peers.call::<_, ForwardResult>(&addr, forward::PATH, &op, left).await {
+                    match self.peers.call::<_, ForwardResult>(leader_id, &addr, forward::PATH, &op, left).await {
                         Ok(ForwardResult::NotLeader) => {
                             hops += 1;
                             tracing::debug!(leader_id, "forward target is no longer the leader");
@@ -162,7 +166,7 @@ impl Cluster {
                 // Leadership is confirmed with a quorum first; only then is the grant recorded.
                 let index = self.raft.read_index().await?;
                 self.grants.record(node_id);
-                Ok(ForwardResult::ReadIndex(index))
+                Ok(ForwardResult::Lease { index, leader_wall_ms: self.clock.now_ms() })
             }
         }
     }
@@ -192,16 +196,17 @@ impl Cluster {
         }
     }
 
-    /// Asks the leader for this node's firing lease; returns once the state as of the grant is
-    /// applied here. The caller notes the time *before* calling (see docs/design/firing.md).
-    pub async fn lease_grant(&self) -> Result<(), ClusterError> {
+    /// Asks the leader for this node's firing lease; returns the leader's wall clock at the
+    /// grant once the state as of the grant is applied here. The caller notes the time *before*
+    /// calling (see docs/design/firing.md).
+    pub async fn lease_grant(&self) -> Result<i64, ClusterError> {
         let node_id = self.node_id();
-        let index = match self.on_leader(ForwardOp::LeaseGrant { node_id }).await? {
-            ForwardResult::ReadIndex(i) => i,
+        let (index, leader_wall_ms) = match self.on_leader(ForwardOp::LeaseGrant { node_id }).await? {
+            ForwardResult::Lease { index, leader_wall_ms } => (index, leader_wall_ms),
             other => return Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
         };
         if self.raft.wait_applied(index, Duration::from_secs(2)).await {
-            Ok(())
+            Ok(leader_wall_ms)
         } else {
             Err(ClusterError::NoLeader)
         }

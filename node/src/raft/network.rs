@@ -5,7 +5,7 @@
 //! connections alive; every call has a bounded timeout. This module never decides what to send:
 //! openraft and `cluster/` do.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,9 @@ pub enum PeerError {
 pub struct PeerClient {
     http: reqwest::Client,
     secret: String,
+    /// `--peer-override`: where this node really connects to reach a peer (a fault-injecting
+    /// proxy in the chaos suite). Local to this node, never replicated.
+    overrides: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -54,7 +57,7 @@ impl std::fmt::Debug for PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(secret: String) -> Result<PeerClient, reqwest::Error> {
+    pub fn new(secret: String, overrides: BTreeMap<NodeId, String>) -> Result<PeerClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -62,17 +65,20 @@ impl PeerClient {
             .tcp_nodelay(true)
             .no_proxy()
             .build()?;
-        Ok(PeerClient { http, secret })
+        Ok(PeerClient { http, secret, overrides: Arc::new(overrides) })
     }
 
-    /// POSTs `req` to `http://{addr}{path}` and decodes the answer.
+    /// POSTs `req` to node `node` at `http://{addr}{path}` (or at its override) and decodes
+    /// the answer.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
+        node: NodeId,
         addr: &str,
         path: &str,
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
+        let addr = self.overrides.get(&node).map(String::as_str).unwrap_or(addr);
         let body = bincode::serialize(req).map_err(|e| PeerError::BadAnswer {
             addr: addr.into(),
             status: 0,
@@ -172,11 +178,10 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let answer: Result<Resp, RaftError<E>> =
-            self.client.call(&self.addr, path, req, timeout).await.map_err(|e| match e {
+            self.client.call(self.target, &self.addr, path, req, timeout).await.map_err(|e| match e {
                 PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 other => RPCError::Network(NetworkError::new(&other)),
             })?;
-        self.contact.touch(self.target);
         self.contact.touch(self.target);
         answer
             .map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(&self.addr), e)))

@@ -57,9 +57,10 @@ pub fn spawn(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let lease = lease::Lease::default();
+    let clock = lease::FiringClock::new(cluster.clock().clone());
     vec![
-        tokio::spawn(lease::run(cluster.clone(), lease.clone(), cfg.clone(), stop.clone())),
+        tokio::spawn(lease::run(cluster.clone(), lease.clone(), clock.clone(), cfg.clone(), stop.clone())),
         tokio::spawn(leader::run(cluster.clone(), cfg.clone(), stop.clone())),
-        tokio::spawn(owner::run(cluster, executor, notifier, lease, cfg, stop)),
+        tokio::spawn(owner::run(cluster, executor, notifier, lease, clock, cfg, stop)),
     ]
 }

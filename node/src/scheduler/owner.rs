@@ -14,6 +14,7 @@ use raftcron_client::Consistency;
 use uuid::Uuid;
 
 use crate::clock::ms_to_utc;
+use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::executor::http::{Executor, Fire};
 use crate::executor::notify::Notifier;
@@ -22,7 +23,7 @@ use crate::model::job::JobRecord;
 use crate::model::job::{ConcurrencyPolicy, Delivery};
 use crate::model::run::{FireState, RunRecord, RunStatus};
 use crate::model::slot::FireId;
-use crate::scheduler::lease::Lease;
+use crate::scheduler::lease::{FiringClock, Lease};
 use crate::scheduler::SchedulerConfig;
 use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
@@ -63,6 +64,7 @@ pub async fn run(
     executor: Executor,
     notifier: Notifier,
     lease: Lease,
+    clock: FiringClock,
     cfg: SchedulerConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -71,7 +73,14 @@ pub async fn run(
     let running: Running = Arc::default();
     let dropped: Dropped = Arc::default();
     let (results_tx, results_rx) = tokio::sync::mpsc::channel::<Report>(65_536);
-    let recorder = tokio::spawn(record_results(cluster.clone(), notifier, active.clone(), results_rx, stop.clone()));
+    let recorder = tokio::spawn(record_results(
+        cluster.clone(),
+        clock.clone(),
+        notifier,
+        active.clone(),
+        results_rx,
+        stop.clone(),
+    ));
     let mut claimed_to: HashMap<JobId, i64> = HashMap::new();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,6 +96,7 @@ pub async fn run(
             cluster: &cluster,
             executor: &executor,
             lease: &lease,
+            clock: &clock,
             active: &active,
             running: &running,
             dropped: &dropped,
@@ -104,6 +114,8 @@ struct Ctx<'a> {
     cluster: &'a Cluster,
     executor: &'a Executor,
     lease: &'a Lease,
+    /// The leader's time: what slots are due by (see [`FiringClock`]).
+    clock: &'a FiringClock,
     active: &'a Active,
     running: &'a Running,
     dropped: &'a Dropped,
@@ -127,7 +139,7 @@ async fn round(
 ) -> Result<(), String> {
     let me = ctx.cluster.node_id();
     let store = &ctx.cluster.store;
-    let now = ctx.cluster.clock().now_ms();
+    let now = ctx.clock.now_ms();
     let horizon = now + cfg.claim_ahead.as_millis() as i64;
     let assignment = firing::assignment(store).map_err(|e| e.to_string())?;
     let mut items: Vec<ClaimItem> = Vec::new();
@@ -261,12 +273,13 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let cluster = ctx.cluster.clone();
     let executor = ctx.executor.clone();
     let lease = ctx.lease.clone();
+    let clock = ctx.clock.clone();
     let active = ctx.active.clone();
     let running = ctx.running.clone();
     let dropped = ctx.dropped.clone();
     let results = ctx.results.clone();
     tokio::spawn(async move {
-        let wait = p.at_ms - cluster.clock().now_ms();
+        let wait = p.at_ms - clock.now_ms();
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         }
@@ -297,7 +310,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         let retry_until_ms =
             p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
         let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
-        let run = executor.fire(&fire, cluster.clock().as_ref(), cluster.node_id()).await;
+        let run = executor.fire(&fire, &clock, cluster.node_id()).await;
         running_add(&running, p.job.id, -1);
         let outcome = RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run };
         if results.send(Report::Run(outcome)).await.is_err() {
@@ -309,6 +322,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
 /// Records results in batches; a fire id leaves `active` once its result is committed.
 async fn record_results(
     cluster: Cluster,
+    clock: FiringClock,
     notifier: Notifier,
     active: Active,
     mut rx: tokio::sync::mpsc::Receiver<Report>,
@@ -361,7 +375,7 @@ async fn record_results(
             Ok(result) => {
                 awaiting.extend(batch.drain(..).map(|o| o.run.fire_id));
                 if let CommandResult::Recorded { alerts, .. } = result {
-                    notifier.notify(alerts, cluster.clock().now_ms());
+                    notifier.notify(alerts, clock.now_ms());
                 }
             }
             Err(e) => tracing::warn!(error = %e, pending = batch.len(), "recording run results; will retry"),
