@@ -274,6 +274,9 @@ pub struct ShardInfo {
     pub shard: u32,
     pub node_id: Option<u64>,
     pub epoch: u64,
+    /// When the owner's firing lease runs out unless renewed, by the leader's clock (null when
+    /// the owner holds no lease or the leader cannot be asked).
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/v1/cluster/shards`

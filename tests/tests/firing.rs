@@ -383,6 +383,13 @@ async fn wall_clock_jumps_on_an_owner_neither_repeat_nor_lose_slots() -> Result<
     let leader = cluster.leader().await?;
     let api = cluster.client(leader);
     wait_for_spread(&api).await?;
+    // Every owned shard shows when its owner's lease runs out: soon, by the leader's clock.
+    let shards = api.get("/api/v1/cluster/shards").await?.expect(200)?.json;
+    for sh in shards["shards"].as_array().context("shards")? {
+        let at = DateTime::parse_from_rfc3339(sh["lease_expires_at"].as_str().context("lease_expires_at")?)?;
+        let left = at.timestamp_millis() - now_ms();
+        ensure!((-1000..=5000).contains(&left), "shard {} lease ends in {left} ms", sh["shard"]);
+    }
     let mut jobs = Vec::new();
     let mut newest = 0;
     for i in 0..CLOCK_JOBS {

@@ -76,11 +76,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn shards(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<ShardList>> {
     let a = crate::state::firing::assignment(&state.cluster.store)?;
+    // Best effort: without a leader the assignment is still worth showing.
+    let ages = state.cluster.lease_ages().await.unwrap_or_default();
+    let lease_ms = crate::scheduler::SchedulerConfig::default().lease.as_millis() as i64;
+    let now = state.cluster.clock().now_ms();
+    let expiry = |node: Option<u64>| {
+        let age = *ages.get(&node?)? as i64;
+        (age < lease_ms).then(|| crate::clock::ms_to_utc(now - age + lease_ms))
+    };
     let shards: Vec<ShardInfo> = a
         .owners
         .iter()
         .enumerate()
-        .map(|(i, o)| ShardInfo { shard: i as u32, node_id: o.node, epoch: o.epoch })
+        .map(|(i, o)| ShardInfo { shard: i as u32, node_id: o.node, epoch: o.epoch, lease_expires_at: expiry(o.node) })
         .collect();
     let per_node = a.counts().into_iter().map(|(n, c)| (n, c as u32)).collect();
     Ok(Json(ShardList { shard_count: a.shard_count(), shards, per_node }))

@@ -32,12 +32,14 @@ pub enum ForwardOp {
     LeaseGrant {
         node_id: NodeId,
     },
+    /// How long ago the leader granted each node its lease (for `GET /api/v1/cluster/shards`).
+    Leases,
 }
 
 impl ForwardOp {
     /// Whether losing the answer leaves an unknown outcome.
     pub fn is_write(&self) -> bool {
-        !matches!(self, ForwardOp::ReadIndex)
+        !matches!(self, ForwardOp::ReadIndex | ForwardOp::Leases)
     }
 }
 
@@ -51,6 +53,8 @@ pub enum ForwardResult {
         index: u64,
         leader_wall_ms: i64,
     },
+    /// Milliseconds since the leader last granted each node its lease.
+    Leases(Vec<(NodeId, u64)>),
     Done,
     /// The receiver is not (or no longer) the leader.
     NotLeader,

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod drill;
 pub mod forward;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,12 @@ impl LeaseGrants {
         if let Ok(mut m) = self.0.lock() {
             m.insert(node, std::time::Instant::now());
         }
+    }
+
+    /// Milliseconds since each node's last grant by this node.
+    fn ages_ms(&self) -> Vec<(NodeId, u64)> {
+        let Ok(m) = self.0.lock() else { return Vec::new() };
+        m.iter().map(|(n, t)| (*n, t.elapsed().as_millis() as u64)).collect()
     }
 
     /// The last grant to `node` made by this node.
@@ -168,6 +175,11 @@ impl Cluster {
                 self.grants.record(node_id);
                 Ok(ForwardResult::Lease { index, leader_wall_ms: self.clock.now_ms() })
             }
+            ForwardOp::Leases => {
+                // Only the leader's grants count, and only a confirmed leader's.
+                self.raft.read_index().await?;
+                Ok(ForwardResult::Leases(self.grants.ages_ms()))
+            }
         }
     }
 
@@ -209,6 +221,14 @@ impl Cluster {
             Ok(leader_wall_ms)
         } else {
             Err(ClusterError::NoLeader)
+        }
+    }
+
+    /// Milliseconds since the leader last granted each node its firing lease, per node.
+    pub async fn lease_ages(&self) -> Result<BTreeMap<NodeId, u64>, ClusterError> {
+        match self.on_leader(ForwardOp::Leases).await? {
+            ForwardResult::Leases(v) => Ok(v.into_iter().collect()),
+            other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
         }
     }
 
