@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
 use crate::ids::NodeId;
+use crate::model::audit::Actor;
 use crate::raft::handle::ProposeError;
 use crate::raft::rpc::{bincode_answer, decode_body};
 use crate::state::{CommandBody, CommandResult};
@@ -19,7 +20,8 @@ pub const PATH: &str = "/internal/forward";
 /// What a node asks the leader to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardOp {
-    Write(Box<CommandBody>),
+    /// A command to commit, and who asked (for the audit trail).
+    Write(Box<CommandBody>, Option<Actor>),
     ReadIndex,
     AddVoter {
         node_id: NodeId,

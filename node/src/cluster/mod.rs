@@ -18,6 +18,7 @@ use raftcron_client::{ClusterStatus, Consistency, Member, MemberRole};
 
 use crate::clock::Clock;
 use crate::ids::NodeId;
+use crate::model::audit::Actor;
 use crate::raft::handle::{ProposeError, RaftHandle};
 use crate::raft::network::{PeerClient, PeerError};
 use crate::state::{Command, CommandBody, CommandResult};
@@ -156,9 +157,9 @@ impl Cluster {
     /// Runs `op` here if this node leads. Used by both local callers and `/internal/forward`.
     pub(crate) async fn run_local(&self, op: ForwardOp) -> Result<ForwardResult, ProposeError> {
         match op {
-            ForwardOp::Write(body) => {
+            ForwardOp::Write(body, actor) => {
                 // The leader's clock, stamped once: every replica applies the same instant.
-                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body: *body };
+                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body: *body, actor };
                 match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
                     Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
@@ -185,7 +186,12 @@ impl Cluster {
 
     /// Commits a command through the leader and returns what applying it answered.
     pub async fn write(&self, body: CommandBody) -> Result<CommandResult, ClusterError> {
-        match self.on_leader(ForwardOp::Write(Box::new(body))).await? {
+        self.write_as(body, None).await
+    }
+
+    /// Like [`Cluster::write`], naming who asked (the audit trail records it).
+    pub async fn write_as(&self, body: CommandBody, actor: Option<Actor>) -> Result<CommandResult, ClusterError> {
+        match self.on_leader(ForwardOp::Write(Box::new(body), actor)).await? {
             ForwardResult::Written(r) => Ok(r),
             ForwardResult::Unknown(m) => Err(ClusterError::OutcomeUnknown(m)),
             other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),

@@ -1,9 +1,11 @@
-//! API keys: their format, hashing and the stored record.
+//! API keys: their format, hashing, scopes and the stored record.
 //!
 //! Format: `rcn_` + 32 base62 characters of randomness (190 bits) + 6 base62 characters of
 //! checksum (from SHA-256 of the rest). The prefix lets secret scanners find leaked keys; the
 //! checksum lets a node refuse a mistyped key without a lookup. Only the SHA-256 of a key is
 //! ever stored; the key itself lives in the one answer that creates it.
+
+use std::collections::BTreeSet;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -26,12 +28,89 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 /// The SHA-256 of a key: what the store keeps and looks up.
 pub type KeyHash = [u8; 32];
 
+/// What a key may do. Every route names the one scope it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    JobsRead,
+    JobsWrite,
+    JobsTrigger,
+    RunsRead,
+    KeysRead,
+    KeysWrite,
+    ClusterRead,
+    ClusterAdmin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 8] = [
+        Scope::JobsRead,
+        Scope::JobsWrite,
+        Scope::JobsTrigger,
+        Scope::RunsRead,
+        Scope::KeysRead,
+        Scope::KeysWrite,
+        Scope::ClusterRead,
+        Scope::ClusterAdmin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::JobsRead => "jobs:read",
+            Scope::JobsWrite => "jobs:write",
+            Scope::JobsTrigger => "jobs:trigger",
+            Scope::RunsRead => "runs:read",
+            Scope::KeysRead => "keys:read",
+            Scope::KeysWrite => "keys:write",
+            Scope::ClusterRead => "cluster:read",
+            Scope::ClusterAdmin => "cluster:admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A set of scopes, in a stable order.
+pub type Scopes = BTreeSet<Scope>;
+
+/// Every scope.
+pub fn all_scopes() -> Scopes {
+    Scope::ALL.into_iter().collect()
+}
+
 /// A key's kind, as in the scoped-key model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyKind {
+    /// Every scope, now and in future versions.
     Admin,
+    /// The scopes it was given.
     Custom,
+    /// Fixed read-only monitoring scopes (`cluster:read`, `runs:read`); immutable.
     Telemetry,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Admin => "admin",
+            KeyKind::Custom => "custom",
+            KeyKind::Telemetry => "telemetry",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyKind> {
+        [KeyKind::Admin, KeyKind::Custom, KeyKind::Telemetry].into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The scopes a kind fixes, or `None` when the key's own list decides (`custom`).
+    pub fn fixed_scopes(self) -> Option<Scopes> {
+        match self {
+            KeyKind::Admin => Some(all_scopes()),
+            KeyKind::Telemetry => Some([Scope::ClusterRead, Scope::RunsRead].into_iter().collect()),
+            KeyKind::Custom => None,
+        }
+    }
 }
 
 /// A stored key: everything but the key.
@@ -42,8 +121,78 @@ pub struct ApiKeyRecord {
     pub name: String,
     pub prefix: String,
     pub kind: KeyKind,
+    pub scopes: Scopes,
+    /// Normalized CIDRs the key may be used from; empty: anywhere.
+    pub allowed_cidrs: Vec<String>,
+    pub expires_at_ms: Option<i64>,
+    /// Kept by batched `TouchKeys` commands: at most a minute stale.
+    pub last_used_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+impl ApiKeyRecord {
+    /// Telemetry keys cannot change scopes or allowlist.
+    pub fn immutable(&self) -> bool {
+        self.kind == KeyKind::Telemetry
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        self.kind == KeyKind::Admin || self.scopes.contains(&scope)
+    }
+
+    /// Whether every scope in `scopes` is one this key holds (a key never grants more).
+    pub fn covers(&self, scopes: &Scopes) -> bool {
+        scopes.iter().all(|s| self.has(*s))
+    }
+
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| e <= now_ms)
+    }
+}
+
+/// A validated change to a key; absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub scopes: Option<Scopes>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub expires_at_ms: Option<Option<i64>>,
+}
+
+impl KeyPatch {
+    pub fn apply_to(&self, r: &mut ApiKeyRecord) {
+        if let Some(n) = &self.name {
+            r.name = n.clone();
+        }
+        if let Some(s) = &self.scopes {
+            r.scopes = s.clone();
+        }
+        if let Some(c) = &self.allowed_cidrs {
+            r.allowed_cidrs = c.clone();
+        }
+        if let Some(e) = self.expires_at_ms {
+            r.expires_at_ms = e;
+        }
+    }
+
+    /// The names of the fields it changes (for the audit trail).
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        if self.name.is_some() {
+            f.push("name");
+        }
+        if self.scopes.is_some() {
+            f.push("scopes");
+        }
+        if self.allowed_cidrs.is_some() {
+            f.push("allowed_cidrs");
+        }
+        if self.expires_at_ms.is_some() {
+            f.push("expires_at");
+        }
+        f
+    }
 }
 
 /// Generates a new key in the raftcron format.
@@ -138,6 +287,18 @@ mod tests {
         assert_eq!(check_shape("nul\0"), Err(Malformed::BadCharacters));
         assert_eq!(check_shape(&"x".repeat(300)), Err(Malformed::TooLong));
         assert_eq!(check_shape("an-operator-chosen-admin-key-of-40-chars!"), Ok(()));
+    }
+
+    #[test]
+    fn scopes_round_trip_and_kinds_fix_theirs() {
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Scope::parse("jobs:delete"), None);
+        assert_eq!(KeyKind::Admin.fixed_scopes(), Some(all_scopes()));
+        assert_eq!(KeyKind::Telemetry.fixed_scopes().map(|s| s.len()), Some(2));
+        assert_eq!(KeyKind::Custom.fixed_scopes(), None);
+        assert_eq!(KeyKind::parse("sdk_integration"), None);
     }
 
     #[test]

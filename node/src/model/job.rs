@@ -184,6 +184,32 @@ pub struct JobPatch {
     pub follow_redirects: Option<u32>,
 }
 
+impl JobPatch {
+    /// The names of the fields it changes (for the audit trail; never values).
+    pub fn fields(&self) -> Vec<&'static str> {
+        let present = [
+            ("name", self.name.is_some()),
+            ("url", self.url.is_some()),
+            ("method", self.method.is_some()),
+            ("cron_expression", self.cron_expression.is_some()),
+            ("timezone", self.timezone.is_some()),
+            ("headers", self.headers.is_some()),
+            ("body", self.body.is_some()),
+            ("timeout_seconds", self.timeout_seconds.is_some()),
+            ("max_retries", self.max_retries.is_some()),
+            ("retry_delay_seconds", self.retry_delay_seconds.is_some()),
+            ("is_active", self.is_active.is_some()),
+            ("notify_on_failure", self.notify_on_failure.is_some()),
+            ("notify_after_failures", self.notify_after_failures.is_some()),
+            ("starting_deadline_seconds", self.starting_deadline_seconds.is_some()),
+            ("concurrency_policy", self.concurrency_policy.is_some()),
+            ("delivery", self.delivery.is_some()),
+            ("follow_redirects", self.follow_redirects.is_some()),
+        ];
+        present.into_iter().filter(|(_, p)| *p).map(|(n, _)| n).collect()
+    }
+}
+
 /// A job as the state machine stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {

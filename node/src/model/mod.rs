@@ -3,7 +3,9 @@
 
 pub mod apikey;
 pub mod assignment;
+pub mod audit;
 pub mod job;
 pub mod run;
 pub mod schedule;
 pub mod slot;
+pub mod tenant;

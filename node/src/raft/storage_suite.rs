@@ -49,7 +49,7 @@ async fn the_state_machine_reopens_with_its_applied_state() {
     let entries: Vec<crate::raft::Entry> = (1..=5)
         .map(|i| crate::raft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(2, 1), i),
-            payload: EntryPayload::Normal(Command { proposed_at_ms: i as i64, body: CommandBody::Noop }),
+            payload: EntryPayload::Normal(Command { proposed_at_ms: i as i64, body: CommandBody::Noop, actor: None }),
         })
         .collect();
     sm.apply(entries).await.unwrap();

@@ -2,8 +2,9 @@
 
 use crate::model::apikey::ApiKeyRecord;
 use crate::model::job::JobRecord;
+use crate::model::tenant::TenantRecord;
 use crate::state::command::{Command, CommandBody, CommandResult, Rejection};
-use crate::state::{firing, keys, StateError};
+use crate::state::{access, firing, keys, StateError};
 use crate::store::{decode, Batch, Pair, Table};
 
 /// Read access to the current state, as of the start of the command.
@@ -41,14 +42,28 @@ fn adjust_count(view: &impl StateRead, batch: &mut Batch, key: Vec<u8>, delta: i
     Ok(())
 }
 
-/// Applies `cmd`, adding its effects to `batch`. Deterministic: see the module docs of `state`.
+/// Applies `cmd`, adding its effects (and its audit entry) to `batch`. Deterministic: see the
+/// module docs of `state`.
 pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<CommandResult, StateError> {
+    let result = apply_body(view, cmd, batch)?;
+    access::audit(view, batch, cmd.proposed_at_ms, cmd.actor.as_ref(), &cmd.body, &result)?;
+    Ok(result)
+}
+
+fn apply_body(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<CommandResult, StateError> {
     let now = cmd.proposed_at_ms;
     match &cmd.body {
         CommandBody::CreateJob { id, tenant, spec } => {
             let key = keys::job(tenant, *id);
             if view.get(Table::Jobs, &key)?.is_some() {
                 return Ok(CommandResult::Rejected(Rejection::JobExists { id: *id }));
+            }
+            // The quota is judged here, in log order, so concurrent creates cannot overshoot it.
+            if let Some(max) = access::tenant(view, tenant)?.and_then(|t| t.max_jobs) {
+                let count: u64 = get_value(view, Table::SmMeta, &keys::job_count(tenant))?.unwrap_or(0);
+                if count >= u64::from(max) {
+                    return Ok(CommandResult::Rejected(Rejection::PlanLimitReached { max }));
+                }
             }
             let record = JobRecord {
                 id: *id,
@@ -88,16 +103,25 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
             if view.get(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED)?.is_some() {
                 return Ok(CommandResult::AdminKeyBootstrapped { created: false });
             }
+            let tenant = TenantRecord::default_record(now);
+            if access::tenant(view, &tenant.id)?.is_none() {
+                batch.put_value(Table::Tenants, keys::tenant(&tenant.id), &tenant)?;
+            }
             let record = ApiKeyRecord {
                 id: *id,
-                tenant: crate::ids::TenantId::default_tenant(),
+                tenant: tenant.id,
                 name: name.clone(),
                 prefix: prefix.clone(),
                 kind: *kind,
+                scopes: kind.fixed_scopes().unwrap_or_default(),
+                allowed_cidrs: Vec::new(),
+                expires_at_ms: None,
+                last_used_at_ms: None,
                 created_at_ms: now,
                 updated_at_ms: now,
             };
-            batch.put_value(Table::Keys, hash.to_vec(), &record)?;
+            batch.put_value(Table::Keys, keys::key_by_hash(hash), &record)?;
+            batch.put_value(Table::Keys, keys::key_by_id(*id), hash)?;
             batch.put_value(Table::SmMeta, keys::ADMIN_BOOTSTRAPPED.to_vec(), &true)?;
             Ok(CommandResult::AdminKeyBootstrapped { created: true })
         }
@@ -111,6 +135,13 @@ pub fn apply(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result<
         CommandBody::RecordRuns { outcomes } => firing::apply_results(view, batch, outcomes),
         CommandBody::Trigger { id, tenant, trigger } => firing::apply_trigger(view, batch, now, tenant, *id, *trigger),
         CommandBody::ReleaseSlots { node, items } => firing::apply_release(view, batch, *node, items),
+        CommandBody::CreateKey { hash, record } => access::create_key(view, batch, now, hash, record),
+        CommandBody::UpdateKey { id, tenant, patch } => access::update_key(view, batch, now, *id, tenant, patch),
+        CommandBody::RevokeKey { id, tenant } => access::revoke_key(view, batch, *id, tenant),
+        CommandBody::TouchKeys { used } => access::touch_keys(view, batch, used),
+        CommandBody::CreateTenant { record } => access::create_tenant(view, batch, now, record),
+        CommandBody::UpdateTenant { id, patch } => access::update_tenant(view, batch, now, id, patch),
+        CommandBody::DeleteTenant { id } => access::delete_tenant(view, batch, id),
         CommandBody::Noop => Ok(CommandResult::Done),
     }
 }

@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{JobId, KeyId, NodeId, TenantId};
-use crate::model::apikey::{KeyHash, KeyKind};
+use crate::model::apikey::{ApiKeyRecord, KeyHash, KeyKind, KeyPatch};
 use crate::model::assignment::ShardMove;
+use crate::model::audit::Actor;
 use crate::model::job::{JobPatch, JobRecord, JobSpec};
+use crate::model::tenant::{TenantPatch, TenantRecord};
 use crate::state::firing::{Alert, ClaimItem, ClaimVerdict, Released, RunOutcome};
 
 /// A log entry's payload. `proposed_at_ms` is the leader's wall clock when it accepted the
@@ -16,30 +18,98 @@ use crate::state::firing::{Alert, ClaimItem, ClaimVerdict, Released, RunOutcome}
 pub struct Command {
     pub proposed_at_ms: i64,
     pub body: CommandBody,
+    /// Who asked, for the audit trail (`None`: the cluster itself).
+    pub actor: Option<Actor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Creates a job; rejected if the id exists.
-    CreateJob { id: JobId, tenant: TenantId, spec: JobSpec },
+    CreateJob {
+        id: JobId,
+        tenant: TenantId,
+        spec: JobSpec,
+    },
     /// Applies a validated partial update; rejected if the job does not exist.
-    UpdateJob { id: JobId, tenant: TenantId, patch: JobPatch },
+    UpdateJob {
+        id: JobId,
+        tenant: TenantId,
+        patch: JobPatch,
+    },
     /// Deletes a job; rejected if it does not exist.
-    DeleteJob { id: JobId, tenant: TenantId },
+    DeleteJob {
+        id: JobId,
+        tenant: TenantId,
+    },
     /// Installs the first admin key; a no-op once any admin key was bootstrapped.
-    BootstrapAdminKey { id: KeyId, hash: KeyHash, prefix: String, name: String, kind: KeyKind },
+    BootstrapAdminKey {
+        id: KeyId,
+        hash: KeyHash,
+        prefix: String,
+        name: String,
+        kind: KeyKind,
+    },
     /// Fixes the shard count and the run history kept per job, once, at formation.
-    InitShards { shard_count: u32, runs_kept: u32 },
+    InitShards {
+        shard_count: u32,
+        runs_kept: u32,
+    },
     /// Moves shards between nodes; all-or-nothing against the current assignment.
-    AssignShards { moves: Vec<ShardMove> },
+    AssignShards {
+        moves: Vec<ShardMove>,
+    },
     /// Claims slots (or records them missed, or takes over in-flight ones) for `node`.
-    Claim { node: NodeId, incarnation: Uuid, items: Vec<ClaimItem> },
+    Claim {
+        node: NodeId,
+        incarnation: Uuid,
+        items: Vec<ClaimItem>,
+    },
     /// Records finished runs.
-    RecordRuns { outcomes: Vec<RunOutcome> },
+    RecordRuns {
+        outcomes: Vec<RunOutcome>,
+    },
     /// Runs a job now, outside its schedule, with a fire id of its own.
-    Trigger { id: JobId, tenant: TenantId, trigger: Uuid },
+    Trigger {
+        id: JobId,
+        tenant: TenantId,
+        trigger: Uuid,
+    },
     /// Marks slots that `node` claimed and let go unsent.
-    ReleaseSlots { node: NodeId, items: Vec<Released> },
+    ReleaseSlots {
+        node: NodeId,
+        items: Vec<Released>,
+    },
+    /// Adds a key (stored as its hash) to an existing tenant.
+    CreateKey {
+        hash: KeyHash,
+        record: Box<ApiKeyRecord>,
+    },
+    /// Changes a key of `tenant`.
+    UpdateKey {
+        id: KeyId,
+        tenant: TenantId,
+        patch: KeyPatch,
+    },
+    /// Deletes a key of `tenant`: every node refuses it once applied.
+    RevokeKey {
+        id: KeyId,
+        tenant: TenantId,
+    },
+    /// When keys were last used, batched by each node.
+    TouchKeys {
+        used: Vec<(KeyId, i64)>,
+    },
+    CreateTenant {
+        record: TenantRecord,
+    },
+    UpdateTenant {
+        id: TenantId,
+        patch: TenantPatch,
+    },
+    /// Deletes a tenant without jobs, and its keys.
+    DeleteTenant {
+        id: TenantId,
+    },
     /// Does nothing; used to commit an entry of the current term.
     Noop,
 }
@@ -47,8 +117,31 @@ pub enum CommandBody {
 /// Why a well-formed command changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {
-    JobNotFound { id: JobId },
-    JobExists { id: JobId },
+    JobNotFound {
+        id: JobId,
+    },
+    JobExists {
+        id: JobId,
+    },
+    KeyNotFound {
+        id: KeyId,
+    },
+    KeyExists,
+    TenantNotFound {
+        id: TenantId,
+    },
+    TenantExists {
+        id: TenantId,
+    },
+    TenantNotEmpty {
+        id: TenantId,
+        jobs: u64,
+    },
+    DefaultTenant,
+    /// The tenant has `max` jobs already.
+    PlanLimitReached {
+        max: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +172,17 @@ pub enum CommandResult {
     Triggered {
         fire_id: crate::model::slot::FireId,
         at_ms: i64,
+    },
+    Key(Box<ApiKeyRecord>),
+    KeyRevoked {
+        id: KeyId,
+    },
+    Touched {
+        keys: u32,
+    },
+    Tenant(Box<TenantRecord>),
+    TenantDeleted {
+        id: TenantId,
     },
     Rejected(Rejection),
     Done,

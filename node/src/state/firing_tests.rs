@@ -26,7 +26,7 @@ struct World {
 }
 
 fn at(ms: i64, body: CommandBody) -> Command {
-    Command { proposed_at_ms: ms, body }
+    Command { proposed_at_ms: ms, body, actor: None }
 }
 
 impl World {

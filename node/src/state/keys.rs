@@ -1,6 +1,7 @@
 //! Key layout of the state tables. Every state key is built here and nowhere else.
 
-use crate::ids::{JobId, TenantId};
+use crate::ids::{JobId, KeyId, TenantId};
+use crate::model::apikey::KeyHash;
 
 /// `tenant 0x00 job-uuid`: a tenant's jobs are one contiguous range, in id order.
 pub fn job(tenant: &TenantId, id: JobId) -> Vec<u8> {
@@ -48,3 +49,35 @@ pub fn run(job_key: &[u8], scheduled_at_ms: i64, fire_id: &crate::model::slot::F
 
 /// Runs kept per job, chosen at formation, in the meta table.
 pub const RUNS_KEPT: &[u8] = b"runs_kept";
+
+/// `h hash`: a key's record, found by the SHA-256 of the key.
+pub fn key_by_hash(hash: &KeyHash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(b'h');
+    k.extend_from_slice(hash);
+    k
+}
+
+/// The prefix of every key record.
+pub const KEY_RECORDS: &[u8] = b"h";
+
+/// `i key-uuid`: a key's hash, found by its public id.
+pub fn key_by_id(id: KeyId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'i');
+    k.extend_from_slice(id.0.as_bytes());
+    k
+}
+
+/// A tenant's record.
+pub fn tenant(id: &TenantId) -> Vec<u8> {
+    id.0.as_bytes().to_vec()
+}
+
+/// An audit entry, in sequence order.
+pub fn audit(seq: u64) -> Vec<u8> {
+    seq.to_be_bytes().to_vec()
+}
+
+/// The last audit sequence number, in the meta table.
+pub const AUDIT_SEQ: &[u8] = b"audit_seq";

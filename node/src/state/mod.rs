@@ -6,6 +6,7 @@
 //! `raft/` writes the batch together with the applied log id. Business rejections (a job that
 //! does not exist) are results, not errors: an error from apply stops the Raft node.
 
+pub mod access;
 mod apply;
 mod command;
 pub mod firing;
@@ -26,6 +27,8 @@ pub enum StateError {
     Codec(#[from] CodecError),
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod firing_tests;
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub fn jobs_page(
 }
 
 pub fn key_by_hash(store: &Store, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StateError> {
-    Ok(store.get_value(Table::Keys, hash)?)
+    Ok(store.get_value(Table::Keys, &keys::key_by_hash(hash))?)
 }
 
 /// True once the first admin key is in the replicated state.

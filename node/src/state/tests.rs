@@ -49,7 +49,7 @@ impl MemState {
     }
 }
 
-fn spec(name: &str) -> JobSpec {
+pub(crate) fn spec(name: &str) -> JobSpec {
     JobSpec {
         name: name.into(),
         method: HttpMethod::Post,
@@ -64,8 +64,8 @@ fn spec(name: &str) -> JobSpec {
     }
 }
 
-fn cmd(at: i64, body: CommandBody) -> Command {
-    Command { proposed_at_ms: at, body }
+pub(crate) fn cmd(at: i64, body: CommandBody) -> Command {
+    Command { proposed_at_ms: at, body, actor: None }
 }
 
 #[test]
@@ -135,6 +135,9 @@ fn admin_key_bootstraps_once() {
     };
     assert_eq!(s.apply(&cmd(1, boot(1))), CommandResult::AdminKeyBootstrapped { created: true });
     assert_eq!(s.apply(&cmd(2, boot(2))), CommandResult::AdminKeyBootstrapped { created: false });
-    assert!(s.get(Table::Keys, &[1; 32]).unwrap().is_some());
-    assert!(s.get(Table::Keys, &[2; 32]).unwrap().is_none(), "a second bootstrap must not add a key");
+    assert!(s.get(Table::Keys, &keys::key_by_hash(&[1; 32])).unwrap().is_some());
+    assert!(
+        s.get(Table::Keys, &keys::key_by_hash(&[2; 32])).unwrap().is_none(),
+        "a second bootstrap must not add a key"
+    );
 }

@@ -44,10 +44,14 @@ pub enum Table {
     FireState,
     /// Run history: `job-key inverted-time fire-id`, newest first.
     Runs,
+    /// Tenants, keyed by id.
+    Tenants,
+    /// The audit trail, keyed by big-endian sequence number.
+    Audit,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 11] = [
         Table::Log,
         Table::RaftMeta,
         Table::SmMeta,
@@ -57,10 +61,21 @@ impl Table {
         Table::ShardJobs,
         Table::FireState,
         Table::Runs,
+        Table::Tenants,
+        Table::Audit,
     ];
     /// The tables of the replicated state machine, in the order a snapshot carries them.
-    pub const STATE: [Table; 7] =
-        [Table::SmMeta, Table::Jobs, Table::Keys, Table::Shards, Table::ShardJobs, Table::FireState, Table::Runs];
+    pub const STATE: [Table; 9] = [
+        Table::SmMeta,
+        Table::Jobs,
+        Table::Keys,
+        Table::Shards,
+        Table::ShardJobs,
+        Table::FireState,
+        Table::Runs,
+        Table::Tenants,
+        Table::Audit,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -73,6 +88,8 @@ impl Table {
             Table::ShardJobs => "shard_jobs",
             Table::FireState => "fire_state",
             Table::Runs => "runs",
+            Table::Tenants => "tenants",
+            Table::Audit => "audit",
         }
     }
 
@@ -88,6 +105,8 @@ impl Table {
             Table::ShardJobs => 7,
             Table::FireState => 8,
             Table::Runs => 9,
+            Table::Tenants => 10,
+            Table::Audit => 11,
         }
     }
 
