@@ -89,6 +89,18 @@ pub struct ServeArgs {
     #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
     #[serde(default)]
     pub notify_webhook: Vec<String>,
+    /// A proxy (IP or CIDR) whose `X-Forwarded-For` is believed (repeatable; comma-separated in
+    /// the environment). Other peers' forwarded headers are ignored.
+    #[arg(long = "trusted-proxy", env = "RAFTCRON_TRUSTED_PROXY", value_delimiter = ',')]
+    #[serde(default)]
+    pub trusted_proxy: Vec<String>,
+    /// Requests a minute per API key on this node, unless the key's tenant sets its own
+    /// (default 1000).
+    #[arg(long, env = "RAFTCRON_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Failed authentications a minute from one client address before it gets 429s (default 30).
+    #[arg(long, env = "RAFTCRON_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
     /// Where this node connects to reach some peers instead of their replicated addresses,
     /// `2=HOST:PORT,3=HOST:PORT` (a fault-injecting proxy in chaos runs). Local to this node.
     #[arg(long, env = "RAFTCRON_PEER_OVERRIDE")]
@@ -140,6 +152,9 @@ pub struct Config {
     pub shards: u32,
     pub run_history: u32,
     pub peer_overrides: BTreeMap<NodeId, String>,
+    pub trusted_proxies: crate::api::netaddr::TrustedProxies,
+    pub rate_limit_per_minute: u32,
+    pub auth_failures_per_minute: u32,
     pub clock_offset_ms: i64,
     pub clock_drills: bool,
 }
@@ -167,6 +182,9 @@ impl ServeArgs {
             shards: self.shards.or(file.shards),
             run_history: self.run_history.or(file.run_history),
             notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
+            trusted_proxy: if self.trusted_proxy.is_empty() { file.trusted_proxy } else { self.trusted_proxy },
+            rate_limit_per_minute: self.rate_limit_per_minute.or(file.rate_limit_per_minute),
+            auth_failures_per_minute: self.auth_failures_per_minute.or(file.auth_failures_per_minute),
             peer_override: self.peer_override.or(file.peer_override),
             clock_offset_ms: self.clock_offset_ms.or(file.clock_offset_ms),
             clock_drills: self.clock_drills.or(file.clock_drills),
@@ -267,6 +285,20 @@ impl ServeArgs {
                 BTreeMap::new()
             }),
         };
+        let trusted_proxies =
+            crate::api::netaddr::TrustedProxies::parse(args.trusted_proxy.iter()).unwrap_or_else(|e| {
+                problems.push(format!("--trusted-proxy: {e}"));
+                crate::api::netaddr::TrustedProxies::default()
+            });
+        let rate_limit_per_minute = args.rate_limit_per_minute.unwrap_or(crate::api::guard::DEFAULT_RATE_PER_MINUTE);
+        if !(1..=1_000_000).contains(&rate_limit_per_minute) {
+            problems.push("--rate-limit-per-minute: must be between 1 and 1000000".to_string());
+        }
+        let auth_failures_per_minute =
+            args.auth_failures_per_minute.unwrap_or(crate::api::guard::DEFAULT_AUTH_FAILURES_PER_MINUTE);
+        if !(1..=1_000_000).contains(&auth_failures_per_minute) {
+            problems.push("--auth-failures-per-minute: must be between 1 and 1000000".to_string());
+        }
         let clock_offset_ms = args.clock_offset_ms.unwrap_or(0);
         if clock_offset_ms.unsigned_abs() > 86_400_000 {
             problems.push("--clock-offset-ms: at most one day either way".to_string());
@@ -289,6 +321,9 @@ impl ServeArgs {
             shards,
             run_history,
             peer_overrides,
+            trusted_proxies,
+            rate_limit_per_minute,
+            auth_failures_per_minute,
             clock_offset_ms,
             clock_drills: args.clock_drills.unwrap_or(false),
             tuning: RaftTuning {

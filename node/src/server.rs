@@ -60,8 +60,14 @@ pub async fn run(
     let internal = internal
         .layer(from_fn_with_state(secret, rpc::require_cluster_secret))
         .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
-    let app = api::routes(AppState { cluster: cluster.clone(), allow_private_targets: cfg.allow_private_targets })
-        .merge(internal);
+    let guard =
+        api::guard::Guard::new(cfg.trusted_proxies.clone(), cfg.rate_limit_per_minute, cfg.auth_failures_per_minute);
+    let app = api::routes(AppState {
+        cluster: cluster.clone(),
+        allow_private_targets: cfg.allow_private_targets,
+        guard: guard.clone(),
+    })
+    .merge(internal);
 
     let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
@@ -94,11 +100,13 @@ pub async fn run(
     let sched_cfg =
         SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() };
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, stop_rx.clone());
+    let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = admin.await;
+    let _ = key_use.await;
     for task in scheduler {
         let _ = task.await;
     }

@@ -13,7 +13,15 @@ use base64::Engine;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::model::apikey::{self, ApiKeyRecord};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+
+use raftcron_client::ErrorCode;
+
+use crate::ids::TenantId;
+use crate::model::apikey::{self, ApiKeyRecord, Scope};
+use crate::model::audit::Actor;
 use crate::state::read;
 
 /// Query parameters that look like a key; their presence is a 400.
@@ -23,6 +31,45 @@ const KEY_QUERY_PARAMS: [&str; 6] = ["api_key", "apikey", "key", "token", "acces
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key: ApiKeyRecord,
+    /// The client's address (after trusted proxies).
+    pub client_ip: IpAddr,
+}
+
+impl Caller {
+    /// 403 unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.key.has(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::AccessDenied,
+                format!("API key does not have access to this resource: it lacks the {} scope", scope.as_str()),
+            ))
+        }
+    }
+
+    /// Who this caller is, for the audit trail.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            key_id: Some(self.key.id),
+            prefix: self.key.prefix.clone(),
+            tenant: self.key.tenant.clone(),
+            client_ip: Some(self.client_ip.to_string()),
+        }
+    }
+
+    /// The tenant a request acts in: the key's own, or (`cluster:admin` only) the one asked for.
+    pub fn tenant_for(&self, asked: Option<&str>) -> Result<TenantId, ApiError> {
+        match asked {
+            None => Ok(self.key.tenant.clone()),
+            Some(t) if t == self.key.tenant.0 => Ok(self.key.tenant.clone()),
+            Some(t) => {
+                self.require(Scope::ClusterAdmin)?;
+                crate::model::tenant::check_id(t).map_err(ApiError::validation)?;
+                Ok(TenantId(t.to_string()))
+            }
+        }
+    }
 }
 
 /// Extracts the one key a request presents, or explains why there is none.
@@ -92,16 +139,42 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let token = presented_key(&parts.headers, parts.uri.query())?;
-        if apikey::check_shape(&token).is_err() {
-            return Err(ApiError::unauthenticated("invalid API key"));
-        }
-        let hash = apikey::hash(&token);
-        match read::key_by_hash(&state.cluster.store, &hash)? {
-            Some(key) => Ok(Caller { key }),
-            None => Err(ApiError::unauthenticated("invalid API key")),
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
+        let client_ip = state.guard.client_ip(peer, &parts.headers);
+        match authenticate(parts, state, client_ip) {
+            Ok(caller) => {
+                state.guard.admit(&caller, &state.cluster)?;
+                Ok(caller)
+            }
+            Err(e) if e.code == ErrorCode::AuthenticationRequired => Err(state.guard.failed(client_ip, e)),
+            Err(e) => Err(e),
         }
     }
+}
+
+/// Finds the key a request presents and checks it may be used now, from here.
+fn authenticate(parts: &Parts, state: &AppState, client_ip: IpAddr) -> Result<Caller, ApiError> {
+    let token = presented_key(&parts.headers, parts.uri.query())?;
+    if apikey::check_shape(&token).is_err() {
+        return Err(ApiError::unauthenticated("invalid API key"));
+    }
+    let hash = apikey::hash(&token);
+    let Some(key) = read::key_by_hash(&state.cluster.store, &hash)? else {
+        return Err(ApiError::unauthenticated("invalid API key"));
+    };
+    if key.expired(state.cluster.clock().now_ms()) {
+        return Err(ApiError::unauthenticated("API key expired"));
+    }
+    if !state.guard.allowed_from(&key, client_ip) {
+        return Err(ApiError::new(
+            ErrorCode::AccessDenied,
+            format!("API key may not be used from {client_ip} (its allowed_cidrs do not include it)"),
+        ));
+    }
+    Ok(Caller { key, client_ip })
 }
 
 #[cfg(test)]

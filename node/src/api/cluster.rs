@@ -10,6 +10,7 @@ use raftcron_client::{AddNode, ClusterEnvelope, HealthStatus, OkResponse, ShardI
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::{ApiJson, AppState};
+use crate::model::apikey::Scope;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -19,8 +20,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
 }
 
-async fn status(State(state): State<AppState>, _caller: Caller) -> Json<ClusterEnvelope> {
-    Json(ClusterEnvelope { cluster: state.cluster.status() })
+async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ClusterEnvelope>> {
+    caller.require(Scope::ClusterRead)?;
+    Ok(Json(ClusterEnvelope { cluster: state.cluster.status() }))
 }
 
 fn check_addr(addr: &str) -> ApiResult<()> {
@@ -38,9 +40,10 @@ fn check_addr(addr: &str) -> ApiResult<()> {
 
 async fn add_node(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiJson(req): ApiJson<AddNode>,
 ) -> ApiResult<Json<ClusterEnvelope>> {
+    caller.require(Scope::ClusterAdmin)?;
     if req.node_id == 0 {
         return Err(ApiError::validation("node_id: must be 1 or more"));
     }
@@ -51,9 +54,10 @@ async fn add_node(
 
 async fn remove_node(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<OkResponse>> {
+    caller.require(Scope::ClusterAdmin)?;
     let id: u64 = raw.parse().map_err(|_| ApiError::not_found(format!("node {raw:?} not found")))?;
     state.cluster.remove_node(id).await?;
     Ok(Json(OkResponse { ok: true }))
@@ -74,7 +78,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn shards(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<ShardList>> {
+async fn shards(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ShardList>> {
+    caller.require(Scope::ClusterRead)?;
     let a = crate::state::firing::assignment(&state.cluster.store)?;
     // Best effort: without a leader the assignment is still worth showing.
     let ages = state.cluster.lease_ages().await.unwrap_or_default();

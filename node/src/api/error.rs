@@ -18,11 +18,13 @@ pub struct ApiError {
     pub message: String,
     /// Logged at the boundary, never sent.
     pub detail: Option<String>,
+    /// Seconds to wait (429): sent as `Retry-After` and in the body.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), detail: None }
+        ApiError { code, message: message.into(), detail: None, retry_after: None }
     }
 
     pub fn validation(message: impl Into<String>) -> ApiError {
@@ -41,11 +43,25 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, message)
     }
 
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::AccessDenied, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Conflict, message)
+    }
+
+    /// 429 with how long to wait.
+    pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after_secs.max(1)), ..ApiError::new(ErrorCode::RateLimitExceeded, message) }
+    }
+
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError {
             code: ErrorCode::InternalError,
             message: "internal error; see the server log".into(),
             detail: Some(detail.into()),
+            retry_after: None,
         }
     }
 }
@@ -60,12 +76,14 @@ impl From<ClusterError> for ApiError {
                 code: ErrorCode::OutcomeUnknown,
                 message: "the write was sent but its outcome is unknown; read before retrying".into(),
                 detail: Some(d),
+                retry_after: None,
             },
             ClusterError::Refused(m) => ApiError::new(ErrorCode::Conflict, m),
             ClusterError::Failed(d) => ApiError {
                 code: ErrorCode::Unavailable,
                 message: "the cluster could not complete the request; retry shortly".into(),
                 detail: Some(d),
+                retry_after: None,
             },
         }
     }
@@ -103,8 +121,12 @@ impl IntoResponse for ApiError {
                 tracing::error!(code = self.code.as_str(), detail = %detail, "request failed");
             }
         }
-        let body = ErrorBody { error: self.code, message: self.message, retry_after: None };
-        (status, Json(body)).into_response()
+        let body = ErrorBody { error: self.code, message: self.message, retry_after: self.retry_after };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

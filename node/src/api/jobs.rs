@@ -13,16 +13,14 @@ use uuid::Uuid;
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::{ApiJson, AppState};
+use crate::api::{check_page, ApiJson, AppState};
 use crate::clock::ms_to_utc;
 use crate::executor::ssrf;
 use crate::ids::JobId;
+use crate::model::apikey::Scope;
 use crate::model::job::{JobRecord, JobSpec};
 use crate::model::run::{FireState, RunRecord};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
-
-pub const PAGE_SIZE_DEFAULT: u32 = 50;
-pub const PAGE_SIZE_MAX: u32 = 500;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -76,6 +74,22 @@ pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
     }
 }
 
+/// The tenant's `min_interval_seconds` quota, judged over the schedule's next fires.
+fn check_interval(state: &AppState, caller: &Caller, spec: &JobSpec) -> ApiResult<()> {
+    let Some(min) = read::tenant(&state.cluster.store, &caller.key.tenant)?.and_then(|t| t.min_interval_seconds) else {
+        return Ok(());
+    };
+    let Some(schedule) = spec.schedule() else { return Ok(()) };
+    let now = ms_to_utc(state.cluster.clock().now_ms());
+    match schedule.min_interval_seconds(now, 400) {
+        Some(gap) if gap < i64::from(min) => Err(ApiError::new(
+            raftcron_client::ErrorCode::IntervalTooShort,
+            format!("this schedule fires {gap} s apart; this tenant allows at least {min} s between fires"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The SSRF guard at create and update time (it runs again at fire time).
 fn check_target(state: &AppState, url: &str) -> ApiResult<()> {
     ssrf::check_url(url, state.allow_private_targets)
@@ -95,6 +109,10 @@ fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
         CommandResult::Rejected(Rejection::JobExists { id }) => {
             Err(ApiError::new(raftcron_client::ErrorCode::Conflict, format!("job {id} already exists")))
         }
+        CommandResult::Rejected(Rejection::PlanLimitReached { max }) => Err(ApiError::new(
+            raftcron_client::ErrorCode::PlanLimitReached,
+            format!("this tenant may have at most {max} jobs; delete one or ask for a higher max_jobs"),
+        )),
         other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
     }
 }
@@ -104,8 +122,9 @@ async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<JobList>> {
+    caller.require(Scope::JobsRead)?;
     let Query(q) = query?;
-    let (page, page_size) = check_page(&q)?;
+    let (page, page_size) = check_page(q.page, q.page_size)?;
     state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
     let (records, total_count) = read::jobs_page(&state.cluster.store, &caller.key.tenant, page, page_size)?;
     let now = state.cluster.clock().now_ms();
@@ -122,10 +141,12 @@ async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<CreateJob>,
 ) -> ApiResult<impl IntoResponse> {
+    caller.require(Scope::JobsWrite)?;
     let spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
     check_target(&state, &spec.url)?;
+    check_interval(&state, &caller, &spec)?;
     let body = CommandBody::CreateJob { id: JobId::new_random(), tenant: caller.key.tenant.clone(), spec };
-    let job = job_result(&state, state.cluster.write(body).await?)?;
+    let job = job_result(&state, state.cluster.write_as(body, Some(caller.actor())).await?)?;
     Ok((StatusCode::CREATED, Json(JobEnvelope { job })))
 }
 
@@ -135,6 +156,7 @@ async fn get_one(
     Path(raw): Path<String>,
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<JobEnvelope>> {
+    caller.require(Scope::JobsRead)?;
     let Query(q) = query?;
     let id = parse_id(&raw)?;
     state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
@@ -150,6 +172,7 @@ async fn update(
     Path(raw): Path<String>,
     ApiJson(req): ApiJson<UpdateJob>,
 ) -> ApiResult<Json<JobEnvelope>> {
+    caller.require(Scope::JobsWrite)?;
     let id = parse_id(&raw)?;
     // Validate against the latest committed version, so the merged job is checked as a whole.
     state.cluster.read_barrier(Consistency::Linearizable).await?;
@@ -159,32 +182,27 @@ async fn update(
     if let Some(url) = &patch.url {
         check_target(&state, url)?;
     }
+    if patch.cron_expression.is_some() || patch.timezone.is_some() {
+        let mut merged = current.spec.clone();
+        merged.apply(patch.clone());
+        check_interval(&state, &caller, &merged)?;
+    }
     let body = CommandBody::UpdateJob { id, tenant: caller.key.tenant.clone(), patch };
-    let job = job_result(&state, state.cluster.write(body).await?)?;
+    let job = job_result(&state, state.cluster.write_as(body, Some(caller.actor())).await?)?;
     Ok(Json(JobEnvelope { job }))
 }
 
 async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<Json<OkResponse>> {
+    caller.require(Scope::JobsWrite)?;
     let id = parse_id(&raw)?;
-    match state.cluster.write(CommandBody::DeleteJob { id, tenant: caller.key.tenant.clone() }).await? {
+    let body = CommandBody::DeleteJob { id, tenant: caller.key.tenant.clone() };
+    match state.cluster.write_as(body, Some(caller.actor())).await? {
         CommandResult::JobDeleted { .. } => Ok(Json(OkResponse { ok: true })),
         CommandResult::Rejected(Rejection::JobNotFound { id }) => {
             Err(ApiError::not_found(format!("job {id} not found")))
         }
         other => Err(ApiError::internal(format!("unexpected apply result {other:?}"))),
     }
-}
-
-fn check_page(q: &ListQuery) -> ApiResult<(u32, u32)> {
-    let page = q.page.unwrap_or(1);
-    let page_size = q.page_size.unwrap_or(PAGE_SIZE_DEFAULT);
-    if page == 0 {
-        return Err(ApiError::validation("page: must be 1 or more"));
-    }
-    if page_size == 0 || page_size > PAGE_SIZE_MAX {
-        return Err(ApiError::validation(format!("page_size: must be between 1 and {PAGE_SIZE_MAX}")));
-    }
-    Ok((page, page_size))
 }
 
 fn run_view(r: &RunRecord) -> Run {
@@ -210,8 +228,9 @@ async fn runs(
     Path(raw): Path<String>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<RunList>> {
+    caller.require(Scope::RunsRead)?;
     let Query(q) = query?;
-    let (page, page_size) = check_page(&q)?;
+    let (page, page_size) = check_page(q.page, q.page_size)?;
     let id = parse_id(&raw)?;
     state.cluster.read_barrier(q.consistency.unwrap_or_default()).await?;
     if read::job(&state.cluster.store, &caller.key.tenant, id)?.is_none() {
@@ -227,9 +246,10 @@ async fn trigger(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
+    caller.require(Scope::JobsTrigger)?;
     let id = parse_id(&raw)?;
     let body = CommandBody::Trigger { id, tenant: caller.key.tenant.clone(), trigger: Uuid::new_v4() };
-    match state.cluster.write(body).await? {
+    match state.cluster.write_as(body, Some(caller.actor())).await? {
         CommandResult::Triggered { fire_id, at_ms } => {
             let run = RunRecord {
                 fire_id,

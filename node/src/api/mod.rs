@@ -4,10 +4,16 @@
 //! state through `state::read`. Nothing imports this module; it must not reach into Raft or the
 //! store directly.
 
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod error;
+pub mod guard;
 pub mod jobs;
+pub mod keys;
+pub mod netaddr;
+pub mod ratelimit;
+pub mod tenants;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -29,6 +35,25 @@ pub const MAX_API_BODY: usize = 256 * 1024;
 pub struct AppState {
     pub cluster: Cluster,
     pub allow_private_targets: bool,
+    /// Client addresses, allowlists, rate limits and key-use tracking.
+    pub guard: guard::Guard,
+}
+
+/// Default and largest page sizes of list routes.
+pub const PAGE_SIZE_DEFAULT: u32 = 50;
+pub const PAGE_SIZE_MAX: u32 = 500;
+
+/// Checks `page` (1 or more) and `page_size` (1 to [`PAGE_SIZE_MAX`]); fills defaults.
+pub fn check_page(page: Option<u32>, page_size: Option<u32>) -> Result<(u32, u32), ApiError> {
+    let page = page.unwrap_or(1);
+    let page_size = page_size.unwrap_or(PAGE_SIZE_DEFAULT);
+    if page == 0 {
+        return Err(ApiError::validation("page: must be 1 or more"));
+    }
+    if page_size == 0 || page_size > PAGE_SIZE_MAX {
+        return Err(ApiError::validation(format!("page_size: must be between 1 and {PAGE_SIZE_MAX}")));
+    }
+    Ok((page, page_size))
 }
 
 /// `Json<T>` whose rejections use the API's error body.
@@ -50,6 +75,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(jobs::routes())
+        .merge(keys::routes())
+        .merge(tenants::routes())
+        .merge(audit::routes())
         .merge(cluster::routes())
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz))

@@ -158,12 +158,21 @@ impl Cluster {
     pub(crate) async fn run_local(&self, op: ForwardOp) -> Result<ForwardResult, ProposeError> {
         match op {
             ForwardOp::Write(body, actor) => {
+                // Taking access away must reach every node at once, not at the next heartbeat.
+                let revokes = matches!(
+                    *body,
+                    CommandBody::RevokeKey { .. } | CommandBody::UpdateKey { .. } | CommandBody::DeleteTenant { .. }
+                );
                 // The leader's clock, stamped once: every replica applies the same instant.
                 let cmd = Command { proposed_at_ms: self.clock.now_ms(), body: *body, actor };
-                match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
+                let written = match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
                     Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
+                };
+                if revokes {
+                    self.raft.heartbeat_now().await;
                 }
+                written
             }
             ForwardOp::ReadIndex => self.raft.read_index().await.map(ForwardResult::ReadIndex),
             ForwardOp::AddVoter { node_id, addr } => {

@@ -537,6 +537,20 @@ impl Schedule {
             && self.day_matches(local.date())
     }
 
+    /// The shortest gap, in seconds, between two consecutive fires among the next `samples`
+    /// fires after `from` (`None` if it fires fewer than twice). Used for tenant quotas.
+    pub fn min_interval_seconds(&self, from: DateTime<Utc>, samples: usize) -> Option<i64> {
+        let mut prev = self.next_after(from)?;
+        let mut min: Option<i64> = None;
+        for _ in 0..samples {
+            let Some(next) = self.next_after(prev) else { break };
+            let gap = (next - prev).num_seconds();
+            min = Some(min.map_or(gap, |m| m.min(gap)));
+            prev = next;
+        }
+        min
+    }
+
     /// The first fire instant strictly after `after`, or `None` if there is
     /// none within [`HORIZON_YEARS`] years.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {

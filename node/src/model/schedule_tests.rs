@@ -606,3 +606,13 @@ fn min_interval_sees_dst_shortening_beyond_the_main_scan() {
     // Fewer than two fires in the horizon: no estimate.
     assert_eq!(schedule("0 0 * * *", "UTC").min_interval_estimate(DateTime::<Utc>::MAX_UTC), None);
 }
+
+#[test]
+fn min_interval_over_the_next_fires() {
+    let from = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+    let every = |expr: &str| Schedule::parse(expr, "UTC").unwrap().min_interval_seconds(from, 100);
+    assert_eq!(every("* * * * * *"), Some(1));
+    assert_eq!(every("*/5 * * * *"), Some(300));
+    assert_eq!(every("0,1 * * * *"), Some(60), "the shortest gap, not the average");
+    assert_eq!(every("0 0 1 1 *"), Some(365 * 86_400));
+}

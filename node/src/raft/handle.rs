@@ -97,6 +97,12 @@ impl RaftHandle {
         self.raft.client_write(cmd).await.map(|r| r.data).map_err(from_write_error)
     }
 
+    /// Sends a heartbeat to every follower now, so they learn the latest commit index (and
+    /// apply it) without waiting for the next regular one. Best effort.
+    pub async fn heartbeat_now(&self) {
+        let _ = self.raft.trigger().heartbeat().await;
+    }
+
     /// Confirms leadership with a quorum and returns the index a linearizable read must see.
     pub async fn read_index(&self) -> Result<u64, ProposeError> {
         match self.raft.get_read_log_id().await {

@@ -61,3 +61,55 @@ pub fn runs_page(
     let total = fire_state(store, tenant, id)?.map_or(0, |f| u64::from(f.runs_kept));
     Ok((runs, total))
 }
+
+/// Every key of `tenant` (all tenants when `None`), oldest first. Keys are few: a scan is fine.
+pub fn keys_of(store: &Store, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StateError> {
+    let mut out = Vec::new();
+    for (_, v) in store.scan(Table::Keys, keys::KEY_RECORDS, keys::KEY_RECORDS, usize::MAX)? {
+        let r: ApiKeyRecord = decode(&v)?;
+        if tenant.is_none_or(|t| &r.tenant == t) {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|k| (k.created_at_ms, k.id));
+    Ok(out)
+}
+
+/// A key by its public id.
+pub fn key_by_id(store: &Store, id: crate::ids::KeyId) -> Result<Option<ApiKeyRecord>, StateError> {
+    Ok(crate::state::access::key_by_id(store, id)?.map(|(_, r)| r))
+}
+
+pub fn tenant(store: &Store, id: &TenantId) -> Result<Option<crate::model::tenant::TenantRecord>, StateError> {
+    crate::state::access::tenant(store, id)
+}
+
+/// Every tenant, in id order.
+pub fn tenants(store: &Store) -> Result<Vec<crate::model::tenant::TenantRecord>, StateError> {
+    store.scan(Table::Tenants, &[], &[], usize::MAX)?.into_iter().map(|(_, v)| Ok(decode(&v)?)).collect()
+}
+
+/// A tenant's job count.
+pub fn job_count(store: &Store, tenant: &TenantId) -> Result<u64, StateError> {
+    Ok(store.get_value(Table::SmMeta, &keys::job_count(tenant))?.unwrap_or(0))
+}
+
+/// One page of the audit trail, newest first, optionally of one tenant, and the matching count.
+pub fn audit_page(
+    store: &Store,
+    tenant: Option<&TenantId>,
+    page: u32,
+    page_size: u32,
+) -> Result<(Vec<crate::model::audit::AuditRecord>, u64), StateError> {
+    let mut all: Vec<crate::model::audit::AuditRecord> = Vec::new();
+    for (_, v) in store.scan(Table::Audit, &[], &[], usize::MAX)? {
+        let e: crate::model::audit::AuditRecord = decode(&v)?;
+        if tenant.is_none_or(|t| &e.tenant == t) {
+            all.push(e);
+        }
+    }
+    all.reverse();
+    let total = all.len() as u64;
+    let skip = (page.saturating_sub(1) as usize).saturating_mul(page_size as usize);
+    Ok((all.into_iter().skip(skip).take(page_size as usize).collect(), total))
+}
