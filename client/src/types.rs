@@ -210,6 +210,13 @@ pub struct ClusterStatus {
     pub snapshot_index: Option<u64>,
     /// The log is purged up to this index on this node.
     pub purged_index: Option<u64>,
+    /// The id of the master key this node seals with (public; compare it across nodes).
+    #[serde(default)]
+    pub master_key_id: Option<String>,
+    /// On the leader: jobs whose secrets are still sealed under an older master key (0 once a
+    /// rotation is complete and the old key can be removed).
+    #[serde(default)]
+    pub secrets_to_reseal: Option<u64>,
 }
 
 /// `{"cluster": {...}}`

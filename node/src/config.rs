@@ -31,6 +31,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run a local cluster of N nodes in this process, for trying raftcron out.
     Dev(DevArgs),
+    /// Print a new random master key (32 bytes, base64) for RAFTCRON_MASTER_KEY or a key file.
+    Keygen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
@@ -63,6 +65,27 @@ pub struct ServeArgs {
     /// Shared secret that authenticates node-to-node calls (16 characters or more).
     #[arg(long, env = "RAFTCRON_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// The master key that seals job secrets: 32 random bytes, base64 (`raftcron keygen`).
+    /// Prefer the environment or --master-key-file to the command line.
+    #[arg(long, env = "RAFTCRON_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// A file holding the master key in base64 (mode 0600 or stricter).
+    #[arg(long, env = "RAFTCRON_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Older master keys, still able to open what they sealed, during a rotation (repeatable;
+    /// comma-separated base64 in RAFTCRON_PREVIOUS_MASTER_KEYS).
+    #[arg(
+        long = "previous-master-key",
+        env = "RAFTCRON_PREVIOUS_MASTER_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(default)]
+    pub previous_master_key: Vec<String>,
+    /// Files holding older master keys (repeatable).
+    #[arg(long = "previous-master-key-file", env = "RAFTCRON_PREVIOUS_MASTER_KEY_FILES", value_delimiter = ',')]
+    #[serde(default)]
+    pub previous_master_key_file: Vec<PathBuf>,
     /// Allow jobs to target loopback and private addresses (labs and tests only).
     #[arg(long, env = "RAFTCRON_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_targets: Option<bool>,
@@ -89,6 +112,23 @@ pub struct ServeArgs {
     #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
     #[serde(default)]
     pub notify_webhook: Vec<String>,
+    /// Serve the API (and node-to-node traffic) over HTTPS with this PEM certificate chain;
+    /// plain HTTP is then refused. Needs --tls-key and --peer-ca.
+    #[arg(long, env = "RAFTCRON_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "RAFTCRON_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signed every node's certificate: nodes verify each other with it.
+    #[arg(long, env = "RAFTCRON_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM, signed by --peer-ca) for mutual TLS between nodes;
+    /// with it, `/internal` routes refuse callers without a certificate from --peer-ca.
+    #[arg(long, env = "RAFTCRON_PEER_CERT")]
+    pub peer_cert: Option<PathBuf>,
+    /// The PEM private key of --peer-cert.
+    #[arg(long, env = "RAFTCRON_PEER_KEY")]
+    pub peer_key: Option<PathBuf>,
     /// A proxy (IP or CIDR) whose `X-Forwarded-For` is believed (repeatable; comma-separated in
     /// the environment). Other peers' forwarded headers are ignored.
     #[arg(long = "trusted-proxy", env = "RAFTCRON_TRUSTED_PROXY", value_delimiter = ',')]
@@ -152,11 +192,25 @@ pub struct Config {
     pub shards: u32,
     pub run_history: u32,
     pub peer_overrides: BTreeMap<NodeId, String>,
+    /// Seals and opens job secrets.
+    pub keyring: std::sync::Arc<crate::crypto::Keyring>,
+    /// HTTPS, and mutual TLS between nodes.
+    pub tls: Option<TlsSettings>,
     pub trusted_proxies: crate::api::netaddr::TrustedProxies,
     pub rate_limit_per_minute: u32,
     pub auth_failures_per_minute: u32,
     pub clock_offset_ms: i64,
     pub clock_drills: bool,
+}
+
+/// Where the TLS material is.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub peer_ca: PathBuf,
+    /// This node's client certificate and key (mutual TLS between nodes).
+    pub peer_identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Every problem found, one per line.
@@ -174,6 +228,18 @@ impl ServeArgs {
             data_dir: self.data_dir.or(file.data_dir),
             initial_cluster: self.initial_cluster.or(file.initial_cluster),
             cluster_secret: self.cluster_secret.or(file.cluster_secret),
+            master_key: self.master_key.or(file.master_key),
+            master_key_file: self.master_key_file.or(file.master_key_file),
+            previous_master_key: if self.previous_master_key.is_empty() {
+                file.previous_master_key
+            } else {
+                self.previous_master_key
+            },
+            previous_master_key_file: if self.previous_master_key_file.is_empty() {
+                file.previous_master_key_file
+            } else {
+                self.previous_master_key_file
+            },
             allow_private_targets: self.allow_private_targets.or(file.allow_private_targets),
             log_format: self.log_format.or(file.log_format),
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
@@ -182,6 +248,11 @@ impl ServeArgs {
             shards: self.shards.or(file.shards),
             run_history: self.run_history.or(file.run_history),
             notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            peer_ca: self.peer_ca.or(file.peer_ca),
+            peer_cert: self.peer_cert.or(file.peer_cert),
+            peer_key: self.peer_key.or(file.peer_key),
             trusted_proxy: if self.trusted_proxy.is_empty() { file.trusted_proxy } else { self.trusted_proxy },
             rate_limit_per_minute: self.rate_limit_per_minute.or(file.rate_limit_per_minute),
             auth_failures_per_minute: self.auth_failures_per_minute.or(file.auth_failures_per_minute),
@@ -303,7 +374,9 @@ impl ServeArgs {
         if clock_offset_ms.unsigned_abs() > 86_400_000 {
             problems.push("--clock-offset-ms: at most one day either way".to_string());
         }
-        let (Some(listen), true) = (listen, problems.is_empty()) else {
+        let keyring = master_keys(&args, &mut problems);
+        let tls = tls_settings(&args, &mut problems);
+        let (Some(listen), Some(keyring), true) = (listen, keyring, problems.is_empty()) else {
             return Err(ConfigError(problems));
         };
         let advertise = args.advertise.clone().unwrap_or_else(|| listen.to_string());
@@ -321,6 +394,8 @@ impl ServeArgs {
             shards,
             run_history,
             peer_overrides,
+            keyring: std::sync::Arc::new(keyring),
+            tls,
             trusted_proxies,
             rate_limit_per_minute,
             auth_failures_per_minute,
@@ -335,6 +410,76 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// The TLS settings, checked for completeness (the files are read at start).
+fn tls_settings(args: &ServeArgs, problems: &mut Vec<String>) -> Option<TlsSettings> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        (None, None) => {
+            if args.peer_ca.is_some() || args.peer_cert.is_some() || args.peer_key.is_some() {
+                problems.push("--peer-ca, --peer-cert, --peer-key: need --tls-cert and --tls-key".to_string());
+            }
+            return None;
+        }
+        _ => {
+            problems.push("--tls-cert and --tls-key: give both or neither".to_string());
+            return None;
+        }
+    };
+    let Some(peer_ca) = args.peer_ca.clone() else {
+        problems
+            .push("--peer-ca: required with --tls-cert: nodes call each other over HTTPS and verify with it".into());
+        return None;
+    };
+    let peer_identity = match (&args.peer_cert, &args.peer_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => {
+            problems.push("--peer-cert and --peer-key: give both or neither".to_string());
+            return None;
+        }
+    };
+    Some(TlsSettings { cert, key, peer_ca, peer_identity })
+}
+
+/// The keyring from the master key settings; every problem goes to `problems`.
+fn master_keys(args: &ServeArgs, problems: &mut Vec<String>) -> Option<crate::crypto::Keyring> {
+    use crate::crypto::MasterKey;
+    let current = match (&args.master_key, &args.master_key_file) {
+        (Some(_), Some(_)) => {
+            problems.push("--master-key and --master-key-file: give one, not both".to_string());
+            None
+        }
+        (Some(text), None) => {
+            MasterKey::from_base64_named("RAFTCRON_MASTER_KEY", text).map_err(|e| problems.push(e.to_string())).ok()
+        }
+        (None, Some(path)) => {
+            MasterKey::from_file(path).map_err(|e| problems.push(format!("--master-key-file: {e}"))).ok()
+        }
+        (None, None) => {
+            problems.push(
+                "RAFTCRON_MASTER_KEY (or --master-key-file): required; it seals job secrets at rest. \
+                 Make one with `raftcron keygen` and give every node the same"
+                    .to_string(),
+            );
+            None
+        }
+    };
+    let mut previous = Vec::new();
+    for text in &args.previous_master_key {
+        match MasterKey::from_base64_named("RAFTCRON_PREVIOUS_MASTER_KEYS", text) {
+            Ok(k) => previous.push(k),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    for path in &args.previous_master_key_file {
+        match MasterKey::from_file(path) {
+            Ok(k) => previous.push(k),
+            Err(e) => problems.push(format!("--previous-master-key-file: {e}")),
+        }
+    }
+    current.map(|c| crate::crypto::Keyring::new(c, previous))
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT`.

@@ -4,13 +4,40 @@ use clap::Parser;
 
 use super::*;
 
+/// A valid master key (32 zero bytes), added unless the test gives its own.
+const MASTER: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
 fn serve(args: &[&str]) -> ServeArgs {
     let mut argv = vec!["raftcron", "serve"];
     argv.extend_from_slice(args);
+    if !args.iter().any(|a| a.starts_with("--master-key") || *a == "--no-master-key") {
+        argv.extend_from_slice(&["--master-key", MASTER]);
+    }
+    argv.retain(|a| *a != "--no-master-key");
     match Cli::try_parse_from(argv).unwrap().command {
         Command::Serve(a) => *a,
-        Command::Dev(_) => unreachable!(),
+        _ => unreachable!(),
     }
+}
+
+const VALID: [&str; 8] =
+    ["--node-id", "1", "--listen", "127.0.0.1:7001", "--data-dir", "/tmp/x", "--cluster-secret", "0123456789abcdef"];
+
+#[test]
+fn the_master_key_is_required_and_checked() {
+    let args = |extra: &[&'static str]| [&VALID[..], extra].concat();
+    let text = serve(&args(&["--no-master-key"])).resolve(None).unwrap_err().to_string();
+    assert!(text.contains("RAFTCRON_MASTER_KEY") && text.contains("raftcron keygen"), "{text}");
+    let text = serve(&args(&["--master-key", "c2hvcnQ="])).resolve(None).unwrap_err().to_string();
+    assert!(text.contains("32 bytes"), "{text}");
+    let text = serve(&args(&["--master-key", MASTER, "--master-key-file", "/nonexistent"]))
+        .resolve(None)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("not both"), "{text}");
+    let cfg =
+        serve(&args(&["--previous-master-key", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="])).resolve(None).unwrap();
+    assert_eq!(cfg.keyring.ids().all.len(), 2);
 }
 
 const SECRET: &str = "0123456789abcdef";

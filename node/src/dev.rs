@@ -28,6 +28,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let secret = read_or_create(&args.data_dir.join("cluster-secret"), apikey::generate)?;
     let admin_key = read_or_create(&args.data_dir.join("admin-key"), apikey::generate)?;
+    let master_key_path = args.data_dir.join("master-key");
+    let master_key =
+        read_or_create(&master_key_path, || crate::crypto::MasterKey::generate().to_base64().as_str().to_owned())?;
+    tracing::warn!(
+        path = %master_key_path.display(),
+        "dev mode keeps a generated master key next to the data; a real cluster takes RAFTCRON_MASTER_KEY"
+    );
     let port = |i: u64| u64::from(args.port) + i - 1;
     if port(args.nodes) > u64::from(u16::MAX) {
         anyhow::bail!("--port {} leaves no room for {} nodes", args.port, args.nodes);
@@ -42,6 +49,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir.join(format!("node-{i}"))),
             initial_cluster: Some(initial.join(",")),
             cluster_secret: Some(secret.clone()),
+            master_key: Some(master_key.clone()),
             allow_private_targets: Some(true),
             log_format: Some(args.log_format),
             ..ServeArgs::default()

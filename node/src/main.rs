@@ -30,6 +30,10 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Keygen => {
+            println!("{}", raftcron_node::crypto::MasterKey::generate().to_base64().as_str());
+            Ok(())
+        }
         Command::Dev(args) => {
             init_tracing(args.log_format);
             raftcron_node::dev::run(args).await

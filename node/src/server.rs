@@ -21,7 +21,7 @@ use crate::executor::http::Executor;
 use crate::executor::notify::Notifier;
 use crate::raft::handle::RaftHandle;
 use crate::raft::network::{LastContact, PeerClient, PeerNetwork};
-use crate::raft::rpc::{self, ClusterSecret};
+use crate::raft::rpc::{self, PeerGate};
 use crate::scheduler::{self, SchedulerConfig};
 use crate::store::Store;
 
@@ -33,8 +33,17 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening {}", cfg.data_dir.display()))?;
-    let peers =
-        PeerClient::new(cfg.cluster_secret.clone(), cfg.peer_overrides.clone()).context("building the peer client")?;
+    let keyring_ids = cfg.keyring.ids();
+    tracing::info!(master_key_id = %keyring_ids.current, readable = ?keyring_ids.all, "keyring loaded");
+    let tls_server = match &cfg.tls {
+        Some(t) => {
+            let mutual = t.peer_identity.as_ref().map(|_| t.peer_ca.as_path());
+            Some(crate::tls::server_config(&t.cert, &t.key, mutual).context("loading the TLS certificate")?)
+        }
+        None => None,
+    };
+    let peers = PeerClient::new(cfg.cluster_secret.clone(), cfg.peer_overrides.clone(), &keyring_ids, cfg.tls.as_ref())
+        .map_err(|e| anyhow::anyhow!("building the peer client: {e}"))?;
     let contact = LastContact::default();
     let network = PeerNetwork { client: peers.clone(), contact: contact.clone() };
     let raft = crate::raft::start(cfg.node_id, store.clone(), network, &cfg.tuning).await.context("starting raft")?;
@@ -52,26 +61,31 @@ pub async fn run(
         tracing::warn!(overrides = ?cfg.peer_overrides, "peer addresses overridden on this node");
     }
 
-    let secret = ClusterSecret::new(&cfg.cluster_secret);
-    let mut internal = rpc::routes(raft).merge(forward::routes(cluster.clone()));
-    if cfg.clock_drills {
-        internal = internal.merge(drill::routes(clock));
-    }
-    let internal = internal
-        .layer(from_fn_with_state(secret, rpc::require_cluster_secret))
+    let mutual_tls = cfg.tls.as_ref().is_some_and(|t| t.peer_identity.is_some());
+    let gate = PeerGate::new(&cfg.cluster_secret, keyring_ids, mutual_tls);
+    let mut internal = rpc::routes(raft)
+        .merge(forward::routes(cluster.clone()))
+        .layer(from_fn_with_state(gate.clone(), rpc::require_peer))
         .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
+    if cfg.clock_drills {
+        internal = internal.merge(drill::routes(clock).layer(from_fn_with_state(gate, rpc::require_secret)));
+    }
+    let reseal = crate::reseal::Progress::default();
     let guard =
         api::guard::Guard::new(cfg.trusted_proxies.clone(), cfg.rate_limit_per_minute, cfg.auth_failures_per_minute);
     let app = api::routes(AppState {
         cluster: cluster.clone(),
         allow_private_targets: cfg.allow_private_targets,
         guard: guard.clone(),
+        keyring: cfg.keyring.clone(),
+        reseal: reseal.clone(),
     })
     .merge(internal);
 
     let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(node_id = cfg.node_id, addr = %local, advertise = %cfg.advertise, "listening");
+    let scheme = if tls_server.is_some() { "https" } else { "http" };
+    tracing::info!(node_id = cfg.node_id, addr = %local, advertise = %cfg.advertise, scheme, mutual_tls, "listening");
     if let Some(tx) = bound {
         let _ = tx.send(local);
     }
@@ -79,13 +93,20 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
+        let stopped = async move {
+            let _ = http_stop.changed().await;
+        };
+        match tls_server {
+            // With TLS on, a plain-HTTP client fails the handshake and is disconnected.
+            Some(tls) => crate::tls::serve_tls(listener, tls, app, stopped).await,
+            None => {
+                let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .with_graceful_shutdown(stopped)
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            }
         }
     });
 
@@ -95,18 +116,22 @@ pub async fn run(
     let formation = bootstrap::Formation { shard_count: cfg.shards, runs_kept: cfg.run_history };
     let admin =
         tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), formation, stop_rx.clone()));
-    let executor = Executor::new(cfg.allow_private_targets).context("building the HTTP executor")?;
+    let executor = Executor::new(cfg.allow_private_targets)
+        .context("building the HTTP executor")?
+        .with_keyring(cfg.keyring.clone());
     let notifier = Notifier::new(cfg.notify_webhooks.clone()).context("building the notifier")?;
     let sched_cfg =
         SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() };
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
+    let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = key_use.await;
+    let _ = resealer.await;
     for task in scheduler {
         let _ = task.await;
     }

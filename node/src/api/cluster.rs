@@ -22,7 +22,10 @@ pub fn routes() -> Router<AppState> {
 
 async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ClusterEnvelope>> {
     caller.require(Scope::ClusterRead)?;
-    Ok(Json(ClusterEnvelope { cluster: state.cluster.status() }))
+    let mut cluster = state.cluster.status();
+    cluster.master_key_id = Some(state.keyring.current_id().to_string());
+    cluster.secrets_to_reseal = state.reseal.stale_jobs();
+    Ok(Json(ClusterEnvelope { cluster }))
 }
 
 fn check_addr(addr: &str) -> ApiResult<()> {

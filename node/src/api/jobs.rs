@@ -15,10 +15,11 @@ use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::{check_page, ApiJson, AppState};
 use crate::clock::ms_to_utc;
+use crate::crypto::Keyring;
 use crate::executor::ssrf;
 use crate::ids::JobId;
 use crate::model::apikey::Scope;
-use crate::model::job::{JobRecord, JobSpec};
+use crate::model::job::{JobPatch, JobRecord, JobSpec};
 use crate::model::run::{FireState, RunRecord};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
 
@@ -42,8 +43,16 @@ fn parse_id(raw: &str) -> ApiResult<JobId> {
     Uuid::parse_str(raw).map(JobId).map_err(|_| ApiError::not_found(format!("job {raw:?} not found")))
 }
 
-/// The wire view of a stored job; `now_ms` decides `next_run_at`.
-pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
+/// The wire view of a stored job; `now_ms` decides `next_run_at`. Header values are masked;
+/// the body is opened.
+pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64, keyring: &Keyring) -> Job {
+    let body = match r.spec.open_body(Some(keyring), &r.tenant, r.id) {
+        Ok(b) => b.map(|b| b.as_str().to_owned()),
+        Err(e) => {
+            tracing::warn!(job = %r.id, error = %e, "cannot open a job's body for an answer");
+            None
+        }
+    };
     let next_run_at =
         if r.spec.is_active { r.spec.schedule().and_then(|s| s.next_after(ms_to_utc(now_ms))) } else { None };
     Job {
@@ -54,7 +63,7 @@ pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
         cron_expression: r.spec.cron_expression.clone(),
         timezone: r.spec.timezone.clone(),
         headers: r.spec.masked_headers(),
-        body: r.spec.body.clone(),
+        body,
         timeout_seconds: r.spec.timeout_seconds,
         max_retries: r.spec.max_retries,
         retry_delay_seconds: r.spec.retry_delay_seconds,
@@ -72,6 +81,21 @@ pub fn job_view(r: &JobRecord, fs: Option<&FireState>, now_ms: i64) -> Job {
         created_at: ms_to_utc(r.created_at_ms),
         updated_at: ms_to_utc(r.updated_at_ms),
     }
+}
+
+/// Seals the header values and body a patch brings.
+fn seal_patch(state: &AppState, patch: &mut JobPatch, job: &JobRecord) -> ApiResult<()> {
+    let had_headers = patch.headers.is_some();
+    let mut probe = JobSpec { headers: patch.headers.take().unwrap_or_default(), body: None, ..job.spec.clone() };
+    probe.body = patch.body.clone().flatten();
+    probe.seal(&state.keyring, &job.tenant, job.id).map_err(|e| ApiError::internal(format!("sealing secrets: {e}")))?;
+    if had_headers {
+        patch.headers = Some(probe.headers);
+    }
+    if let Some(b) = &mut patch.body {
+        *b = probe.body;
+    }
+    Ok(())
 }
 
 /// The tenant's `min_interval_seconds` quota, judged over the schedule's next fires.
@@ -101,7 +125,7 @@ fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
     match result {
         CommandResult::Job(r) => {
             let fs = read::fire_state(&state.cluster.store, &r.tenant, r.id)?;
-            Ok(job_view(&r, fs.as_ref(), state.cluster.clock().now_ms()))
+            Ok(job_view(&r, fs.as_ref(), state.cluster.clock().now_ms(), &state.keyring))
         }
         CommandResult::Rejected(Rejection::JobNotFound { id }) => {
             Err(ApiError::not_found(format!("job {id} not found")))
@@ -131,7 +155,7 @@ async fn list(
     let mut jobs = Vec::with_capacity(records.len());
     for r in &records {
         let fs = read::fire_state(&state.cluster.store, &r.tenant, r.id)?;
-        jobs.push(job_view(r, fs.as_ref(), now));
+        jobs.push(job_view(r, fs.as_ref(), now, &state.keyring));
     }
     Ok(Json(JobList { jobs, page, page_size, total_count }))
 }
@@ -142,10 +166,13 @@ async fn create(
     ApiJson(req): ApiJson<CreateJob>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Scope::JobsWrite)?;
-    let spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    let mut spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
     check_target(&state, &spec.url)?;
     check_interval(&state, &caller, &spec)?;
-    let body = CommandBody::CreateJob { id: JobId::new_random(), tenant: caller.key.tenant.clone(), spec };
+    let (id, tenant) = (JobId::new_random(), caller.key.tenant.clone());
+    // Secrets leave this node (to the leader, the log, the peers) sealed only.
+    spec.seal(&state.keyring, &tenant, id).map_err(|e| ApiError::internal(format!("sealing secrets: {e}")))?;
+    let body = CommandBody::CreateJob { id, tenant, spec };
     let job = job_result(&state, state.cluster.write_as(body, Some(caller.actor())).await?)?;
     Ok((StatusCode::CREATED, Json(JobEnvelope { job })))
 }
@@ -163,7 +190,7 @@ async fn get_one(
     let record = read::job(&state.cluster.store, &caller.key.tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
     let fs = read::fire_state(&state.cluster.store, &caller.key.tenant, id)?;
-    Ok(Json(JobEnvelope { job: job_view(&record, fs.as_ref(), state.cluster.clock().now_ms()) }))
+    Ok(Json(JobEnvelope { job: job_view(&record, fs.as_ref(), state.cluster.clock().now_ms(), &state.keyring) }))
 }
 
 async fn update(
@@ -178,7 +205,8 @@ async fn update(
     state.cluster.read_barrier(Consistency::Linearizable).await?;
     let current = read::job(&state.cluster.store, &caller.key.tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
-    let patch = current.spec.validate_update(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    let mut patch = current.spec.validate_update(req).map_err(|e| ApiError::validation(e.to_string()))?;
+    seal_patch(&state, &mut patch, &current)?;
     if let Some(url) = &patch.url {
         check_target(&state, url)?;
     }

@@ -37,6 +37,10 @@ pub struct AppState {
     pub allow_private_targets: bool,
     /// Client addresses, allowlists, rate limits and key-use tracking.
     pub guard: guard::Guard,
+    /// Seals job secrets before they are proposed; opens bodies for answers.
+    pub keyring: std::sync::Arc<crate::crypto::Keyring>,
+    /// How far re-sealing after a master-key rotation has got (on the leader).
+    pub reseal: crate::reseal::Progress,
 }
 
 /// Default and largest page sizes of list routes.

@@ -288,6 +288,8 @@ impl Cluster {
             last_log_index: v.last_log_index,
             snapshot_index: v.snapshot_index,
             purged_index: v.purged_index,
+            master_key_id: None,
+            secrets_to_reseal: None,
         }
     }
 

@@ -38,6 +38,7 @@ use reqwest::Method;
 use url::Url;
 
 use crate::clock::{ms_to_utc, Clock};
+use crate::crypto::Keyring;
 use crate::executor::ssrf::{self, GuardedResolver, SsrfError};
 use crate::model::job::{HttpMethod, JobRecord, JobSpec};
 use crate::model::run::{RunRecord, RunStatus, BODY_PREFIX_BYTES};
@@ -51,6 +52,8 @@ const USER_AGENT: &str = concat!("raftcron/", env!("CARGO_PKG_VERSION"));
 pub struct Executor {
     client: reqwest::Client,
     allow_private: bool,
+    /// Opens the job's sealed header values and body at the last moment.
+    keyring: Option<std::sync::Arc<Keyring>>,
     /// What one second of `retry_delay_seconds` or `Retry-After` lasts (one second but in tests).
     delay_unit: Duration,
 }
@@ -76,7 +79,13 @@ impl Executor {
         if !allow_private {
             b = b.dns_resolver(std::sync::Arc::new(GuardedResolver));
         }
-        Ok(Executor { client: b.build()?, allow_private, delay_unit: Duration::from_secs(1) })
+        Ok(Executor { client: b.build()?, allow_private, keyring: None, delay_unit: Duration::from_secs(1) })
+    }
+
+    /// Opens sealed secrets with `keyring`.
+    pub fn with_keyring(mut self, keyring: std::sync::Arc<Keyring>) -> Executor {
+        self.keyring = Some(keyring);
+        self
     }
 
     /// Makes every second of retry delay (`retry_delay_seconds`, `Retry-After`) last `unit`
@@ -152,7 +161,15 @@ impl Executor {
         };
         let origin = url.origin();
         let mut method = method_of(spec.method);
-        let mut body = spec.body.clone();
+        // Opened per attempt and dropped (zeroized) with it.
+        let keyring = self.keyring.as_deref();
+        let (headers, mut body) = match (
+            spec.open_headers(keyring, &fire.job.tenant, fire.job.id),
+            spec.open_body(keyring, &fire.job.tenant, fire.job.id),
+        ) {
+            (Ok(h), Ok(b)) => (h, b),
+            (Err(e), _) | (_, Err(e)) => return Attempt::Refused(format!("cannot open the job's secrets: {e}")),
+        };
         let mut body_dropped = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(spec.timeout_seconds));
         let mut hops = 0u32;
@@ -175,13 +192,13 @@ impl Executor {
                 )
                 .header("X-Raftcron-Attempt", attempt.to_string());
             let same_origin = url.origin() == origin;
-            for (name, value) in &spec.headers {
+            for (name, value) in &headers {
                 if forwards_header(name, same_origin, body_dropped) {
                     req = req.header(name.as_str(), value.as_str());
                 }
             }
             if let Some(body) = &body {
-                req = req.body(body.clone());
+                req = req.body(body.as_str().to_owned());
             }
             let resp = match req.send().await {
                 Ok(resp) => resp,

@@ -161,11 +161,9 @@ async fn success_on_the_first_attempt_sends_the_job_and_the_raftcron_headers() {
     let target = Target::start(vec![Reply::status(200).body("all good")]).await;
     let mut s = spec(target.url("/hook?x=1"));
     s.method = HttpMethod::Post;
-    s.headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("X-Custom".to_string(), "custom value".to_string()),
-    ];
-    s.body = Some(r#"{"hello":"world"}"#.to_string());
+    s.headers =
+        vec![("Content-Type".to_string(), "application/json".into()), ("X-Custom".to_string(), "custom value".into())];
+    s.body = Some(r#"{"hello":"world"}"#.into());
     let fire = fire_of(s);
 
     let before = SystemClock::default().now_ms();
@@ -485,11 +483,9 @@ fn a_refusal_by_the_guarded_resolver_is_found_in_the_error_chain() {
 fn posting(url: String, limit: u32) -> JobSpec {
     let mut s = spec(url);
     s.method = HttpMethod::Post;
-    s.headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("X-Custom".to_string(), "custom value".to_string()),
-    ];
-    s.body = Some(r#"{"hello":"world"}"#.to_string());
+    s.headers =
+        vec![("Content-Type".to_string(), "application/json".into()), ("X-Custom".to_string(), "custom value".into())];
+    s.body = Some(r#"{"hello":"world"}"#.into());
     s.follow_redirects = limit;
     s
 }

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use raftcron_client::{CreateJob, UpdateJob};
 
+use crate::crypto::{CryptoError, Keyring};
 use crate::ids::{JobId, TenantId};
 use crate::model::schedule::Schedule;
+use crate::model::secret::{field_aad, header_field, Secret};
+use zeroize::Zeroizing;
 
 pub const NAME_MAX_CHARS: usize = 100;
 pub const URL_MAX_BYTES: usize = 2048;
@@ -145,9 +148,11 @@ pub struct JobSpec {
     pub method: HttpMethod,
     pub cron_expression: String,
     pub timezone: String,
-    /// Header names and values, in name order. Values are secrets: never log them.
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
+    /// Header names and values, in name order. Values are secrets, sealed before they are
+    /// stored (see [`Secret`]): never log them.
+    pub headers: Vec<(String, Secret)>,
+    /// Sealed like header values.
+    pub body: Option<Secret>,
     pub timeout_seconds: u32,
     pub max_retries: u32,
     pub retry_delay_seconds: u32,
@@ -169,9 +174,9 @@ pub struct JobPatch {
     pub method: Option<HttpMethod>,
     pub cron_expression: Option<String>,
     pub timezone: Option<String>,
-    pub headers: Option<Vec<(String, String)>>,
+    pub headers: Option<Vec<(String, Secret)>>,
     /// `Some(None)` clears the body.
-    pub body: Option<Option<String>>,
+    pub body: Option<Option<Secret>>,
     pub timeout_seconds: Option<u32>,
     pub max_retries: Option<u32>,
     pub retry_delay_seconds: Option<u32>,
@@ -209,6 +214,9 @@ impl JobPatch {
         present.into_iter().filter(|(_, p)| *p).map(|(n, _)| n).collect()
     }
 }
+
+/// A job's header values and body: `(headers, body)`.
+pub type SealedSecrets = (Vec<(String, Secret)>, Option<Secret>);
 
 /// A job as the state machine stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,6 +435,69 @@ impl JobSpec {
         i64::from(self.starting_deadline_seconds) * 1000
     }
 
+    /// Seals every plaintext secret (header values, body) for job `id` of `tenant`.
+    pub fn seal(&mut self, keyring: &Keyring, tenant: &TenantId, id: JobId) -> Result<(), CryptoError> {
+        for (name, value) in &mut self.headers {
+            let aad = field_aad(tenant, id, &header_field(name));
+            *value = value.clone().sealed(keyring, &aad)?;
+        }
+        if let Some(body) = self.body.take() {
+            self.body = Some(body.sealed(keyring, &field_aad(tenant, id, "body"))?);
+        }
+        Ok(())
+    }
+
+    /// Whether any secret is plaintext or sealed under a key other than `keyring`'s current one.
+    pub fn has_stale_secrets(&self, keyring: &Keyring) -> bool {
+        self.headers.iter().any(|(_, v)| v.stale(keyring)) || self.body.as_ref().is_some_and(|b| b.stale(keyring))
+    }
+
+    /// The secrets sealed again under the current key: `(headers, body)`.
+    pub fn resealed_secrets(
+        &self,
+        keyring: &Keyring,
+        tenant: &TenantId,
+        id: JobId,
+    ) -> Result<SealedSecrets, CryptoError> {
+        let headers = self
+            .headers
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.resealed(keyring, &field_aad(tenant, id, &header_field(n)))?)))
+            .collect::<Result<Vec<_>, CryptoError>>()?;
+        let body = match &self.body {
+            Some(b) => Some(b.resealed(keyring, &field_aad(tenant, id, "body"))?),
+            None => None,
+        };
+        Ok((headers, body))
+    }
+
+    /// The plaintext body (for API answers and sending).
+    pub fn open_body(
+        &self,
+        keyring: Option<&Keyring>,
+        tenant: &TenantId,
+        id: JobId,
+    ) -> Result<Option<Zeroizing<String>>, String> {
+        self.body.as_ref().map(|b| b.open(keyring, &field_aad(tenant, id, "body"))).transpose()
+    }
+
+    /// The plaintext header values (for sending only).
+    pub fn open_headers(
+        &self,
+        keyring: Option<&Keyring>,
+        tenant: &TenantId,
+        id: JobId,
+    ) -> Result<Vec<(String, Zeroizing<String>)>, String> {
+        self.headers
+            .iter()
+            .map(|(n, v)| {
+                v.open(keyring, &field_aad(tenant, id, &header_field(n)))
+                    .map(|p| (n.clone(), p))
+                    .map_err(|e| format!("header {n}: {e}"))
+            })
+            .collect()
+    }
+
     /// Header names with masked values, for API answers.
     pub fn masked_headers(&self) -> BTreeMap<String, String> {
         self.headers.iter().map(|(k, _)| (k.clone(), raftcron_client::MASKED_VALUE.to_string())).collect()
@@ -492,7 +563,7 @@ fn check_schedule(p: &mut Problems, expr: &str, tz: &str) {
     }
 }
 
-fn check_headers(p: &mut Problems, headers: BTreeMap<String, String>) -> Vec<(String, String)> {
+fn check_headers(p: &mut Problems, headers: BTreeMap<String, String>) -> Vec<(String, Secret)> {
     if headers.len() > HEADERS_MAX_COUNT {
         p.add("headers", format!("at most {HEADERS_MAX_COUNT} headers, got {}", headers.len()));
     }
@@ -514,7 +585,7 @@ fn check_headers(p: &mut Problems, headers: BTreeMap<String, String>) -> Vec<(St
             p.add("headers", format!("the value of {name:?} must not contain CR, LF or NUL"));
         }
     }
-    headers.into_iter().collect()
+    headers.into_iter().map(|(k, v)| (k, Secret::Plain(v))).collect()
 }
 
 fn check_policy(p: &mut Problems, v: &str) -> Option<ConcurrencyPolicy> {
@@ -537,14 +608,14 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn check_body(p: &mut Problems, body: Option<String>, method: HttpMethod) -> Option<String> {
+fn check_body(p: &mut Problems, body: Option<String>, method: HttpMethod) -> Option<Secret> {
     let body = body.filter(|b| !b.is_empty())?;
     if body.len() > BODY_MAX_BYTES {
         p.add("body", format!("must be at most {BODY_MAX_BYTES} bytes, got {}", body.len()));
     } else if !method.allows_body() {
         p.add("body", format!("{} requests carry no body", method.as_str()));
     }
-    Some(body)
+    Some(Secret::Plain(body))
 }
 
 #[cfg(test)]

@@ -7,5 +7,6 @@ pub mod audit;
 pub mod job;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod slot;
 pub mod tenant;

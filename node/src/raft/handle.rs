@@ -157,6 +157,34 @@ impl RaftHandle {
     /// Adds a learner and waits until it caught up, then makes it a voter.
     pub async fn add_voter(&self, node_id: NodeId, addr: &str) -> Result<(), ProposeError> {
         self.raft.add_learner(node_id, BasicNode::new(addr), true).await.map_err(from_write_error)?;
+        // A learner that refuses the leader's calls (another master key, cluster secret or CA)
+        // never catches up: do not make it a voter, or it would weaken every quorum.
+        let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let caught_up = |m: &RaftMetrics| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&node_id))
+                .and_then(|l| l.as_ref())
+                .is_some_and(|l| l.index >= target)
+        };
+        let mut changes = self.raft.metrics();
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            // Bounded by the timeout around it.
+            while !caught_up(&changes.borrow()) {
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if waited.is_err() || !caught_up(&self.raft.metrics().borrow()) {
+            let remove: BTreeSet<NodeId> = [node_id].into();
+            let _ = self.raft.change_membership(openraft::ChangeMembers::RemoveNodes(remove), false).await;
+            return Err(ProposeError::Refused(format!(
+                "node {node_id} did not catch up with the log; it is not receiving it (check its log: \
+                 cluster secret, master key, TLS certificates) and was not added"
+            )));
+        }
         let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.voter_ids().collect();
         voters.insert(node_id);
         self.raft.change_membership(voters, false).await.map_err(from_write_error)?;

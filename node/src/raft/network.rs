@@ -14,6 +14,8 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::config::TlsSettings;
+use crate::crypto::{KeyringIds, KEYRING_HEADER};
 use crate::ids::NodeId;
 use crate::raft::{
     AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError, InstallSnapshotRequest,
@@ -32,9 +34,12 @@ pub enum PeerError {
     /// Sent, but no answer came in time: the outcome is unknown.
     #[error("peer {addr} did not answer: {reason}")]
     NoAnswer { addr: String, reason: String },
-    /// The peer refused the cluster secret.
-    #[error("peer {addr} refused the cluster secret")]
+    /// The peer refused the cluster secret (or this node's certificate).
+    #[error("peer {addr} refused the cluster secret or this node's certificate")]
     Unauthorized { addr: String },
+    /// The peer cannot read what this node seals, or the other way round.
+    #[error("peer {addr} refuses this node: {reason}")]
+    Incompatible { addr: String, reason: String },
     /// The peer answered with something this build cannot read.
     #[error("peer {addr} answered {status}: {reason}")]
     BadAnswer { addr: String, status: u16, reason: String },
@@ -45,6 +50,10 @@ pub enum PeerError {
 pub struct PeerClient {
     http: reqwest::Client,
     secret: String,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// This node's keyring ids, sent on every call (see [`crate::crypto::compatible`]).
+    keyring: String,
     /// `--peer-override`: where this node really connects to reach a peer (a fault-injecting
     /// proxy in the chaos suite). Local to this node, never replicated.
     overrides: Arc<BTreeMap<NodeId, String>>,
@@ -57,15 +66,37 @@ impl std::fmt::Debug for PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(secret: String, overrides: BTreeMap<NodeId, String>) -> Result<PeerClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        secret: String,
+        overrides: BTreeMap<NodeId, String>,
+        keyring: &KeyringIds,
+        tls: Option<&TlsSettings>,
+    ) -> Result<PeerClient, String> {
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(8)
             .tcp_nodelay(true)
-            .no_proxy()
-            .build()?;
-        Ok(PeerClient { http, secret, overrides: Arc::new(overrides) })
+            .no_proxy();
+        let scheme = match tls {
+            None => "http",
+            Some(t) => {
+                b = match &t.peer_identity {
+                    Some((cert, key)) => {
+                        crate::tls::PeerClientTls::load(&t.peer_ca, cert, key).map_err(|e| e.to_string())?.apply(b)
+                    }
+                    None => {
+                        let pem = std::fs::read(&t.peer_ca).map_err(|e| format!("{}: {e}", t.peer_ca.display()))?;
+                        let ca = reqwest::Certificate::from_pem(&pem)
+                            .map_err(|e| format!("{}: {e}", t.peer_ca.display()))?;
+                        b.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca).https_only(true)
+                    }
+                };
+                "https"
+            }
+        };
+        let http = b.build().map_err(|e| e.to_string())?;
+        Ok(PeerClient { http, secret, scheme, keyring: keyring.to_header_value(), overrides: Arc::new(overrides) })
     }
 
     /// POSTs `req` to node `node` at `http://{addr}{path}` (or at its override) and decodes
@@ -86,8 +117,9 @@ impl PeerClient {
         })?;
         let resp = self
             .http
-            .post(format!("http://{addr}{path}"))
+            .post(format!("{}://{addr}{path}", self.scheme))
             .header(CLUSTER_TOKEN_HEADER, &self.secret)
+            .header(KEYRING_HEADER, &self.keyring)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .timeout(timeout)
             .body(body)
@@ -99,6 +131,10 @@ impl PeerClient {
             return Err(PeerError::Unauthorized { addr: addr.into() });
         }
         let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer { addr: addr.into(), reason: e.to_string() })?;
+        if status == reqwest::StatusCode::CONFLICT {
+            let reason = String::from_utf8_lossy(&bytes).chars().take(400).collect();
+            return Err(PeerError::Incompatible { addr: addr.into(), reason });
+        }
         if !status.is_success() {
             return Err(PeerError::BadAnswer {
                 addr: addr.into(),

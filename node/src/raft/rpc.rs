@@ -17,42 +17,102 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::crypto::{KeyringIds, KEYRING_HEADER};
 use crate::raft::network::CLUSTER_TOKEN_HEADER;
 use crate::raft::{AppendEntriesRequest, InstallSnapshotRequest, Raft, VoteRequest};
+use crate::tls::PeerCertificate;
 
 /// Largest internal request body (an append batch or a snapshot chunk).
 pub const MAX_INTERNAL_BODY: usize = 64 * 1024 * 1024;
 
-/// The cluster secret, compared in constant time.
+/// What a caller of `/internal` must show: the cluster secret (compared in constant time), a
+/// keyring this node can share data with, and, with mutual TLS on, a certificate from the peer CA.
 #[derive(Clone)]
-pub struct ClusterSecret(Arc<Vec<u8>>);
+pub struct PeerGate {
+    secret: Arc<Vec<u8>>,
+    keyring: Arc<KeyringIds>,
+    require_certificate: bool,
+    /// When a refusal was last logged (Unix seconds), so a refused peer cannot flood the log.
+    last_logged: Arc<AtomicI64>,
+}
 
-impl std::fmt::Debug for ClusterSecret {
+impl std::fmt::Debug for PeerGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClusterSecret(..)")
+        f.debug_struct("PeerGate").field("require_certificate", &self.require_certificate).finish_non_exhaustive()
     }
 }
 
-impl ClusterSecret {
-    pub fn new(secret: &str) -> ClusterSecret {
-        ClusterSecret(Arc::new(secret.as_bytes().to_vec()))
+impl PeerGate {
+    pub fn new(secret: &str, keyring: KeyringIds, require_certificate: bool) -> PeerGate {
+        PeerGate {
+            secret: Arc::new(secret.as_bytes().to_vec()),
+            keyring: Arc::new(keyring),
+            require_certificate,
+            last_logged: Arc::default(),
+        }
     }
 
     pub fn matches(&self, headers: &HeaderMap) -> bool {
         match headers.get(CLUSTER_TOKEN_HEADER) {
-            Some(v) => bool::from(v.as_bytes().ct_eq(self.0.as_slice())),
+            Some(v) => bool::from(v.as_bytes().ct_eq(self.secret.as_slice())),
             None => false,
+        }
+    }
+
+    /// Whether the caller's keyring and ours can read each other's data.
+    fn compatible(&self, headers: &HeaderMap) -> Result<(), String> {
+        let theirs = headers
+            .get(KEYRING_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or("the caller sent no keyring ids (an older or misconfigured node)")?;
+        let theirs = KeyringIds::from_header_value(theirs).map_err(|e| e.to_string())?;
+        crate::crypto::compatible(&self.keyring, &theirs)
+    }
+
+    fn refuse_unauthenticated(&self, req: &Request) -> Option<Response> {
+        if !self.matches(req.headers()) {
+            return Some((StatusCode::UNAUTHORIZED, "cluster secret required").into_response());
+        }
+        let certified = req.extensions().get::<PeerCertificate>().is_some_and(|c| c.0);
+        if self.require_certificate && !certified {
+            self.log_refusal("no client certificate from the peer CA");
+            return Some(
+                (StatusCode::UNAUTHORIZED, "a client certificate from the peer CA is required").into_response(),
+            );
+        }
+        None
+    }
+
+    fn log_refusal(&self, why: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if now - self.last_logged.swap(now, Ordering::Relaxed) >= 10 {
+            tracing::error!(reason = why, "refusing a node-to-node call");
         }
     }
 }
 
-/// Middleware: 401 unless the request carries the cluster secret.
-pub async fn require_cluster_secret(State(secret): State<ClusterSecret>, req: Request, next: Next) -> Response {
-    if secret.matches(req.headers()) {
-        next.run(req).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "cluster secret required").into_response()
+/// Middleware for operator routes (drills): 401 without the cluster secret, or without the
+/// peer certificate that mutual TLS asks for.
+pub async fn require_secret(State(gate): State<PeerGate>, req: Request, next: Next) -> Response {
+    match gate.refuse_unauthenticated(&req) {
+        Some(refusal) => refusal,
+        None => next.run(req).await,
     }
+}
+
+/// Middleware for node-to-node routes: [`require_secret`], and 409 from a node whose master
+/// keys cannot read ours (or ours theirs).
+pub async fn require_peer(State(gate): State<PeerGate>, req: Request, next: Next) -> Response {
+    if let Some(refusal) = gate.refuse_unauthenticated(&req) {
+        return refusal;
+    }
+    if let Err(why) = gate.compatible(req.headers()) {
+        gate.log_refusal(&why);
+        return (StatusCode::CONFLICT, why).into_response();
+    }
+    next.run(req).await
 }
 
 /// Encodes an answer as bincode.

@@ -142,6 +142,19 @@ fn apply_body(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result
         CommandBody::CreateTenant { record } => access::create_tenant(view, batch, now, record),
         CommandBody::UpdateTenant { id, patch } => access::update_tenant(view, batch, now, id, patch),
         CommandBody::DeleteTenant { id } => access::delete_tenant(view, batch, id),
+        CommandBody::ResealJob { id, tenant, expect_updated_at_ms, headers, body } => {
+            let key = keys::job(tenant, *id);
+            let Some(mut record) = get_value::<JobRecord>(view, Table::Jobs, &key)? else {
+                return Ok(CommandResult::Rejected(Rejection::JobNotFound { id: *id }));
+            };
+            if record.updated_at_ms != *expect_updated_at_ms || record.spec.headers.len() != headers.len() {
+                return Ok(CommandResult::Rejected(Rejection::Outdated));
+            }
+            record.spec.headers = headers.clone();
+            record.spec.body = body.clone();
+            batch.put_value(Table::Jobs, key, &record)?;
+            Ok(CommandResult::Done)
+        }
         CommandBody::Noop => Ok(CommandResult::Done),
     }
 }

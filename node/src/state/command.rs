@@ -110,6 +110,15 @@ pub enum CommandBody {
     DeleteTenant {
         id: TenantId,
     },
+    /// Replaces a job's sealed secrets with the same values sealed under the current master key,
+    /// if the job did not change since they were read (`updated_at_ms`). Changes nothing else.
+    ResealJob {
+        id: JobId,
+        tenant: TenantId,
+        expect_updated_at_ms: i64,
+        headers: Vec<(String, crate::model::secret::Secret)>,
+        body: Option<crate::model::secret::Secret>,
+    },
     /// Does nothing; used to commit an entry of the current term.
     Noop,
 }
@@ -117,6 +126,8 @@ pub enum CommandBody {
 /// Why a well-formed command changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {
+    /// The record changed since it was read; nothing was written.
+    Outdated,
     JobNotFound {
         id: JobId,
     },

@@ -44,6 +44,12 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines of each node's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
+/// A random master key: 32 bytes from the OS, in base64.
+pub fn random_master_key() -> String {
+    let bytes: Vec<u8> = (0..4).flat_map(|_| RandomState::new().build_hasher().finish().to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// A random hex string (std only: `RandomState` is seeded from the OS).
 fn random_hex(words: usize) -> String {
     (0..words).map(|_| format!("{:016x}", RandomState::new().build_hasher().finish())).collect()
@@ -414,6 +420,12 @@ pub struct TestCluster {
     nodes: BTreeMap<u64, Node>,
     pub admin_key: String,
     pub cluster_secret: String,
+    /// The master key every node gets in RAFTCRON_MASTER_KEY (base64 of 32 random bytes)...
+    pub master_key: String,
+    /// Extra environment of one node, applied last (for example its own RAFTCRON_MASTER_KEY).
+    pub node_env: BTreeMap<u64, Vec<(String, String)>>,
+    /// `http`, or `https` for a cluster started with [`TestCluster::start_tls`].
+    scheme: &'static str,
     http: reqwest::Client,
     bin: PathBuf,
     passed: bool,
@@ -430,8 +442,31 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], with `extra` flags on every node's command line.
     pub async fn start_with(n: u64, extra: &[&str]) -> Result<TestCluster> {
+        TestCluster::new()?.start_prepared(n, extra).await
+    }
+
+    /// Like [`TestCluster::start_with`], talking HTTPS to the nodes and trusting only `ca_pem`
+    /// (`extra` carries the nodes' TLS flags).
+    pub async fn start_tls(n: u64, extra: &[&str], ca_pem: &[u8]) -> Result<TestCluster> {
         let mut c = TestCluster::new()?;
-        c.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        c.http = reqwest::Client::builder()
+            .no_proxy()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .build()?;
+        c.scheme = "https";
+        c.start_prepared(n, extra).await
+    }
+
+    async fn start_prepared(mut self, n: u64, extra: &[&str]) -> Result<TestCluster> {
+        let mut c = {
+            self.extra_args = extra.iter().map(|s| s.to_string()).collect();
+            self
+        };
         let ports = free_ports(n as usize)?;
         let initial =
             (1..=n).zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
@@ -462,6 +497,9 @@ impl TestCluster {
             // 40 printable characters, no spaces (not in the rcn_ format, so no checksum).
             admin_key: format!("itk-{}", &random_hex(3)[..36]),
             cluster_secret: format!("its-{}", random_hex(2)),
+            master_key: random_master_key(),
+            node_env: BTreeMap::new(),
+            scheme: "http",
             http,
             bin: binary(),
             passed: false,
@@ -492,6 +530,8 @@ impl TestCluster {
         let bin = self.bin.clone();
         let extra = self.extra_args.clone();
         let (key, secret) = (self.admin_key.clone(), self.cluster_secret.clone());
+        let master = self.master_key.clone();
+        let node_env = self.node_env.get(&id).cloned().unwrap_or_default();
         let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
         ensure!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
@@ -520,6 +560,8 @@ impl TestCluster {
             cmd.env("RAFTCRON_LOG", filter);
         }
         cmd.env("RAFTCRON_ADMIN_KEY", key)
+            .env("RAFTCRON_MASTER_KEY", master)
+            .envs(node_env)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -615,7 +657,7 @@ impl TestCluster {
     pub fn client(&self, id: u64) -> Api {
         Api {
             node_id: id,
-            base: format!("http://{}", self.addr(id)),
+            base: format!("{}://{}", self.scheme, self.addr(id)),
             auth: Auth::Bearer(self.admin_key.clone()),
             http: self.http.clone(),
             timeout: REQUEST_TIMEOUT,
