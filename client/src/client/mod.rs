@@ -307,21 +307,25 @@ fn error_from<T>(status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
     }
 }
 
-/// The error and its causes on one line (reqwest's own message hides the cause).
+/// The error and its causes on one line, without reqwest's generic "error sending request for
+/// url (...)" (the caller names the URL).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     // Error chains are short; the bound only guards against a cyclic chain.
     for _ in 0..8 {
-        let Some(s) = source else { break };
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
+        let Some(err) = next else { break };
+        let text = err.to_string();
+        if !text.starts_with("error sending request") && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        source = s.source();
+        next = err.source();
     }
-    out
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).

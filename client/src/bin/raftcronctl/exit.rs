@@ -112,6 +112,9 @@ pub fn client_hint(e: &ClientError) -> Option<String> {
             ErrorCode::IntervalTooShort => {
                 "the schedule fires more often than the tenant allows: choose a longer interval"
             }
+            ErrorCode::NotFound if body.message == "no such route" => {
+                "this node does not serve this route: it runs an older raftcron than this raftcronctl"
+            }
             ErrorCode::NotFound => "check the id: it does not exist, or belongs to another tenant",
             ErrorCode::ValidationError | ErrorCode::InvalidJson | ErrorCode::BadRequest => {
                 "fix the field named in the message and run the command again"

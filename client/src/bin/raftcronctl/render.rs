@@ -55,8 +55,12 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-/// An aligned table: upper-case headers, two spaces between columns, no borders.
+/// An aligned table: upper-case headers, two spaces between columns, no borders. No rows: an
+/// empty string (the list's note says it is empty).
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
     let mut t = Table::new();
     t.load_style(comfy_table::presets::NOTHING);
     t.set_content_arrangement(ContentArrangement::Disabled);
@@ -133,6 +137,7 @@ mod tests {
             vec![vec!["1".into(), "a long name".into(), "yes".into()], vec!["22".into(), "b".into(), "".into()]],
         );
         assert_eq!(t, "ID  NAME         ACTIVE\n1   a long name  yes\n22  b");
+        assert_eq!(table(&["ID"], vec![]), "");
     }
 
     #[test]

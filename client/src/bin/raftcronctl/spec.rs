@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn flags_make_a_create_request_with_get_by_default() {
-        let s = spec(&["create", "--name", "n", "--target", "https://e.com", "--cron", "*/5 * * * *", "-H", "X-A: b: c"]);
+        let s =
+            spec(&["create", "--name", "n", "--target", "https://e.com", "--cron", "*/5 * * * *", "-H", "X-A: b: c"]);
         let req = create_request(&s, &mut std::io::empty()).unwrap();
         assert_eq!(req.method, "GET");
         assert_eq!(req.cron_expression, "*/5 * * * *");
