@@ -28,7 +28,7 @@ impl Client {
         self.get(&format!("/api/v1/jobs{}", list_qs(query))).await
     }
 
-    /// Every job, page after page (at most [`MAX_PAGES`]), as one list. Jobs created or deleted
+    /// Every job, page after page (at most 2000 pages of 500), as one list. Jobs created or deleted
     /// while paging may be missed or seen twice; use `consistency` for each page's freshness.
     pub async fn list_all_jobs(&self, consistency: Option<Consistency>) -> Result<Vec<Job>, ClientError> {
         let mut out = Vec::new();

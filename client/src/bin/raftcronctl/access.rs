@@ -58,7 +58,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCommand) -> Result<(), CliError> {
 }
 
 /// The new key's details, then the key itself on a line of its own (easy to copy).
-fn created_key_table(k: &CreatedKey) -> String {
+pub fn created_key_table(k: &CreatedKey) -> String {
     format!("{}\n\nkey: {}", views::key(&k.api_key), k.key)
 }
 

@@ -25,6 +25,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Base URL of a node, e.g. http://127.0.0.1:7001 (repeat for failover; env: comma-separated).
     #[arg(long = "url", env = "RAFTCRON_URL", value_delimiter = ',', global = true, value_name = "URL")]
@@ -107,6 +108,7 @@ pub enum JobsCommand {
     },
     /// Show one job.
     Get {
+        /// The job's id (a UUID, as `jobs list` shows).
         id: Uuid,
         /// Read this node's state without a leader round trip (may lag behind).
         #[arg(long)]
@@ -116,21 +118,35 @@ pub enum JobsCommand {
     Create(JobSpecArgs),
     /// Change some fields of a job (from flags, a file, or both; absent fields keep their value).
     Update {
+        /// The job's id (a UUID, as `jobs list` shows).
         id: Uuid,
         #[command(flatten)]
         spec: JobSpecArgs,
     },
     /// Delete a job and its run history.
     #[command(visible_alias = "rm")]
-    Delete { id: Uuid },
+    Delete {
+        /// The job's id (a UUID, as `jobs list` shows).
+        id: Uuid,
+    },
     /// Stop scheduling a job (its definition and runs are kept).
-    Pause { id: Uuid },
+    Pause {
+        /// The job's id (a UUID, as `jobs list` shows).
+        id: Uuid,
+    },
     /// Schedule a paused job again.
-    Resume { id: Uuid },
+    Resume {
+        /// The job's id (a UUID, as `jobs list` shows).
+        id: Uuid,
+    },
     /// Run a job now, once, besides its schedule.
-    Trigger { id: Uuid },
+    Trigger {
+        /// The job's id (a UUID, as `jobs list` shows).
+        id: Uuid,
+    },
     /// List a job's runs, newest first.
     Runs {
+        /// The job's id (a UUID, as `jobs list` shows).
         id: Uuid,
         #[command(flatten)]
         paging: Paging,
@@ -146,6 +162,7 @@ pub struct JobSpecArgs {
     /// JSON or YAML file with the job's fields (`-` reads standard input).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Name of the job (up to 100 characters).
     #[arg(long)]
     pub name: Option<String>,
     /// The URL the job calls (http or https); `url` in a file. (`--url` is the node's URL.)
@@ -173,7 +190,7 @@ pub struct JobSpecArgs {
     #[arg(long = "timeout-seconds", value_name = "SECONDS")]
     pub timeout_seconds: Option<u32>,
     /// Retries after a failed attempt (0-10).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
     /// Seconds between attempts (10-3600).
     #[arg(long = "retry-delay", value_name = "SECONDS")]
@@ -191,10 +208,10 @@ pub struct JobSpecArgs {
     #[arg(long = "starting-deadline", value_name = "SECONDS")]
     pub starting_deadline_seconds: Option<u32>,
     /// Whether a slot may start while the previous run is still running.
-    #[arg(long, value_parser = ["allow", "forbid"])]
+    #[arg(long, value_name = "POLICY", value_parser = ["allow", "forbid"])]
     pub concurrency_policy: Option<String>,
     /// What happens to a slot whose sender died mid-request.
-    #[arg(long, value_parser = ["at_least_once", "at_most_once"])]
+    #[arg(long, value_name = "GUARANTEE", value_parser = ["at_least_once", "at_most_once"])]
     pub delivery: Option<String>,
     /// Redirects one attempt follows (0-5).
     #[arg(long, value_name = "N")]
@@ -211,6 +228,7 @@ pub enum KeysCommand {
     },
     /// Create an API key; the key is printed once, store it right away.
     Create {
+        /// A name to tell keys apart (e.g. "CI deploy").
         #[arg(long)]
         name: String,
         /// admin, custom (default) or telemetry.
@@ -230,10 +248,15 @@ pub enum KeysCommand {
         tenant: Option<String>,
     },
     /// Show one API key.
-    Get { id: String },
+    Get {
+        /// The key's id (as `keys list` shows; not the key itself).
+        id: String,
+    },
     /// Change an API key's name, scopes, allowlist or expiry.
     Update {
+        /// The key's id (as `keys list` shows; not the key itself).
         id: String,
+        /// New name.
         #[arg(long)]
         name: Option<String>,
         /// The new scopes (repeatable; replaces them all).
@@ -254,7 +277,10 @@ pub enum KeysCommand {
     },
     /// Revoke an API key: it stops working at once.
     #[command(visible_alias = "delete")]
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (as `keys list` shows; not the key itself).
+        id: String,
+    },
 }
 
 fn scopes_help() -> String {
@@ -277,16 +303,22 @@ pub enum TenantsCommand {
     Create {
         /// Tenant id: a-z, 0-9 and '-', 1 to 63 characters.
         id: String,
+        /// Display name.
         #[arg(long)]
         name: String,
         #[command(flatten)]
         quotas: QuotaArgs,
     },
     /// Show one tenant.
-    Get { id: String },
+    Get {
+        /// The tenant's id.
+        id: String,
+    },
     /// Change a tenant's name or quotas.
     Update {
+        /// The tenant's id.
         id: String,
+        /// New display name.
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
@@ -297,7 +329,10 @@ pub enum TenantsCommand {
     },
     /// Delete a tenant.
     #[command(visible_alias = "rm")]
-    Delete { id: String },
+    Delete {
+        /// The tenant's id.
+        id: String,
+    },
 }
 
 /// A tenant's quotas.

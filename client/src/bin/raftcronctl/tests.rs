@@ -90,3 +90,18 @@ fn completions_are_generated_for_every_shell() {
         assert!(String::from_utf8_lossy(&buf).contains("snapshot"), "{shell}");
     }
 }
+
+#[test]
+fn a_created_key_is_printed_once_on_its_own_line() {
+    let json = serde_json::json!({
+        "id": "k1", "name": "ci", "prefix": "rcn_ab12", "kind": "custom", "scopes": ["jobs:read"],
+        "allowed_cidrs": [], "immutable": false, "tenant": "default", "expires_at": null,
+        "last_used_at": null, "created_at": "2026-04-27T10:05:00Z", "updated_at": "2026-04-27T10:05:00Z",
+        "key": "rcn_ab12_full_secret_key"
+    });
+    let created: raftcron_client::CreatedKey = serde_json::from_value(json).unwrap();
+    let table = access::created_key_table(&created);
+    assert_eq!(table.matches("rcn_ab12_full_secret_key").count(), 1);
+    assert!(table.ends_with("\n\nkey: rcn_ab12_full_secret_key"), "{table}");
+    assert!(access::STORE_KEY_WARNING.contains("shown only once"));
+}

@@ -252,3 +252,114 @@ pub fn shards(s: &ShardList) -> String {
     let rows = s.shards.iter().map(|i| vec![i.shard.to_string(), opt(i.node_id), i.epoch.to_string()]).collect();
     table(&["SHARD", "NODE", "EPOCH"], rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn sample_job() -> Job {
+        Job {
+            id: uuid::Uuid::nil(),
+            name: "nightly backup".into(),
+            url: "https://example.com/backup".into(),
+            method: "POST".into(),
+            cron_expression: "0 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+            headers: BTreeMap::from([("X-Token".to_string(), "plain-secret".to_string())]),
+            body: Some("{}".into()),
+            timeout_seconds: 30,
+            max_retries: 3,
+            retry_delay_seconds: 60,
+            is_active: true,
+            notify_on_failure: true,
+            notify_after_failures: 1,
+            next_run_at: Some(at("2026-04-28T00:00:00Z")),
+            last_run_at: None,
+            last_status: Some("succeeded".into()),
+            consecutive_failures: 0,
+            starting_deadline_seconds: 300,
+            concurrency_policy: "allow".into(),
+            delivery: "at_least_once".into(),
+            follow_redirects: 0,
+            created_at: at("2026-04-27T10:05:00Z"),
+            updated_at: at("2026-04-27T10:05:00Z"),
+        }
+    }
+
+    #[test]
+    fn a_job_list_is_one_aligned_row_per_job() {
+        let t = jobs(&[sample_job()]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID                                    NAME"), "{}", lines[0]);
+        assert!(lines[1].contains("nightly backup  0 2 * * *  Europe/Berlin  POST"), "{}", lines[1]);
+        assert!(lines[1].ends_with("2026-04-28T00:00:00Z  succeeded"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn header_values_never_reach_any_output() {
+        let job = masked(sample_job());
+        assert_eq!(job.headers["X-Token"], MASKED_VALUE);
+        let shown = self::job(&job);
+        assert!(shown.contains("X-Token (values hidden)"));
+        assert!(!shown.contains("plain-secret") && !jobs(&[sample_job()]).contains("plain-secret"));
+        assert!(shown.contains("body:                  2 bytes"), "{shown}");
+    }
+
+    #[test]
+    fn members_and_shards_render() {
+        let m = Member {
+            node_id: 2,
+            addr: "127.0.0.1:7002".into(),
+            role: MemberRole::Leader,
+            voter: true,
+            last_contact_ms: Some(12),
+            matched_index: Some(40),
+            shards: 128,
+        };
+        assert_eq!(
+            members(&[m]),
+            "NODE  ADDR            ROLE    VOTER  SHARDS  LAST CONTACT  MATCHED\n\
+             2     127.0.0.1:7002  leader  yes    128     12ms          40"
+        );
+        let s = ShardList {
+            shard_count: 2,
+            shards: vec![
+                ShardInfo { shard: 0, node_id: Some(2), epoch: 3 },
+                ShardInfo { shard: 1, node_id: None, epoch: 0 },
+            ],
+            per_node: BTreeMap::from([(2, 1)]),
+        };
+        assert_eq!(shards_per_node(&s), "NODE  SHARDS\n2     1\nnone  1\n\n2 shards");
+        assert_eq!(shards(&s), "SHARD  NODE  EPOCH\n0      2     3\n1      -     0");
+    }
+
+    #[test]
+    fn keys_show_their_prefix_never_a_secret() {
+        let k = ApiKey {
+            id: "k1".into(),
+            name: "ci".into(),
+            prefix: "rcn_ab12".into(),
+            kind: "custom".into(),
+            scopes: vec!["jobs:read".into(), "jobs:write".into()],
+            allowed_cidrs: vec![],
+            immutable: false,
+            tenant: "default".into(),
+            expires_at: None,
+            last_used_at: None,
+            created_at: at("2026-04-27T10:05:00Z"),
+            updated_at: at("2026-04-27T10:05:00Z"),
+        };
+        let t = keys(std::slice::from_ref(&k));
+        assert!(t.lines().nth(1).unwrap().starts_with("k1  ci    rcn_ab12  custom  jobs:read,jobs:write"), "{t}");
+        assert!(key(&k).contains("allowed from:  anywhere"), "{}", key(&k));
+    }
+}
