@@ -1,5 +1,6 @@
 //! `raftcronctl cluster ...` and `snapshot save`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use raftcron_client::{ClusterEnvelope, HealthStatus, OkResponse};
@@ -88,6 +89,12 @@ async fn health(ctx: &Ctx) -> Result<(), CliError> {
 pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCommand) -> Result<(), CliError> {
     let SnapshotCommand::Save { file } = cmd;
     if file == Path::new("-") {
+        if std::io::stdout().is_terminal() {
+            return Err(CliError::usage_hint(
+                "refusing to write a binary snapshot to a terminal",
+                "redirect standard output (`raftcronctl snapshot save - > backup.snap`) or give a FILE",
+            ));
+        }
         let mut out = std::io::stdout().lock();
         let n = ctx.client.snapshot_to_writer(&mut out).await.context("downloading the snapshot")?;
         note(&format!("wrote {n} bytes of snapshot to standard output"));
