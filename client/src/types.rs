@@ -161,6 +161,14 @@ pub struct ListQuery {
     pub consistency: Option<Consistency>,
 }
 
+/// `?consistency=` of single-resource reads (`GET /api/v1/jobs/{id}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +178,16 @@ pub enum Consistency {
     Linearizable,
     /// The read serves this node's applied state, which may lag the leader.
     Stale,
+}
+
+impl Consistency {
+    /// The value as it appears in `?consistency=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Stale => "stale",
+        }
+    }
 }
 
 /// The role of a member in the Raft group.
