@@ -94,7 +94,7 @@ pub enum KeyError {
     /// [`MasterKey::from_file_ignoring_permissions`] (for example where the
     /// platform mounts secrets with mode 0644).
     #[error(
-        "{}: master key file has mode {mode:04o}, which lets group or others access it; run `chmod 600 {}`",
+        "{}: master key file has mode {mode:04o}, which lets any user of the machine read or change it; run `chmod 600 {}` (or 0440 with a dedicated group)",
         path.display(),
         path.display()
     )]
@@ -184,8 +184,8 @@ impl MasterKey {
 
     /// Reads a key file holding the base64 key (a trailing newline is fine).
     ///
-    /// On unix, a file whose mode grants any access to group or others
-    /// (`mode & 0o077 != 0`, symlinks followed) is refused with
+    /// On unix, a file whose mode grants any access to others, or write access
+    /// to its group (`mode & 0o027 != 0`, symlinks followed), is refused with
     /// [`KeyError::InsecurePermissions`]. The caller may log that error and
     /// retry with [`MasterKey::from_file_ignoring_permissions`].
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
@@ -194,7 +194,8 @@ impl MasterKey {
             use std::os::unix::fs::PermissionsExt as _;
             let meta = std::fs::metadata(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
             let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
+            // Group read stays allowed: Kubernetes mounts secrets for a pod's fsGroup (0440).
+            if mode & 0o027 != 0 {
                 return Err(KeyError::InsecurePermissions { path: path.to_owned(), mode });
             }
         }
@@ -697,6 +698,8 @@ mod tests {
             let err = MasterKey::from_file(&path).unwrap_err();
             assert!(matches!(err, KeyError::InsecurePermissions { mode: 0o644, .. }), "{err:?}");
             assert!(err.to_string().contains("chmod 600"), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+            assert!(MasterKey::from_file(&path).is_ok(), "group read (a Kubernetes fsGroup mount) is allowed");
         }
         assert_eq!(MasterKey::from_file_ignoring_permissions(&path).unwrap().id(), k.id());
 

@@ -11,8 +11,9 @@
 //! raft     -> state, store                         openraft: log store, state machine, snapshots, peer RPC
 //! state    -> store (through StateRead), model     deterministic apply: Command -> CommandResult
 //! store                                            RocksDB: tables, batches, versioned codec
-//! model                                            jobs, cron schedules, API keys: pure
-//! clock, ids, config                               leaves
+//! reseal   -> cluster, state, model, crypto       re-sealing secrets after a master-key rotation
+//! model    -> crypto                              jobs, cron schedules, API keys, tenants: pure
+//! clock, ids, config, crypto, tls                  leaves (crypto: sealing; tls: rustls setup)
 //! ```
 //!
 //! The design notes live in `docs/design/`.

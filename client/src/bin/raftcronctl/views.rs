@@ -333,8 +333,8 @@ mod tests {
         let s = ShardList {
             shard_count: 2,
             shards: vec![
-                ShardInfo { shard: 0, node_id: Some(2), epoch: 3 },
-                ShardInfo { shard: 1, node_id: None, epoch: 0 },
+                ShardInfo { shard: 0, node_id: Some(2), epoch: 3, lease_expires_at: None },
+                ShardInfo { shard: 1, node_id: None, epoch: 0, lease_expires_at: None },
             ],
             per_node: BTreeMap::from([(2, 1)]),
         };
