@@ -33,6 +33,30 @@ pub enum Command {
     Dev(DevArgs),
     /// Print a new random master key (32 bytes, base64) for RAFTCRON_MASTER_KEY or a key file.
     Keygen,
+    /// Seed the data directory of a new one-node cluster from a backup file, or from the data
+    /// directory of a stopped survivor after the quorum was lost (docs/operations.md).
+    Restore(RestoreArgs),
+}
+
+/// `raftcron restore` flags.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from", "from_data_dir"])))]
+pub struct RestoreArgs {
+    /// A snapshot file saved from `GET /api/v1/cluster/snapshot`.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// The data directory of a stopped node whose state becomes the new cluster's.
+    #[arg(long)]
+    pub from_data_dir: Option<PathBuf>,
+    /// The new node's data directory (must be empty or missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The new node's id; start it with the same `--node-id`.
+    #[arg(long)]
+    pub node_id: NodeId,
+    /// The address other nodes will reach it at, HOST:PORT (its `--advertise`, or `--listen`).
+    #[arg(long)]
+    pub advertise: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]

@@ -29,6 +29,7 @@ pub mod ids;
 pub mod model;
 pub mod raft;
 pub mod reseal;
+pub mod restore;
 pub mod scheduler;
 pub mod server;
 pub mod state;

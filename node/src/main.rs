@@ -34,6 +34,34 @@ async fn main() -> std::process::ExitCode {
             println!("{}", raftcron_node::crypto::MasterKey::generate().to_base64().as_str());
             Ok(())
         }
+        Command::Restore(args) => {
+            let source = match (args.from, args.from_data_dir) {
+                (Some(f), _) => Ok(raftcron_node::restore::Source::File(f)),
+                (None, Some(d)) => Ok(raftcron_node::restore::Source::DataDir(d)),
+                (None, None) => Err(anyhow::anyhow!("give --from FILE or --from-data-dir DIR")),
+            };
+            source
+                .and_then(|source| {
+                    raftcron_node::restore::restore(&source, &args.data_dir, args.node_id, &args.advertise)
+                })
+                .map(|r| {
+                    println!(
+                        "restored {} jobs, {} API keys and {} tenants as of log index {} into {}",
+                        r.jobs,
+                        r.keys,
+                        r.tenants,
+                        r.last_index,
+                        args.data_dir.display()
+                    );
+                    println!(
+                        "next: raftcron serve --node-id {} --listen {} --data-dir {} (no --initial-cluster), \
+                     then add members with POST /api/v1/cluster/nodes",
+                        args.node_id,
+                        args.advertise,
+                        args.data_dir.display()
+                    );
+                })
+        }
         Command::Dev(args) => {
             init_tracing(args.log_format);
             raftcron_node::dev::run(args).await

@@ -6,7 +6,9 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cluster;
+pub mod dashboard;
 pub mod error;
 pub mod guard;
 pub mod jobs;
@@ -82,7 +84,9 @@ pub fn routes(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(tenants::routes())
         .merge(audit::routes())
+        .merge(backup::routes())
         .merge(cluster::routes())
+        .merge(dashboard::routes())
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz))
         .fallback(not_found)

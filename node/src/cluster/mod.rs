@@ -239,6 +239,14 @@ impl Cluster {
         }
     }
 
+    /// Writes this node's applied state, as of one moment, to a snapshot file at `path` (a
+    /// backup); returns the last log index it covers. Blocking: call from a blocking task.
+    pub fn write_backup(&self, path: &std::path::Path) -> Result<u64, String> {
+        crate::raft::state_machine::write_consistent(&self.store, path, None)
+            .map(|(meta, _)| meta.last_log_id.map_or(0, |l| l.index))
+            .map_err(|e| e.to_string())
+    }
+
     /// Milliseconds since the leader last granted each node its firing lease, per node.
     pub async fn lease_ages(&self) -> Result<BTreeMap<NodeId, u64>, ClusterError> {
         match self.on_leader(ForwardOp::Leases).await? {

@@ -38,6 +38,18 @@ pub fn committed_index(store: &Store) -> Option<u64> {
     store.get_value::<Option<LogId>>(Table::RaftMeta, COMMITTED).ok().flatten().flatten().map(|l| l.index)
 }
 
+/// Prepares an empty log for a node seeded from a snapshot ending at `last` (restore, recovery):
+/// everything up to `last` counts as committed and purged, and the vote is at `last`'s term by
+/// `node`, so this node's first election uses a later term than any entry it holds.
+pub fn seed(store: &Store, last: LogId, node: crate::ids::NodeId) -> Result<(), crate::store::StoreError> {
+    let vote = Vote::new(last.leader_id.term, node);
+    let mut b = Batch::default();
+    b.put_value(Table::RaftMeta, VOTE.to_vec(), &vote)?;
+    b.put_value(Table::RaftMeta, COMMITTED.to_vec(), &Some(last))?;
+    b.put_value(Table::RaftMeta, LAST_PURGED.to_vec(), &last)?;
+    store.write(b, true)
+}
+
 impl LogStore {
     pub fn new(store: Store) -> LogStore {
         LogStore { store }

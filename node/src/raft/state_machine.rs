@@ -36,6 +36,80 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
     StorageIOError::new(ErrorSubject::Snapshot(None), verb, openraft::AnyError::new(&e)).into()
 }
 
+/// Writes the applied state, as of one consistent moment, to a snapshot file at `path` (a
+/// snapshot for a peer, or a backup). With `membership`, the file claims that membership instead
+/// of the applied one (seeding a new cluster).
+pub fn write_consistent(
+    store: &Store,
+    path: &Path,
+    membership: Option<&StoredMembership>,
+) -> Result<(SnapshotMeta, u64), SnapshotError> {
+    let (meta, records) = store.read_consistent(|view| {
+        let last_log_id: Option<LogId> = view.get_value(Table::RaftMeta, SM_APPLIED)?.flatten();
+        let last_membership: StoredMembership = match membership {
+            Some(m) => m.clone(),
+            None => view.get_value(Table::RaftMeta, SM_MEMBERSHIP)?.unwrap_or_default(),
+        };
+        let snapshot_id = match last_log_id {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4().simple()),
+            None => format!("empty-{}", uuid::Uuid::new_v4().simple()),
+        };
+        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        let n = snapshot::write_file(view, &meta, path).map_err(|e| crate::store::StoreError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok((meta, n))
+    })?;
+    Ok((meta, records))
+}
+
+/// Seeds an empty store from the snapshot file `from` as the state of a new one-member cluster
+/// `{node: addr}`: loads the records, then (recovery) applies every entry of `replay`'s log
+/// beyond the snapshot, committed or not, as a new cluster forced from one survivor must; records
+/// the result as applied with the new membership and writes a matching `current.snap`. The
+/// caller seeds the log ([`crate::raft::log_store::seed`]). Returns the new meta.
+pub fn seed(
+    store: &Store,
+    from: &Path,
+    node: crate::ids::NodeId,
+    addr: &str,
+    replay: Option<&Store>,
+) -> Result<SnapshotMeta, SnapshotError> {
+    let loaded = snapshot::load(store, from)?;
+    let mut last =
+        loaded.last_log_id.ok_or_else(|| SnapshotError::Corrupt("the snapshot holds no applied entry".into()))?;
+    if let Some(survivor) = replay {
+        let rows = survivor.scan(Table::Log, &[], &(last.index + 1).to_be_bytes(), usize::MAX)?;
+        for (_, v) in rows {
+            let entry: Entry = crate::store::decode(&v).map_err(crate::store::StoreError::from)?;
+            let mut batch = Batch::default();
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                state::apply(store, cmd, &mut batch).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+            }
+            batch
+                .put_value(Table::RaftMeta, SM_APPLIED.to_vec(), &Some(entry.log_id))
+                .map_err(crate::store::StoreError::from)?;
+            store.write(batch, false)?;
+            last = entry.log_id;
+        }
+    }
+    let nodes: std::collections::BTreeMap<_, _> = [(node, crate::raft::BasicNode::new(addr))].into();
+    let members = openraft::Membership::new(vec![[node].into()], nodes);
+    let membership = StoredMembership::new(Some(last), members);
+    let mut b = Batch::default();
+    b.put_value(Table::RaftMeta, SM_APPLIED.to_vec(), &Some(last)).map_err(crate::store::StoreError::from)?;
+    b.put_value(Table::RaftMeta, SM_MEMBERSHIP.to_vec(), &membership).map_err(crate::store::StoreError::from)?;
+    store.write(b, true)?;
+    let dir = store.dir().join("snapshots");
+    std::fs::create_dir_all(&dir)?;
+    let (meta, _) = write_consistent(store, &dir.join(CURRENT), Some(&membership))?;
+    let mut b = Batch::default();
+    b.put_value(Table::RaftMeta, SNAPSHOT_META.to_vec(), &meta).map_err(crate::store::StoreError::from)?;
+    store.write(b, true)?;
+    Ok(meta)
+}
+
 /// The state machine. `files` serializes every change to the snapshot directory.
 #[derive(Debug)]
 pub struct StateMachine {
@@ -122,21 +196,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let started = std::time::Instant::now();
         let (meta, records) = tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, u64), SnapshotError> {
             let tmp = dir.join(format!("building-{}.snap", uuid::Uuid::new_v4()));
-            let (meta, records) = store.read_consistent(|view| {
-                let last_log_id: Option<LogId> = view.get_value(Table::RaftMeta, SM_APPLIED)?.flatten();
-                let last_membership: StoredMembership =
-                    view.get_value(Table::RaftMeta, SM_MEMBERSHIP)?.unwrap_or_default();
-                let snapshot_id = match last_log_id {
-                    Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4().simple()),
-                    None => format!("empty-{}", uuid::Uuid::new_v4().simple()),
-                };
-                let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-                let n = snapshot::write_file(view, &meta, &tmp).map_err(|e| crate::store::StoreError::Io {
-                    path: tmp.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-                Ok((meta, n))
-            })?;
+            let (meta, records) = write_consistent(&store, &tmp, None)?;
             std::fs::rename(&tmp, dir.join(CURRENT))?;
             std::fs::File::open(&dir)?.sync_all()?;
             let mut b = Batch::default();

@@ -571,6 +571,31 @@ impl TestCluster {
         Ok(())
     }
 
+    /// A cluster with no node yet (add them with [`TestCluster::add_idle`]).
+    pub fn empty() -> Result<TestCluster> {
+        TestCluster::new()
+    }
+
+    /// Reserves node `id` (a port, an empty data dir, no `--initial-cluster`) without starting
+    /// it, so the test can fill its data dir first; returns its address and data dir.
+    pub fn add_idle(&mut self, id: u64) -> Result<(SocketAddr, PathBuf)> {
+        let port = free_ports(1)?[0];
+        self.add_node_files(id, port, None)?;
+        let node = self.nodes.get(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+        Ok((node.addr, node.data_dir.clone()))
+    }
+
+    /// Starts node `id` reserved with [`TestCluster::add_idle`]; returns once it serves `/healthz`.
+    pub async fn launch(&mut self, id: u64) -> Result<()> {
+        self.spawn(id)?;
+        let api = self.client(id);
+        wait_until(&format!("node {id} to serve /healthz"), WAIT, || {
+            let api = api.clone();
+            async move { api.anonymous().get("/healthz").await?.expect(200).map(|_| ()) }
+        })
+        .await
+    }
+
     /// Starts a new node `id` with an empty data dir and no `--initial-cluster`: it waits to be
     /// added. Returns once it serves `/healthz`.
     pub async fn start_idle(&mut self, id: u64) -> Result<()> {
