@@ -4,6 +4,8 @@
 # The build cache lives outside the clone so a fresh clone reuses it.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftcron-target
 CARGO ?= cargo
+# Test builds compile in the node's failpoints (crash points armed by FAILPOINTS); releases never.
+TEST_FEATURES ?= --features raftcron-node/failpoints,raftcron-tests/failpoints
 
 .PHONY: deps run build test fmt lint unit doc
 
@@ -20,12 +22,12 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 lint: deps
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The integration tests in tests/ run the debug `raftcron` binary, so build every target first.
 unit: deps
-	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) build --workspace --all-targets $(TEST_FEATURES)
+	$(CARGO) test --workspace --no-fail-fast $(TEST_FEATURES)
 
 doc: deps
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

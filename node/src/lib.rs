@@ -25,6 +25,7 @@ pub mod config;
 pub mod crypto;
 pub mod dev;
 pub mod executor;
+pub mod failpoint;
 pub mod ids;
 pub mod model;
 pub mod raft;

@@ -16,6 +16,7 @@ fn init_tracing(format: LogFormat) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let _failpoints = raftcron_node::failpoint::setup();
     let result = match cli.command {
         Command::Serve(args) => {
             let admin_key = std::env::var("RAFTCRON_ADMIN_KEY").ok().filter(|k| !k.is_empty());

@@ -158,6 +158,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             b.put_value(Table::Log, index_key(entry.log_id.index).to_vec(), &entry)
                 .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
         }
+        crate::crash_point!("log-append-before-sync");
         // Durability point: the entries are on disk before Raft hears they are.
         let res = self.store.write(b, true);
         match res {

@@ -196,9 +196,10 @@ pub fn load(store: &Store, path: &Path) -> Result<SnapshotMeta, SnapshotError> {
         bytes += k.len() + v.len();
         batch.put(t, k, v);
         n += 1;
-        if bytes >= LOAD_BATCH_BYTES {
+        if bytes >= LOAD_BATCH_BYTES || n == 1 {
             store.write(std::mem::take(&mut batch), false)?;
             bytes = 0;
+            crate::crash_point!("snapshot-install-midway");
         }
     }
     store.write(batch, false)?;

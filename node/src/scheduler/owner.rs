@@ -215,6 +215,7 @@ async fn round(
         CommandResult::Claims(v) => v,
         other => return Err(format!("unexpected claim answer {other:?}")),
     };
+    crate::crash_point!("claim-committed-before-send");
     for ((item, verdict), p) in items.iter().zip(verdicts).zip(pending) {
         if item.kind != ClaimKind::Reclaim && matches!(verdict, ClaimVerdict::Accepted | ClaimVerdict::NotNextSlot) {
             // NotNextSlot: already claimed (our local state lagged); either way we are past it.
@@ -311,6 +312,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
             p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
         let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
         let run = executor.fire(&fire, &clock, cluster.node_id()).await;
+        crate::crash_point!("fire-after-send");
         running_add(&running, p.job.id, -1);
         let outcome = RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run };
         if results.send(Report::Run(outcome)).await.is_err() {

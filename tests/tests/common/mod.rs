@@ -656,6 +656,22 @@ impl TestCluster {
         self.spawn(id)
     }
 
+    /// Waits (at most `timeout`) for node `id` to exit by itself, reaps it and returns its exit
+    /// code (`-1` for a signal).
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> Result<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+            let child = node.child.as_mut().ok_or_else(|| anyhow!("node {id} is not running"))?;
+            if let Some(status) = child.try_wait()? {
+                node.child = None;
+                return Ok(status.code().unwrap_or(-1));
+            }
+            ensure!(Instant::now() < deadline, "node {id} still runs after {timeout:?}");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Fails if a node that should run has exited.
     pub fn check_alive(&mut self) -> Result<()> {
         for node in self.nodes.values_mut() {
