@@ -242,6 +242,9 @@ pub struct Config {
     pub keys_workload: bool,
     /// Keep the node data dirs after the run (they are removed otherwise, after the canary scan).
     pub keep_data: bool,
+    /// Excuse (list, not fail) a duplicate whose claimant was cut off by a partition with its
+    /// lease still valid. Off by default: the documented guarantee names kills and pauses only.
+    pub excuse_partition_resends: bool,
     pub profile: Profile,
     pub timing: Timing,
     /// Print the progress line while running.
@@ -293,6 +296,9 @@ impl Config {
         }
         if !self.keys_workload {
             cmd.push_str(" --no-keys");
+        }
+        if self.excuse_partition_resends {
+            cmd.push_str(" --excuse-partition-resends");
         }
         cmd
     }

@@ -74,6 +74,9 @@ pub struct FaultRecord {
     pub targets: Vec<u64>,
     /// Nodes that could not reach a majority while the fault held (partitions only).
     pub minority: Vec<u64>,
+    /// Nodes whose links to (part of) the cluster were cut: an owner among them may have sent
+    /// slots it could no longer record (partitions and one-way cuts only).
+    pub cut_off: Vec<u64>,
     /// Human-readable parameters (links cut, delay, offset).
     pub detail: String,
     pub start_ms: i64,

@@ -1,7 +1,7 @@
 //! The timeline picture (SVG, built as a string): time on x; fault windows as coloured bands
 //! (injection to heal, then a lighter band until the cluster converged) labelled with their
-//! kind and targets; each slot's first delivery as a point at its lateness (log scale on y);
-//! leader changes as marks along the top.
+//! kind and targets; each slot's first delivery as a point at its lateness (log scale on y),
+//! later deliveries of the same slot as red crosses; leader changes as marks along the top.
 //!
 //! Pure: takes the recorded data, returns the document. No input is trusted as markup: labels
 //! are escaped.
@@ -148,6 +148,13 @@ pub fn render(title: &str, t0: i64, t1: i64, faults: &[FaultRecord], hits: &[Hit
         let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="1.3"/>"#, x_of(h.scheduled_ms), y_of(late, max_late));
     }
     let _ = writeln!(s, "</g>");
+    // Second and later deliveries of a slot, in red.
+    let _ = writeln!(s, r##"<g stroke="#d00" stroke-width="1.2">"##);
+    for h in hits.iter().filter(|h| first.get(h.key.as_str()).is_some_and(|f| !std::ptr::eq(*f, *h))).take(MAX_POINTS) {
+        let (x, y) = (x_of(h.scheduled_ms), y_of(h.received_ms - h.scheduled_ms, max_late));
+        let _ = writeln!(s, r#"<path d="M{:.1},{:.1} l6,6 m0,-6 l-6,6"/>"#, x - 3.0, y - 3.0);
+    }
+    let _ = writeln!(s, "</g>");
     // Leader changes.
     for m in leaders {
         let x = x_of(m.at_ms);
@@ -189,6 +196,7 @@ mod tests {
             kind: FaultKind::Split,
             targets: vec![1],
             minority: vec![1],
+            cut_off: vec![1],
             detail: "<cut>".into(),
             start_ms: 2_000,
             end_ms: 6_000,
@@ -198,6 +206,7 @@ mod tests {
         let hits = vec![
             Hit { key: "a".into(), job: "j".into(), scheduled_ms: 1_000, received_ms: 1_020, attempt: 1, canary: true },
             Hit { key: "b".into(), job: "j".into(), scheduled_ms: 3_000, received_ms: 7_000, attempt: 1, canary: true },
+            Hit { key: "b".into(), job: "j".into(), scheduled_ms: 3_000, received_ms: 9_000, attempt: 1, canary: true },
         ];
         let marks = vec![LeaderMark { at_ms: 2_500, leader: Some(2), term: 3 }];
         let svg = render("t", 0, 10_000, &[f], &hits, &marks);
@@ -205,6 +214,7 @@ mod tests {
         assert!(svg.contains("&lt;cut&gt;"));
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("L2"));
+        assert_eq!(svg.matches("l6,6 m0,-6").count(), 1, "one re-delivery cross");
         assert!(svg.trim_end().ends_with("</svg>"));
     }
 }

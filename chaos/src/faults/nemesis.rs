@@ -52,6 +52,7 @@ pub struct Nemesis<'a> {
 struct Injected {
     targets: Vec<u64>,
     minority: Vec<u64>,
+    cut_off: Vec<u64>,
     affected: Vec<u64>,
     detail: String,
     heal: Heal,
@@ -111,6 +112,7 @@ impl Nemesis<'_> {
             kind: f.kind,
             targets: vec![],
             minority: vec![],
+            cut_off: vec![],
             detail: String::new(),
             start_ms,
             end_ms: start_ms,
@@ -121,6 +123,7 @@ impl Nemesis<'_> {
             Ok(inj) => {
                 record.targets = inj.targets.clone();
                 record.minority = inj.minority.clone();
+                record.cut_off = inj.cut_off.clone();
                 record.detail = inj.detail.clone();
                 self.health.set_affected(&inj.affected);
                 self.set_status(format!("{} on {:?} ({})", f.kind, inj.targets, inj.detail));
@@ -179,6 +182,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![t],
                     minority: vec![],
+                    cut_off: vec![],
                     affected: vec![t],
                     detail: "kill -9".into(),
                     heal: Heal::Restart(vec![t]),
@@ -194,6 +198,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: ids.clone(),
                     minority: vec![],
+                    cut_off: vec![],
                     affected: ids.clone(),
                     detail: "kill -9 all".into(),
                     heal: Heal::Restart(ids.clone()),
@@ -206,6 +211,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![t],
                     minority: vec![],
+                    cut_off: vec![],
                     affected: vec![t],
                     detail: format!("SIGSTOP {} ms", f.hold_ms),
                     heal: Heal::Resume(vec![t]),
@@ -217,6 +223,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![t],
                     minority: vec![t],
+                    cut_off: vec![t],
                     affected: vec![t],
                     detail: format!("{t} <-/-> all"),
                     heal: Heal::Links,
@@ -231,6 +238,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: minority.to_vec(),
                     minority: minority.to_vec(),
+                    cut_off: minority.to_vec(),
                     affected: ids.clone(),
                     detail: format!("{minority:?} | {majority:?}"),
                     heal: Heal::Links,
@@ -246,6 +254,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![bridge],
                     minority: vec![],
+                    cut_off: a.iter().chain(b).copied().collect(),
                     affected: ids.clone(),
                     detail: format!("{a:?} | {b:?}, bridge {bridge}"),
                     heal: Heal::Links,
@@ -260,6 +269,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![t],
                     minority: vec![],
+                    cut_off: vec![t],
                     affected: ids.clone(),
                     detail: format!("{t} -/-> all"),
                     heal: Heal::Links,
@@ -271,6 +281,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: ids.clone(),
                     minority: vec![],
+                    cut_off: vec![],
                     affected: ids.clone(),
                     detail: format!("+{ms} ms on every link"),
                     heal: Heal::Links,
@@ -283,6 +294,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: ids.clone(),
                     minority: vec![],
+                    cut_off: vec![],
                     affected: ids.clone(),
                     detail: format!("stall {:.0}% of chunks 400 ms, reset {:.1}%", stall * 100.0, stall * 10.0),
                     heal: Heal::Links,
@@ -306,6 +318,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![t],
                     minority: vec![],
+                    cut_off: vec![],
                     affected: vec![t],
                     detail: format!("removed {t}, wiped"),
                     heal: Heal::Readd(t),
@@ -318,6 +331,7 @@ impl Nemesis<'_> {
                 Injected {
                     targets: vec![t],
                     minority: vec![],
+                    cut_off: vec![],
                     affected: vec![t],
                     detail: format!("clock {:+} ms", f.param),
                     heal: Heal::Clock(t),
