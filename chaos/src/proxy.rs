@@ -268,6 +268,57 @@ async fn relay(
 
 /// Copies one direction, applying the link mode to each chunk.
 async fn pump(
+    from: tokio::net::tcp::OwnedReadHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
+    mode: LinkMode,
+    stats: Arc<Mutex<BTreeMap<(u64, u64), LinkStats>>>,
+    link: (u64, u64),
+    rng: StdRng,
+) {
+    match mode {
+        LinkMode::Delay { ms } => pump_delayed(from, to, Duration::from_millis(ms), stats, link).await,
+        _ => pump_inline(from, to, mode, stats, link, rng).await,
+    }
+}
+
+/// Every byte arrives `delay` late, as on a long wire: chunks are read as they come and written
+/// when their time is due, so the delay does not add up over the chunks of one message.
+async fn pump_delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+    stats: Arc<Mutex<BTreeMap<(u64, u64), LinkStats>>>,
+    link: (u64, u64),
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+    let reader = async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+            bump(&stats, link, |s| s.bytes += chunk.len() as u64);
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
+/// Relays chunk by chunk; a lossy link stalls (head-of-line, like a retransmission) or resets.
+async fn pump_inline(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mode: LinkMode,
@@ -281,18 +332,14 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        match mode {
-            LinkMode::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
-            LinkMode::Lossy { stall, stall_ms, reset } => {
-                if rng.gen_bool(reset.clamp(0.0, 1.0)) {
-                    bump(&stats, link, |s| s.resets += 1);
-                    return;
-                }
-                if rng.gen_bool(stall.clamp(0.0, 1.0)) {
-                    tokio::time::sleep(Duration::from_millis(stall_ms)).await;
-                }
+        if let LinkMode::Lossy { stall, stall_ms, reset } = mode {
+            if rng.gen_bool(reset.clamp(0.0, 1.0)) {
+                bump(&stats, link, |s| s.resets += 1);
+                return;
             }
-            _ => {}
+            if rng.gen_bool(stall.clamp(0.0, 1.0)) {
+                tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
@@ -388,6 +435,23 @@ mod tests {
         round_trip(listen_of(&p, 1, 2), Duration::from_secs(3)).await.unwrap();
         // Both directions are delayed.
         assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn delay_does_not_add_up_over_chunks() {
+        let p = two_node_proxy().await;
+        p.set(1, 2, LinkMode::Delay { ms: 200 });
+        let mut s = TcpStream::connect(listen_of(&p, 1, 2)).await.unwrap();
+        let start = Instant::now();
+        for _ in 0..10 {
+            s.write_all(b"ping").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut buf = [0u8; 40];
+        tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut buf)).await.unwrap().unwrap();
+        // Ten pipelined chunks, 200 ms each way: about 450 ms, far from 10 x 400 ms.
+        assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+        assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
     }
 
     #[tokio::test]
