@@ -43,6 +43,22 @@ pub struct KeyFinal {
     pub live_refused: Vec<(String, u64, u16)>,
     /// (key id, node, status): a key whose revoke was acknowledged that a node accepted.
     pub revoked_accepted: Vec<(String, u64, u16)>,
+    /// (key id, node, status): neither accepted nor refused after a few tries (429, 5xx, no
+    /// answer): not judged.
+    pub inconclusive: Vec<(String, u64, u16)>,
+}
+
+/// The status a key gets on a node: 200 or 401, retried a few times past anything else.
+async fn key_status(api: &NodeApi, key: &str) -> u16 {
+    let mut status = 0;
+    for _ in 0..5 {
+        status = api.with_key(key).get(PROBE_PATH, READ_TIMEOUT).await.map(|a| a.status).unwrap_or(0);
+        if status == 200 || status == 401 {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    status
 }
 
 /// Waits until every node applied what the leader had committed.
@@ -121,18 +137,20 @@ async fn check_keys(apis: &[NodeApi], keys: &KeyState) -> KeyFinal {
     for (id, key) in keys.live.iter().take(50) {
         out.live_checked += 1;
         for api in apis {
-            let status = api.with_key(key).get(PROBE_PATH, READ_TIMEOUT).await.map(|a| a.status).unwrap_or(0);
-            if status != 200 {
-                out.live_refused.push((id.clone(), api.id, status));
+            match key_status(api, key).await {
+                200 => {}
+                401 => out.live_refused.push((id.clone(), api.id, 401)),
+                other => out.inconclusive.push((id.clone(), api.id, other)),
             }
         }
     }
     for (id, key) in keys.revoked.iter().take(50) {
         out.revoked_checked += 1;
         for api in apis {
-            let status = api.with_key(key).get(PROBE_PATH, READ_TIMEOUT).await.map(|a| a.status).unwrap_or(0);
-            if status != 401 {
-                out.revoked_accepted.push((id.clone(), api.id, status));
+            match key_status(api, key).await {
+                401 => {}
+                200 => out.revoked_accepted.push((id.clone(), api.id, 200)),
+                other => out.inconclusive.push((id.clone(), api.id, other)),
             }
         }
     }

@@ -42,6 +42,9 @@ pub struct BinaryFeatures {
     pub peer_override: bool,
     pub clock_drills: bool,
     pub clock_offset: bool,
+    /// `--rate-limit-per-minute` and `--auth-failures-per-minute`: raised for the run, whose
+    /// clients all come from 127.0.0.1 and whose key probes fail authentication on purpose.
+    pub rate_limits: bool,
 }
 
 impl BinaryFeatures {
@@ -60,6 +63,7 @@ impl BinaryFeatures {
             peer_override: help.contains("--peer-override"),
             clock_drills: help.contains("--clock-drills"),
             clock_offset: help.contains("--clock-offset-ms"),
+            rate_limits: help.contains("--rate-limit-per-minute") && help.contains("--auth-failures-per-minute"),
         })
     }
 }
@@ -110,6 +114,12 @@ impl Processes {
         ];
         if features.clock_drills {
             common_args.push("--clock-drills".into());
+        }
+        if features.rate_limits {
+            // Not what this suite tests: every client shares one address and one admin key.
+            for flag in ["--rate-limit-per-minute", "--auth-failures-per-minute"] {
+                common_args.extend([flag.to_string(), "100000".to_string()]);
+            }
         }
         let mut nodes = BTreeMap::new();
         for (id, port) in (1..=n).zip(ports) {

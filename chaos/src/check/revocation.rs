@@ -51,6 +51,11 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
         for (id, node, status) in &fs.keys.revoked_accepted {
             r.violation(format!("key {id} (revoke acknowledged) answered {status} on node {node} at the end"));
         }
+        for (id, node, status) in &fs.keys.inconclusive {
+            r.excuse(format!(
+                "key {id} on node {node}: neither accepted nor refused at the end ({status}), not judged"
+            ));
+        }
     }
     r.summary = format!(
         "{} revokes, {judged} node probes judged, slowest refusal {slowest} ms (bound {REVOCATION_BOUND_MS} ms)",
