@@ -77,6 +77,9 @@ pub struct FaultRecord {
     /// Nodes whose links to (part of) the cluster were cut: an owner among them may have sent
     /// slots it could no longer record (partitions and one-way cuts only).
     pub cut_off: Vec<u64>,
+    /// Nodes whose service the fault degraded: its targets, or every node when it took the
+    /// leader away (the others then learn commits only from the next leader).
+    pub affected: Vec<u64>,
     /// Human-readable parameters (links cut, delay, offset).
     pub detail: String,
     pub start_ms: i64,

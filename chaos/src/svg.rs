@@ -197,6 +197,7 @@ mod tests {
             targets: vec![1],
             minority: vec![1],
             cut_off: vec![1],
+            affected: vec![1],
             detail: "<cut>".into(),
             start_ms: 2_000,
             end_ms: 6_000,

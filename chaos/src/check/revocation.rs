@@ -1,9 +1,11 @@
 //! A revoked key is refused by every healthy node within its bound.
 //!
 //! After each acknowledged revoke, every node was probed with the key until it answered 401.
-//! A node that no fault touched during the probe must refuse it within
-//! [`REVOCATION_BOUND_MS`]; nodes under a fault are listed as excused. At the end, every key
-//! whose revoke was acknowledged must be refused by every node.
+//! A node that no fault touched from the acknowledgement until the bound must refuse it within
+//! [`REVOCATION_BOUND_MS`]. A node is touched when it was a fault's target, or when the fault
+//! took the leader away (the followers then learn the revoke's commit only from the next
+//! leader), from the injection until the cluster converged; such nodes are listed as excused.
+//! At the end, every key whose revoke was acknowledged must be refused by every node.
 
 use super::{CheckResult, Evidence};
 use crate::workload::keys::REVOCATION_BOUND_MS;

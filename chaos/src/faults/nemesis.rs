@@ -113,6 +113,7 @@ impl Nemesis<'_> {
             targets: vec![],
             minority: vec![],
             cut_off: vec![],
+            affected: vec![],
             detail: String::new(),
             start_ms,
             end_ms: start_ms,
@@ -124,6 +125,7 @@ impl Nemesis<'_> {
                 record.targets = inj.targets.clone();
                 record.minority = inj.minority.clone();
                 record.cut_off = inj.cut_off.clone();
+                record.affected = inj.affected.clone();
                 record.detail = inj.detail.clone();
                 self.health.set_affected(&inj.affected);
                 self.set_status(format!("{} on {:?} ({})", f.kind, inj.targets, inj.detail));
@@ -183,7 +185,7 @@ impl Nemesis<'_> {
                     targets: vec![t],
                     minority: vec![],
                     cut_off: vec![],
-                    affected: vec![t],
+                    affected: if Some(t) == leader { ids.clone() } else { vec![t] },
                     detail: "kill -9".into(),
                     heal: Heal::Restart(vec![t]),
                 }
@@ -212,7 +214,7 @@ impl Nemesis<'_> {
                     targets: vec![t],
                     minority: vec![],
                     cut_off: vec![],
-                    affected: vec![t],
+                    affected: if Some(t) == leader { ids.clone() } else { vec![t] },
                     detail: format!("SIGSTOP {} ms", f.hold_ms),
                     heal: Heal::Resume(vec![t]),
                 }
@@ -224,7 +226,7 @@ impl Nemesis<'_> {
                     targets: vec![t],
                     minority: vec![t],
                     cut_off: vec![t],
-                    affected: vec![t],
+                    affected: if Some(t) == leader { ids.clone() } else { vec![t] },
                     detail: format!("{t} <-/-> all"),
                     heal: Heal::Links,
                 }
@@ -319,7 +321,7 @@ impl Nemesis<'_> {
                     targets: vec![t],
                     minority: vec![],
                     cut_off: vec![],
-                    affected: vec![t],
+                    affected: ids.clone(),
                     detail: format!("removed {t}, wiped"),
                     heal: Heal::Readd(t),
                 }
