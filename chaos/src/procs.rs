@@ -45,6 +45,8 @@ pub struct BinaryFeatures {
     /// `--rate-limit-per-minute` and `--auth-failures-per-minute`: raised for the run, whose
     /// clients all come from 127.0.0.1 and whose key probes fail authentication on purpose.
     pub rate_limits: bool,
+    /// `--master-key`: the node seals job secrets at rest and needs `RAFTCRON_MASTER_KEY`.
+    pub master_key: bool,
 }
 
 impl BinaryFeatures {
@@ -64,6 +66,7 @@ impl BinaryFeatures {
             clock_drills: help.contains("--clock-drills"),
             clock_offset: help.contains("--clock-offset-ms"),
             rate_limits: help.contains("--rate-limit-per-minute") && help.contains("--auth-failures-per-minute"),
+            master_key: help.contains("--master-key"),
         })
     }
 }
@@ -75,6 +78,8 @@ pub struct Processes {
     bin: PathBuf,
     admin_key: String,
     pub cluster_secret: String,
+    /// `RAFTCRON_MASTER_KEY` for every node, when the binary seals secrets at rest.
+    master_key: Option<String>,
     /// Flags on every node's command line.
     common_args: Vec<String>,
 }
@@ -97,6 +102,7 @@ impl Processes {
         timing: &Timing,
         run_history: u32,
         features: BinaryFeatures,
+        master_key: Option<String>,
     ) -> Result<Processes> {
         let ports = free_ports(n as usize)?;
         let initial =
@@ -146,6 +152,7 @@ impl Processes {
             bin: bin.to_path_buf(),
             admin_key: admin_key.to_string(),
             cluster_secret: cluster_secret.to_string(),
+            master_key,
             common_args,
         })
     }
@@ -188,6 +195,7 @@ impl Processes {
         let bin = self.bin.clone();
         let common = self.common_args.clone();
         let (key, secret) = (self.admin_key.clone(), self.cluster_secret.clone());
+        let master = self.master_key.clone();
         let node = self.get_mut(id)?;
         ensure!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
@@ -214,6 +222,9 @@ impl Processes {
         }
         if let Ok(filter) = std::env::var("RAFTCRON_CHAOS_NODE_LOG") {
             cmd.env("RAFTCRON_LOG", filter);
+        }
+        if let Some(m) = master {
+            cmd.env("RAFTCRON_MASTER_KEY", m);
         }
         cmd.env("RAFTCRON_ADMIN_KEY", key)
             .env("RAFTCRON_CLUSTER_SECRET", secret)
@@ -315,6 +326,13 @@ impl Processes {
                 let _ = self.kill(id).await;
             }
         }
+    }
+
+    /// The last `n` lines of node `id`'s log.
+    pub fn log_tail(&self, id: u64, n: usize) -> String {
+        let text = self.nodes.get(&id).and_then(|x| std::fs::read_to_string(&x.log_path).ok()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Lines of the node logs that report a panic.

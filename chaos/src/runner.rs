@@ -56,6 +56,10 @@ pub async fn run(cfg: Config) -> Result<Report> {
     let mut secrets = rng::stream(cfg.seed, "secrets");
     let admin_key = format!("chaos-admin-{:032x}", secrets.gen::<u128>());
     let cluster_secret = format!("chaos-cluster-{:032x}", secrets.gen::<u128>());
+    let master_key = features.master_key.then(|| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(secrets.gen::<[u8; 32]>())
+    });
     let canary_prefix = firing::canary_prefix(cfg.seed);
     let sink = Sink::start(&canary_prefix).await?;
     let run_history = (cfg.duration.as_secs() + 300).clamp(100, 10_000) as u32;
@@ -68,6 +72,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
         &cfg.timing,
         run_history,
         features,
+        master_key,
     )?;
     let wants_proxy = cfg.faults.iter().any(|k| k.needs_proxy());
     let proxy =
@@ -95,8 +100,9 @@ pub async fn run(cfg: Config) -> Result<Report> {
     for id in procs.ids() {
         procs.start(id)?;
     }
+    let formed = wait_formed(&mut procs, &api_list).await;
     let setup = async {
-        converge::wait(&api_list, FORM_TIMEOUT).await.context("the cluster did not form")?;
+        formed?;
         let jobs = firing::create(&api_list, &cfg.profile, cfg.seed, &sink.url()).await?;
         let shards = api_list[0].shards(Duration::from_secs(5)).await?;
         anyhow::Ok((jobs, shards.shard_count))
@@ -266,6 +272,26 @@ pub async fn run(cfg: Config) -> Result<Report> {
         plan,
         started,
     )
+}
+
+/// Waits until the new cluster is whole; fails at once when a node exits (with its log tail).
+async fn wait_formed(procs: &mut Processes, apis: &[NodeApi]) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + FORM_TIMEOUT;
+    let mut last = String::from("not probed");
+    for _ in 0..(FORM_TIMEOUT.as_secs() * 4) {
+        if let Some((id, status)) = procs.exited().into_iter().next() {
+            anyhow::bail!("node {id} exited during formation ({status}):\n{}", procs.log_tail(id, 8));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        match converge::probe(apis).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    anyhow::bail!("the cluster did not form in {FORM_TIMEOUT:?}: {last}")
 }
 
 /// The fault kinds this binary can run (the others make the run invalid).

@@ -6,8 +6,8 @@
 //! It asserts every checker passes, with two declared exceptions that follow the state of the
 //! node, not of the suite:
 //! - "no plaintext secret at rest" must *fail* while the node binary has no encryption at rest
-//!   (its `serve --help` mentions no encryption): the canary header is then in the RocksDB files,
-//!   and a pass would mean the scan is broken. Once the binary has it, the check must pass.
+//!   (its `serve --help` has no `--master-key`): the canary header is then in the RocksDB files,
+//!   and a pass would mean the scan is broken. Once the binary seals secrets, the check must pass.
 //! - the key workload may be reported as not run (the run is then invalid for that reason
 //!   alone) while the node has no `/api/v1/keys` route.
 //!
@@ -35,18 +35,11 @@ fn node_binary() -> PathBuf {
     }
 }
 
-fn binary_has_encryption(bin: &PathBuf) -> bool {
-    std::process::Command::new(bin)
-        .args(["serve", "--help"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_lowercase().contains("encrypt"))
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_pause_and_partition_pass_every_check() {
     let bin = node_binary();
-    let encryption = binary_has_encryption(&bin);
+    let features = raftcron_chaos::procs::BinaryFeatures::probe(&bin).await.expect("serve --help");
+    let encryption = features.master_key;
     let out = tempfile::Builder::new().prefix("raftcron-chaos-smoke-").tempdir().unwrap();
     let keep = std::env::var_os("RAFTCRON_CHAOS_KEEP").is_some();
     let cfg = Config {
