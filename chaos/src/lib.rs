@@ -15,7 +15,8 @@
 //!                -> observe (leaders, shard epochs)   -> api, history
 //!                -> collect (final reads)             -> api
 //!                -> check::* (pure)                   -> history, sink::Hit, collect
-//!                -> report, svg (pure)
+//!                -> judge (facts, verdict, files) -> check, report, svg (pure)
+//!                -> progress (the line on the terminal)
 //! ```
 //!
 //! Rules kept everywhere: traffic only to 127.0.0.1; every loop bounded in time and count;
@@ -30,8 +31,10 @@ pub mod collect;
 pub mod config;
 pub mod faults;
 pub mod history;
+pub mod judge;
 pub mod observe;
 pub mod procs;
+pub mod progress;
 pub mod proxy;
 pub mod report;
 pub mod rng;

@@ -9,8 +9,6 @@
 //! with the run (processes are killed when [`Processes`] drops, even on error or Ctrl-C).
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,23 +16,23 @@ use anyhow::{Context, Result};
 use rand::Rng;
 
 use crate::api::{http_client, NodeApi};
-use crate::check::{self, canary, Evidence, Window};
+use crate::check::{canary, Window};
 use crate::clock::now_ms;
-use crate::collect::{self, FinalState};
+use crate::collect;
 use crate::config::Config;
 use crate::faults::converge;
 use crate::faults::nemesis::Nemesis;
 use crate::faults::plan;
-use crate::history::{History, Outcome};
+use crate::history::History;
 use crate::observe;
 use crate::procs::{BinaryFeatures, Processes};
 use crate::proxy::Proxy;
-use crate::report::{self, Facts, Report};
+use crate::report::{Facts, Report};
 use crate::rng;
 use crate::sink::Sink;
-use crate::svg;
 use crate::workload::keys::{self, KeyState, SharedKeys};
 use crate::workload::{firing, writers, Health, Stop};
+use crate::{judge, progress};
 
 /// How long a fresh cluster may take to form.
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
@@ -104,7 +102,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
     let setup = async {
         formed?;
         let jobs = firing::create(&api_list, &cfg.profile, cfg.seed, &sink.url()).await?;
-        let shards = api_list[0].shards(Duration::from_secs(5)).await?;
+        let shards = api_list.first().context("no node")?.shards(Duration::from_secs(5)).await?;
         anyhow::Ok((jobs, shards.shard_count))
     };
     let (jobs, shard_count) = match setup.await {
@@ -112,7 +110,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
         Err(e) => {
             facts.setup_error = Some(format!("{e:#}"));
             procs.kill_all().await;
-            return finish(
+            return judge::finish(
                 &cfg,
                 facts,
                 &history,
@@ -190,7 +188,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
     }
     let progress = cfg.progress.then(|| {
         let (h, s, st, stop) = (history.clone(), sink.hits_handle(), status.clone(), stop.clone());
-        tokio::spawn(progress_line(h, s, st, stop, started))
+        tokio::spawn(progress::line(h, s, st, stop, started))
     });
 
     // Faults.
@@ -257,7 +255,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
             let _ = std::fs::remove_dir_all(&d);
         }
     }
-    finish(
+    judge::finish(
         &cfg,
         facts,
         &history,
@@ -307,142 +305,5 @@ fn runnable(cfg: &Config, f: BinaryFeatures) -> Vec<crate::config::FaultKind> {
 fn set(status: &Arc<Mutex<String>>, s: &str) {
     if let Ok(mut g) = status.lock() {
         *g = s.to_string();
-    }
-}
-
-/// Judges, writes the report and the picture, prints the table.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    cfg: &Config,
-    mut facts: Facts,
-    history: &History,
-    sink: &Sink,
-    jobs: &[firing::FiringJob],
-    final_state: Option<&FinalState>,
-    window: Window,
-    keys_final: &KeyState,
-    scan: canary::Scan,
-    shard_count: u32,
-    crashes: Vec<String>,
-    plan: Vec<plan::PlannedFault>,
-    started: i64,
-) -> Result<Report> {
-    let snap = history.snapshot();
-    let hits = sink.hits();
-    let firing_ids: std::collections::BTreeSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    facts.window_ms = window.to_ms - window.from_ms;
-    facts.expected_slots =
-        jobs.iter().map(|j| j.slots(window.from_ms.max(j.created_ms + 1000), window.to_ms).len()).sum();
-    let in_window: std::collections::BTreeSet<(&str, i64)> = hits
-        .iter()
-        .filter(|h| {
-            firing_ids.contains(h.job.as_str()) && h.scheduled_ms >= window.from_ms && h.scheduled_ms <= window.to_ms
-        })
-        .map(|h| (h.job.as_str(), h.scheduled_ms))
-        .collect();
-    facts.delivered_in_window = in_window.len();
-    facts.fires_per_s =
-        if facts.window_ms > 0 { in_window.len() as f64 * 1000.0 / facts.window_ms as f64 } else { 0.0 };
-    facts.canary_headers_ok = hits.iter().all(|h| h.canary);
-    facts.writes = snap.writes.len();
-    facts.writes_ok = snap.writes.iter().filter(|w| w.outcome.is_ok()).count();
-    facts.writes_failed = snap.writes.iter().filter(|w| matches!(w.outcome, Outcome::Failed(_))).count();
-    facts.writes_unknown = snap.writes.iter().filter(|w| matches!(w.outcome, Outcome::Unknown(_))).count();
-    for w in snap.writes.iter().filter(|w| w.outcome.is_ok()) {
-        *facts.writes_ok_per_node.entry(w.node).or_default() += 1;
-    }
-    facts.reads_ok = snap.reads.values().map(|r| r.ok).sum();
-    facts.reads_failed = snap.reads.values().map(|r| r.failed).sum();
-    facts.keys_unsupported = keys_final.unsupported;
-    facts.keys_created = keys_final.created;
-    facts.keys_revoked = keys_final.revoked_count;
-    facts.observer_rounds = snap.observer_rounds;
-    facts.elapsed_s = (now_ms() - started) as f64 / 1000.0;
-    let evidence = Evidence {
-        config: cfg,
-        history: &snap,
-        hits: &hits,
-        firing: jobs,
-        final_state,
-        window,
-        keys: keys_final,
-        canary: &scan,
-        shard_count,
-        crashes: &crashes,
-    };
-    let checks = if facts.setup_error.is_some() { Vec::new() } else { check::run_all(&evidence) };
-    let invalid = report::invalid_reasons(cfg, &facts, &snap.faults, &checks);
-    let verdict = report::verdict(&invalid, &checks);
-    let report = Report {
-        verdict,
-        invalid_reasons: invalid,
-        repro: cfg.repro_command(),
-        config: cfg.clone(),
-        facts,
-        checks,
-        faults: snap.faults.clone(),
-        plan,
-        notes: snap.notes.clone(),
-    };
-    write_outputs(&cfg.out, &report, &snap, &hits, started)?;
-    Ok(report)
-}
-
-fn write_outputs(
-    out: &Path,
-    report: &Report,
-    snap: &crate::history::Snapshot,
-    hits: &[crate::sink::Hit],
-    started: i64,
-) -> Result<()> {
-    let json = serde_json::to_vec_pretty(report)?;
-    std::fs::write(out.join("report.json"), json).context("writing report.json")?;
-    let history = serde_json::to_vec(
-        &serde_json::json!({ "writes": snap.writes, "faults": snap.faults, "stops": snap.stops, "leaders": snap.leaders, "revocations": snap.revocations }),
-    )?;
-    std::fs::write(out.join("history.json"), history).context("writing history.json")?;
-    let title = format!("raftcron-chaos seed {} — {:?}", report.config.seed, report.verdict);
-    let end = hits.iter().map(|h| h.received_ms).max().unwrap_or(started).max(now_ms().min(started + 10 * 3600 * 1000));
-    let picture = svg::render(&title, started, end, &snap.faults, hits, &snap.leaders);
-    std::fs::write(out.join("timeline.svg"), picture).context("writing timeline.svg")?;
-    Ok(())
-}
-
-/// Prints one progress line every few seconds until the stop.
-async fn progress_line(
-    history: History,
-    hits: Arc<Mutex<Vec<crate::sink::Hit>>>,
-    status: Arc<Mutex<String>>,
-    mut stop: Stop,
-    started: i64,
-) {
-    let tty = std::io::stderr().is_terminal();
-    let mut last_count = 0usize;
-    let mut last_at = now_ms();
-    for _ in 0..1_000_000 {
-        if stop.sleep(Duration::from_secs(if tty { 1 } else { 10 })).await {
-            break;
-        }
-        let count = hits.lock().map(|h| h.len()).unwrap_or(0);
-        let now = now_ms();
-        let rate = (count - last_count.min(count)) as f64 * 1000.0 / (now - last_at).max(1) as f64;
-        (last_count, last_at) = (count, now);
-        let (w, ok) = history.write_counts();
-        let st = status.lock().map(|s| s.clone()).unwrap_or_default();
-        let line = format!(
-            "[{:>5}s] {:>5.1} fires/s | {} fires | writes {ok} ok / {w} | faults {} | {st}",
-            (now - started) / 1000,
-            rate,
-            count,
-            history.faults_so_far()
-        );
-        if tty {
-            eprint!("\r\x1b[2K{}", crate::api::truncate(&line, 160));
-        } else {
-            eprintln!("{line}");
-        }
-    }
-    if tty {
-        eprintln!();
     }
 }
