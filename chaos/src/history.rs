@@ -59,6 +59,16 @@ pub struct WriteRecord {
     pub outcome: Outcome,
 }
 
+/// A linearizable read, as the client saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinearRead {
+    pub node: u64,
+    pub path: String,
+    pub invoked_ms: i64,
+    pub completed_ms: i64,
+    pub ok: bool,
+}
+
 /// Counts of reads per node.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReadCounts {
@@ -142,6 +152,7 @@ pub struct ObservedViolation {
 struct Inner {
     writes: Vec<WriteRecord>,
     reads: BTreeMap<u64, ReadCounts>,
+    linear_reads: Vec<LinearRead>,
     faults: Vec<FaultRecord>,
     stops: Vec<StopEvent>,
     shard_changes: Vec<ShardChange>,
@@ -163,6 +174,7 @@ pub struct History {
 pub struct Snapshot {
     pub writes: Vec<WriteRecord>,
     pub reads: BTreeMap<u64, ReadCounts>,
+    pub linear_reads: Vec<LinearRead>,
     pub faults: Vec<FaultRecord>,
     pub stops: Vec<StopEvent>,
     pub shard_changes: Vec<ShardChange>,
@@ -191,6 +203,10 @@ impl History {
         } else {
             c.failed += 1;
         }
+    }
+
+    pub fn linear_read(&self, r: LinearRead) {
+        self.lock().linear_reads.push(r);
     }
 
     pub fn fault(&self, r: FaultRecord) {
@@ -244,6 +260,7 @@ impl History {
         Snapshot {
             writes: g.writes.clone(),
             reads: g.reads.clone(),
+            linear_reads: g.linear_reads.clone(),
             faults: g.faults.clone(),
             stops: g.stops.clone(),
             shard_changes: g.shard_changes.clone(),

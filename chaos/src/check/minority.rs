@@ -1,8 +1,10 @@
-//! A minority never acknowledges a write and never fires.
+//! A minority never acknowledges a write, never serves a linearizable read, and never fires.
 //!
 //! For every partition that left nodes unable to reach a majority (isolate, split):
 //! - no write sent to a minority node after the cut and answered before the heal was
 //!   acknowledged (it cannot have been committed);
+//! - no linearizable read sent to a minority node later than two maximum election timeouts
+//!   after the cut (past any leader lease) and answered before the heal succeeded;
 //! - no slot scheduled later than `claim_ahead + 1 s` after the cut (the furthest a claim made
 //!   before the cut can reach ahead) was sent by a minority node before the heal, per the
 //!   node id the run lists record for each slot.
@@ -21,6 +23,7 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
     let mut r = CheckResult::new(name);
     let mut writes_judged = 0usize;
     let mut slots_judged = 0usize;
+    let mut reads_judged = 0usize;
     for f in &parts {
         for w in e.history.writes.iter().filter(|w| f.minority.contains(&w.node)) {
             if w.invoked_ms >= f.start_ms && w.completed_ms <= f.end_ms {
@@ -33,6 +36,22 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
                         w.node,
                         w.op,
                         w.completed_ms - f.start_ms
+                    ));
+                }
+            }
+        }
+        let lease_end = f.start_ms + 4 * e.config.timing.election_timeout_ms as i64;
+        for rd in e.history.linear_reads.iter().filter(|r| f.minority.contains(&r.node)) {
+            if rd.invoked_ms >= lease_end && rd.completed_ms <= f.end_ms {
+                reads_judged += 1;
+                if rd.ok {
+                    r.violation(format!(
+                        "{} {:?}: node {} served the linearizable read {} at +{} ms while cut off from the majority",
+                        f.kind,
+                        f.minority,
+                        rd.node,
+                        rd.path,
+                        rd.completed_ms - f.start_ms
                     ));
                 }
             }
@@ -60,8 +79,10 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
             }
         }
     }
-    r.summary =
-        format!("{} partitions: {writes_judged} writes to the minority, {slots_judged} slots judged", parts.len());
-    r.figures = serde_json::json!({ "partitions": parts.len(), "writes": writes_judged, "slots": slots_judged });
+    r.summary = format!(
+        "{} partitions: {writes_judged} writes and {reads_judged} linearizable reads to the minority, {slots_judged} slots judged",
+        parts.len()
+    );
+    r.figures = serde_json::json!({ "partitions": parts.len(), "writes": writes_judged, "reads": reads_judged, "slots": slots_judged });
     r
 }

@@ -16,7 +16,7 @@ use reqwest::Method;
 
 use crate::api::{outcome_of, NodeApi};
 use crate::clock::now_ms;
-use crate::history::{History, Outcome, WriteOp, WriteRecord};
+use crate::history::{History, LinearRead, Outcome, WriteOp, WriteRecord};
 use crate::workload::Stop;
 
 /// Upper bound of one write: above the node's own 10 s commit wait.
@@ -151,8 +151,12 @@ pub async fn reader(
             _ if !firing.is_empty() => format!("/api/v1/jobs/{}", firing[rng.gen_range(0..firing.len())]),
             _ => "/api/v1/cluster".to_string(),
         };
+        let invoked_ms = now_ms();
         let ok = matches!(api.get(&path, READ_TIMEOUT).await, Ok(a) if a.is_success());
         history.read(api.id, ok);
+        if !path.contains("consistency=stale") && path.starts_with("/api/v1/jobs") {
+            history.linear_read(LinearRead { node: api.id, path, invoked_ms, completed_ms: now_ms(), ok });
+        }
         if stop.sleep(Duration::from_millis(rng.gen_range(100..400))).await {
             return;
         }
