@@ -42,6 +42,9 @@ pub fn finish(
     let hits = sink.hits();
     let firing_ids: BTreeSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     facts.window_ms = window.to_ms - window.from_ms;
+    facts.shard_count = shard_count;
+    facts.firing_shards =
+        jobs.iter().filter_map(|j| check::shard_of(&j.id, shard_count)).collect::<BTreeSet<u32>>().len();
     facts.expected_slots =
         jobs.iter().map(|j| j.slots(window.from_ms.max(j.created_ms + 1000), window.to_ms).len()).sum();
     let in_window: BTreeSet<(&str, i64)> = hits

@@ -42,6 +42,9 @@ pub struct Facts {
     pub collect_error: Option<String>,
     pub window_ms: i64,
     pub planned_fires_per_s: f64,
+    /// Distinct shards the firing jobs fall in (of `shard_count`).
+    pub firing_shards: usize,
+    pub shard_count: u32,
     pub expected_slots: usize,
     pub delivered_in_window: usize,
     pub fires_per_s: f64,
@@ -167,9 +170,12 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "load: {:.1} fires/s (planned {:.1}), {} of {} slots delivered in a {:.0} s window; writes {} (ok {}, failed {}, unknown {}); reads ok {} failed {}; keys created {} revoked {}",
+        "load: {:.1} fires/s (planned {:.1}) from {} jobs in {} of {} shards, {} of {} slots delivered in a {:.0} s window; writes {} (ok {}, failed {}, unknown {}); reads ok {} failed {}; keys created {} revoked {}",
         f.fires_per_s,
         f.planned_fires_per_s,
+        r.config.profile.every_second_jobs + r.config.profile.periodic_jobs,
+        f.firing_shards,
+        f.shard_count,
         f.delivered_in_window,
         f.expected_slots,
         f.window_ms as f64 / 1000.0,

@@ -141,8 +141,10 @@ impl Nemesis<'_> {
             self.set_status(format!("healing {}", f.kind));
             let healed = self.heal(h).await;
             record.end_ms = now_ms();
-            if let Err(e) = healed {
-                record.error = Some(format!("heal: {e:#}"));
+            match healed {
+                Ok(Some(note)) => record.detail = format!("{}; {note}", record.detail),
+                Ok(None) => {}
+                Err(e) => record.error = Some(format!("heal: {e:#}")),
             }
         }
         for (id, st) in self.procs.exited() {
@@ -343,7 +345,8 @@ impl Nemesis<'_> {
         Ok(inj)
     }
 
-    async fn heal(&mut self, h: Heal) -> Result<()> {
+    /// Heals; may return a note for the fault's detail.
+    async fn heal(&mut self, h: Heal) -> Result<Option<String>> {
         match h {
             Heal::Restart(ids) => {
                 for id in ids {
@@ -381,6 +384,7 @@ impl Nemesis<'_> {
                 let body = AddNode { node_id: t, addr };
                 let apis = self.all_apis();
                 let via = converge::current_leader(&apis).await.and_then(|l| self.apis.get(&l)).context("no leader")?;
+                let purged = via.cluster(Duration::from_secs(5)).await.ok().and_then(|s| s.purged_index).unwrap_or(0);
                 let a = via
                     .request(Method::POST, "/api/v1/cluster/nodes", Some(&body), Duration::from_secs(90), None)
                     .await
@@ -388,9 +392,14 @@ impl Nemesis<'_> {
                 if !a.is_success() {
                     bail!("adding node {t} back: {} {}", a.status, a.text);
                 }
+                return Ok(Some(if purged > 0 {
+                    format!("re-added; the leader's log was purged to {purged}, so it caught up from a snapshot")
+                } else {
+                    "re-added; the leader's log was not purged (caught up by replay, no snapshot)".to_string()
+                }));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Makes sure nothing stays faulted: links pass, every node runs and is thawed.
