@@ -144,14 +144,22 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
                 })
                 .map(|f| format!("{} {:?}", f.kind, f.targets))
                 .collect();
+            let last_ms = hits.last().map_or(first.received_ms, |h| h.received_ms);
+            let moves: Vec<String> = shard
+                .map(|s| {
+                    e.history
+                        .shard_changes
+                        .iter()
+                        .filter(|c| c.shard == s && c.at_ms >= first.received_ms - 6000 && c.at_ms <= last_ms + 1000)
+                        .map(|c| {
+                            format!("{:+}ms n{} saw {:?}@e{}", c.at_ms - first.received_ms, c.seen_by, c.owner, c.epoch)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             r.violation(format!(
-                "job {} slot {} key {key}: delivered {} times (+ms {:?}); shard {:?} owners around it {:?}; stops near it: {near:?}; faults active: {faults:?}",
-                first.job,
-                first.scheduled_ms,
-                hits.len(),
-                arrivals,
-                shard,
-                shard.map(|s| owners_between(&e.history.shard_changes, s, first.received_ms - 6000, first.received_ms + 500)),
+                "job {} slot {} key {key}: delivered {} times (+ms {:?}); shard {:?}, owner/epoch changes seen around it: {moves:?}; stops near it: {near:?}; faults active: {faults:?}",
+                first.job, first.scheduled_ms, hits.len(), arrivals, shard,
             ));
         }
     }

@@ -10,6 +10,7 @@ pub mod canary;
 pub mod claims;
 pub mod crashes;
 pub mod duplicates;
+pub mod early;
 pub mod lateness;
 pub mod lost_writes;
 pub mod minority;
@@ -121,6 +122,7 @@ pub fn run_all(e: &Evidence<'_>) -> Vec<CheckResult> {
         claims::check(e),
         duplicates::check(e),
         missed::check(e),
+        early::check(e),
         minority::check(e),
         lateness::check(e),
         revocation::check(e),
