@@ -194,3 +194,7 @@ mod tests {
         assert!(shard_of("not-a-uuid", 256).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod checker_tests;
