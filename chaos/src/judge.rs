@@ -115,6 +115,12 @@ fn write_outputs(
         &serde_json::json!({ "writes": snap.writes, "faults": snap.faults, "stops": snap.stops, "leaders": snap.leaders, "revocations": snap.revocations }),
     )?;
     std::fs::write(out.join("history.json"), history).context("writing history.json")?;
+    let mut lines = Vec::with_capacity(hits.len() * 120);
+    for h in hits {
+        serde_json::to_writer(&mut lines, h)?;
+        lines.push(b'\n');
+    }
+    std::fs::write(out.join("deliveries.jsonl"), lines).context("writing deliveries.jsonl")?;
     let title = format!("raftcron-chaos seed {} — {:?}", report.config.seed, report.verdict);
     let end = hits.iter().map(|h| h.received_ms).max().unwrap_or(started).max(now_ms().min(started + 10 * 3600 * 1000));
     let picture = svg::render(&title, started, end, &snap.faults, hits, &snap.leaders);

@@ -1,7 +1,8 @@
 //! The timeline picture (SVG, built as a string): time on x; fault windows as coloured bands
 //! (injection to heal, then a lighter band until the cluster converged) labelled with their
 //! kind and targets; each slot's first delivery as a point at its lateness (log scale on y),
-//! later deliveries of the same slot as red crosses; leader changes as marks along the top.
+//! later deliveries of the same slot as red crosses, arrivals before their slot as blue points
+//! on a strip under the axis; leader changes as marks along the top.
 //!
 //! Pure: takes the recorded data, returns the document. No input is trusted as markup: labels
 //! are escaped.
@@ -19,6 +20,8 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 60.0;
 const BOTTOM: f64 = 60.0;
+/// Arrivals earlier than this before their slot are drawn as "early".
+const EARLY_MS: i64 = 100;
 /// At most this many points are drawn (evenly thinned beyond it).
 const MAX_POINTS: usize = 40_000;
 
@@ -132,7 +135,7 @@ pub fn render(title: &str, t0: i64, t1: i64, faults: &[FaultRecord], hits: &[Hit
             writeln!(s, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}s</text>"#, H - BOTTOM + 16.0, tick as i64);
         tick += step;
     }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">time since start</text>"#, W / 2.0, H - 20.0);
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">time since start</text>"#, W / 2.0, H - 8.0);
     let _ = writeln!(
         s,
         r#"<text x="16" y="{}" transform="rotate(-90 16 {})" text-anchor="middle">lateness (log)</text>"#,
@@ -143,11 +146,30 @@ pub fn render(title: &str, t0: i64, t1: i64, faults: &[FaultRecord], hits: &[Hit
     let pts: Vec<&&Hit> = first.values().collect();
     let stride = (pts.len() / MAX_POINTS).max(1);
     let _ = writeln!(s, r##"<g fill="#222" fill-opacity="0.45">"##);
+    let mut early = Vec::new();
     for h in pts.iter().step_by(stride) {
         let late = h.received_ms - h.scheduled_ms;
+        if late < -EARLY_MS {
+            early.push(**h);
+            continue;
+        }
         let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="1.3"/>"#, x_of(h.scheduled_ms), y_of(late, max_late));
     }
     let _ = writeln!(s, "</g>");
+    // Arrivals before their slot, in blue on a strip under the axis.
+    let _ = writeln!(s, r##"<g fill="#1c7ed6">"##);
+    for h in &early {
+        let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="1.6"/>"#, x_of(h.scheduled_ms), H - BOTTOM + 26.0);
+    }
+    let _ = writeln!(s, "</g>");
+    if !early.is_empty() {
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" text-anchor="end" fill="#1c7ed6">early</text>"##,
+            LEFT - 6.0,
+            H - BOTTOM + 30.0
+        );
+    }
     // Second and later deliveries of a slot, in red.
     let _ = writeln!(s, r##"<g stroke="#d00" stroke-width="1.2">"##);
     for h in hits.iter().filter(|h| first.get(h.key.as_str()).is_some_and(|f| !std::ptr::eq(*f, *h))).take(MAX_POINTS) {
@@ -208,12 +230,14 @@ mod tests {
             Hit { key: "a".into(), job: "j".into(), scheduled_ms: 1_000, received_ms: 1_020, attempt: 1, canary: true },
             Hit { key: "b".into(), job: "j".into(), scheduled_ms: 3_000, received_ms: 7_000, attempt: 1, canary: true },
             Hit { key: "b".into(), job: "j".into(), scheduled_ms: 3_000, received_ms: 9_000, attempt: 1, canary: true },
+            Hit { key: "c".into(), job: "j".into(), scheduled_ms: 9_000, received_ms: 4_000, attempt: 1, canary: true },
         ];
         let marks = vec![LeaderMark { at_ms: 2_500, leader: Some(2), term: 3 }];
         let svg = render("t", 0, 10_000, &[f], &hits, &marks);
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("&lt;cut&gt;"));
-        assert_eq!(svg.matches("<circle").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains(">early</text>"));
         assert!(svg.contains("L2"));
         assert_eq!(svg.matches("l6,6 m0,-6").count(), 1, "one re-delivery cross");
         assert!(svg.trim_end().ends_with("</svg>"));
