@@ -6,8 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Every scope a key can hold. `admin` keys hold all of them.
-pub const SCOPES: [&str; 8] =
-    ["jobs:read", "jobs:write", "jobs:trigger", "runs:read", "keys:read", "keys:write", "cluster:read", "cluster:admin"];
+pub const SCOPES: [&str; 8] = [
+    "jobs:read",
+    "jobs:write",
+    "jobs:trigger",
+    "runs:read",
+    "keys:read",
+    "keys:write",
+    "cluster:read",
+    "cluster:admin",
+];
 
 /// The fixed scopes of a `telemetry` key.
 pub const TELEMETRY_SCOPES: [&str; 2] = ["cluster:read", "runs:read"];
