@@ -145,8 +145,19 @@ fn fire_of(spec: JobSpec) -> Fire {
     Fire { job, fire_id: FireId::scheduled(id, AT_MS), scheduled_at_ms: AT_MS, retry_until_ms: None }
 }
 
+/// [`super::redirect_target`] with the plain SSRF guard.
+fn redirect_target(
+    current: &Url,
+    location: &str,
+    status: u16,
+    method: &Method,
+    allow_private: bool,
+) -> Result<Hop, String> {
+    super::redirect_target(current, location, status, method, &|u| ssrf::check_url(u, allow_private).map(|_| ()))
+}
+
 fn executor() -> Executor {
-    Executor::new(true).unwrap().with_delay_unit(UNIT)
+    Executor::new(true, Metrics::new().unwrap()).unwrap().with_delay_unit(UNIT)
 }
 
 async fn run(executor: &Executor, fire: &Fire) -> RunRecord {
@@ -375,7 +386,7 @@ async fn no_retry_starts_at_or_after_the_next_slot() {
 
     let started = Instant::now();
     // The real delay unit: a retry would come 10 s later, well past the next slot.
-    let rec = run(&Executor::new(true).unwrap(), &fire).await;
+    let rec = run(&Executor::new(true, Metrics::new().unwrap()).unwrap(), &fire).await;
 
     assert_eq!(rec.status, RunStatus::Failed);
     assert_eq!(rec.attempts, 1);
@@ -436,7 +447,7 @@ fn body_prefix_replaces_invalid_bytes_within_the_limit() {
 #[tokio::test]
 async fn a_private_target_is_refused_without_traffic() {
     let target = Target::start(vec![Reply::status(200)]).await;
-    let guarded = Executor::new(false).unwrap().with_delay_unit(UNIT);
+    let guarded = Executor::new(false, Metrics::new().unwrap()).unwrap().with_delay_unit(UNIT);
     for url in [target.url("/"), format!("http://localhost:{}/", target.port)] {
         let mut s = spec(url.clone());
         s.max_retries = 3;
