@@ -330,5 +330,6 @@ pub struct ShardList {
     pub shard_count: u32,
     pub shards: Vec<ShardInfo>,
     /// Shards per node id.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u32>))]
     pub per_node: std::collections::BTreeMap<u64, u32>,
 }
