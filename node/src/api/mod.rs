@@ -6,7 +6,7 @@
 //!
 //! Every public route is registered in one place, [`router`], through `utoipa_axum::routes!`
 //! from its handler's `#[utoipa::path]`: the axum router and the OpenAPI document
-//! (`GET /api/v1/openapi.json`, [`openapi`]) come from the same list and cannot drift. Every
+//! (`GET /api/v1/openapi.json`, [`openapi()`]) come from the same list and cannot drift. Every
 //! request passes [`observe::observe`] (request id, span, metrics).
 
 pub mod audit;
