@@ -8,6 +8,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use common::*;
@@ -83,9 +85,29 @@ fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// A loopback target that answers 200 to everything and counts what it got.
+async fn start_sink() -> Result<(std::net::SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>)> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, hits, task))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_describes_what_the_node_answers() -> Result<()> {
-    let c = TestCluster::start_with(1, &["--log-format", "json"]).await?;
+    let (sink, hits, sink_task) = start_sink().await?;
+    let c = TestCluster::start_with(1, &["--log-format", "json", "--allow-private-targets"]).await?;
     let api = c.client(1);
     let anon = api.anonymous();
 
@@ -149,7 +171,10 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
     call(&doc, &api, "GET", "/api/v1/jobs", "/api/v1/jobs?page=1&page_size=5&consistency=stale", None, 200).await?;
 
     // Jobs: create, read, change, runs, trigger, errors, delete.
-    let created = call(&doc, &api, "POST", "/api/v1/jobs", "/api/v1/jobs", Some(&job("openapi-1")), 201).await?;
+    // A yearly schedule on the loopback sink: only the trigger below sends anything.
+    let mut local = job("openapi-1");
+    local["url"] = json!(format!("http://{sink}/hit"));
+    let created = call(&doc, &api, "POST", "/api/v1/jobs", "/api/v1/jobs", Some(&local), 201).await?;
     let id = job_id(&created.field("job")?);
     let one = format!("/api/v1/jobs/{id}");
     call(&doc, &api, "GET", "/api/v1/jobs/{id}", &one, None, 200).await?;
@@ -209,6 +234,18 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
         400,
     )
     .await?;
+    // The triggered run reaches the sink and is recorded; then the job goes.
+    wait_until("the triggered run to be recorded", WAIT, || {
+        let api = api.clone();
+        let (doc, runs) = (&doc, format!("{one}/runs"));
+        async move {
+            let r = call(doc, &api, "GET", "/api/v1/jobs/{id}/runs", &runs, None, 200).await?;
+            ensure!(r.json["runs"][0]["status"] == "succeeded", "runs: {}", r.json["runs"]);
+            Ok(())
+        }
+    })
+    .await?;
+    ensure!(hits.load(Ordering::SeqCst) >= 1, "the sink got nothing");
     call(&doc, &api, "DELETE", "/api/v1/jobs/{id}", &one, None, 200).await?;
     call(&doc, &api, "DELETE", "/api/v1/jobs/{id}", &one, None, 404).await?;
 
@@ -270,6 +307,12 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
         ("raftcron_api_auth_failures_total{reason=\"missing\"}", 2.0),
         ("raftcron_api_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",status=\"200\"}", 1.0),
         ("raftcron_api_requests_total{method=\"PUT\",route=\"/api/v1/jobs/{id}\",status=\"405\"}", 1.0),
+        ("raftcron_scheduler_shards_owned", 1.0),
+        ("raftcron_scheduler_lease_renewals_total", 1.0),
+        ("raftcron_scheduler_claims_total", 1.0),
+        ("raftcron_scheduler_fires_total{outcome=\"succeeded\"}", 1.0),
+        ("raftcron_scheduler_fire_lateness_seconds_count", 1.0),
+        ("raftcron_executor_request_duration_seconds_count", 1.0),
     ] {
         let v = metric_value(t, series).with_context(|| format!("no series {series}"))?;
         ensure!(v >= at_least, "{series} is {v}, expected at least {at_least}");
@@ -291,5 +334,6 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
     if tagged_lines == 0 {
         bail!("no log line of the refused request carries its id; log:\n{log}");
     }
+    sink_task.abort();
     c.stop()
 }

@@ -447,7 +447,8 @@ fn body_prefix_replaces_invalid_bytes_within_the_limit() {
 #[tokio::test]
 async fn a_private_target_is_refused_without_traffic() {
     let target = Target::start(vec![Reply::status(200)]).await;
-    let guarded = Executor::new(false, Metrics::new().unwrap()).unwrap().with_delay_unit(UNIT);
+    let metrics = Metrics::new().unwrap();
+    let guarded = Executor::new(false, metrics.clone()).unwrap().with_delay_unit(UNIT);
     for url in [target.url("/"), format!("http://localhost:{}/", target.port)] {
         let mut s = spec(url.clone());
         s.max_retries = 3;
@@ -465,6 +466,23 @@ async fn a_private_target_is_refused_without_traffic() {
     let error = run(&guarded, &fire_of(spec(target.url("/")))).await.error.unwrap();
     assert_eq!(error, "target refused: 127.0.0.1 is not a public address");
     assert!(target.seen().is_empty());
+    // Every refusal counts: IP literals and local names alike.
+    assert_eq!(metrics.executor.ssrf_refusals.get(), 3);
+    assert_eq!(metrics.executor.retries.get(), 0);
+}
+
+#[tokio::test]
+async fn retries_and_attempt_durations_are_counted() {
+    let target = Target::start(vec![Reply::status(503), Reply::status(200)]).await;
+    let metrics = Metrics::new().unwrap();
+    let executor = Executor::new(true, metrics.clone()).unwrap().with_delay_unit(UNIT);
+    let mut s = spec(target.url("/"));
+    s.max_retries = 2;
+    let rec = run(&executor, &fire_of(s)).await;
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(metrics.executor.retries.get(), 1);
+    assert_eq!(metrics.executor.request_duration.get_sample_count(), 2);
+    assert_eq!(metrics.executor.ssrf_refusals.get(), 0);
 }
 
 #[tokio::test]
