@@ -77,6 +77,7 @@ async fn call(
     status: u16,
 ) -> Result<Resp> {
     let r = api.send(method, path, body).await?.expect(status)?;
+    ensure!(r.headers.contains_key("x-request-id"), "{}: no X-Request-Id", r.request);
     doc.answer(method, tpl, &r)?;
     Ok(r)
 }
@@ -139,6 +140,7 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             let documented = item.get(method.to_lowercase()).is_some();
             let r = api.send(method, &path, None).await?;
+            ensure!(r.headers.contains_key("x-request-id"), "{}: no X-Request-Id", r.request);
             if !documented {
                 ensure!(r.status == 405, "{method} {tpl} is not documented but answered {}: {}", r.status, r.text);
                 r.clone().expect_error(405, "METHOD_NOT_ALLOWED")?;

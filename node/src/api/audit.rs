@@ -48,7 +48,7 @@ fn view(e: &AuditRecord) -> AuditEntry {
 }
 
 /// The audit trail, newest first (`cluster:admin`).
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses(
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit", tag = "audit", params(AuditQuery), responses(
     (status = 200, description = "A page of entries", body = AuditList),
     (status = 400, description = "VALIDATION_ERROR or BAD_REQUEST", body = ErrorBody),
 ))]

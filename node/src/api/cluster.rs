@@ -26,7 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// This node's view of the cluster (`cluster:read`).
-#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster", responses(
+#[utoipa::path(get, path = "/api/v1/cluster", operation_id = "get_cluster", tag = "cluster", responses(
     (status = 200, description = "The answering node's view", body = ClusterEnvelope),
 ))]
 async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ClusterEnvelope>> {
@@ -51,7 +51,8 @@ fn check_addr(addr: &str) -> ApiResult<()> {
 }
 
 /// Adds a node as a voter once it caught up with the log (`cluster:admin`).
-#[utoipa::path(post, path = "/api/v1/cluster/nodes", tag = "cluster", request_body = AddNode, responses(
+#[utoipa::path(post, path = "/api/v1/cluster/nodes", operation_id = "add_node",
+    tag = "cluster", request_body = AddNode, responses(
     (status = 200, description = "The cluster with the new member", body = ClusterEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
     (status = 409, description = "CONFLICT: refused (a change in progress, or the node did not catch up)",
@@ -73,7 +74,7 @@ async fn add_node(
 }
 
 /// Removes a member (`cluster:admin`).
-#[utoipa::path(delete, path = "/api/v1/cluster/nodes/{id}", tag = "cluster",
+#[utoipa::path(delete, path = "/api/v1/cluster/nodes/{id}", operation_id = "remove_node", tag = "cluster",
     params(("id" = u64, Path, description = "The node's id")), responses(
     (status = 200, description = "Removed", body = OkResponse),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
@@ -92,7 +93,7 @@ async fn remove_node(
 }
 
 /// The process is alive and serving HTTP (no key needed).
-#[utoipa::path(get, path = "/healthz", tag = "probes", responses(
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "probes", responses(
     (status = 200, description = "Alive", body = HealthStatus),
 ))]
 pub async fn healthz() -> Json<HealthStatus> {
@@ -100,7 +101,7 @@ pub async fn healthz() -> Json<HealthStatus> {
 }
 
 /// Member of a cluster with a known leader, caught up with its log (no key needed).
-#[utoipa::path(get, path = "/readyz", tag = "probes", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "probes", responses(
     (status = 200, description = "Ready", body = HealthStatus),
     (status = 503, description = "Not ready, and why", body = HealthStatus),
 ))]
@@ -114,7 +115,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Every shard's owner and lease (`cluster:read`).
-#[utoipa::path(get, path = "/api/v1/cluster/shards", tag = "cluster", responses(
+#[utoipa::path(get, path = "/api/v1/cluster/shards", operation_id = "list_shards", tag = "cluster", responses(
     (status = 200, description = "The shard assignment", body = ShardList),
 ))]
 async fn shards(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ShardList>> {

@@ -146,7 +146,7 @@ fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
 }
 
 /// Lists the jobs of the key's tenant, oldest first (`jobs:read`).
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery), responses(
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses(
     (status = 200, description = "A page of jobs", body = JobList),
     (status = 400, description = "VALIDATION_ERROR (page, page_size) or BAD_REQUEST (query)", body = ErrorBody),
 ))]
@@ -170,7 +170,8 @@ async fn list(
 }
 
 /// Creates a job in the key's tenant (`jobs:write`).
-#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = CreateJob, responses(
+#[utoipa::path(post, path = "/api/v1/jobs", operation_id = "create_job",
+    tag = "jobs", request_body = CreateJob, responses(
     (status = 201, description = "The job", body = JobEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
     (status = 403, description = "PLAN_LIMIT_REACHED, INTERVAL_TOO_SHORT or ACCESS_DENIED", body = ErrorBody),
@@ -196,7 +197,7 @@ async fn create(
 }
 
 /// One job (`jobs:read`).
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)"), ReadQuery), responses(
     (status = 200, description = "The job", body = JobEnvelope),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
@@ -218,7 +219,7 @@ async fn get_one(
 }
 
 /// Changes a job: absent fields keep their value (`jobs:write`).
-#[utoipa::path(patch, path = "/api/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(patch, path = "/api/v1/jobs/{id}", operation_id = "update_job", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)")), request_body = UpdateJob, responses(
     (status = 200, description = "The job as changed", body = JobEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
@@ -254,7 +255,7 @@ async fn update(
 }
 
 /// Deletes a job and its runs (`jobs:write`).
-#[utoipa::path(delete, path = "/api/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", operation_id = "delete_job", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)")), responses(
     (status = 200, description = "Deleted", body = OkResponse),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
@@ -291,7 +292,7 @@ fn run_view(r: &RunRecord) -> Run {
 }
 
 /// A job's recorded runs, newest first (`runs:read`).
-#[utoipa::path(get, path = "/api/v1/jobs/{id}/runs", tag = "runs",
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/runs", operation_id = "list_runs", tag = "runs",
     params(("id" = String, Path, description = "The job's id (a UUID)"), ListQuery), responses(
     (status = 200, description = "A page of runs", body = RunList),
     (status = 400, description = "VALIDATION_ERROR (page, page_size) or BAD_REQUEST (query)", body = ErrorBody),
@@ -317,7 +318,7 @@ async fn runs(
 
 /// Runs a job now (202): its shard's owner sends it once, with a fire id of its own
 /// (`jobs:trigger`).
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/trigger", tag = "jobs",
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/trigger", operation_id = "trigger_job", tag = "jobs",
     params(("id" = String, Path, description = "The job's id (a UUID)")), responses(
     (status = 202, description = "The run, as it starts", body = RunEnvelope),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),

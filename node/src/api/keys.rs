@@ -136,7 +136,7 @@ fn key_result(result: CommandResult) -> ApiResult<ApiKeyRecord> {
 }
 
 /// Lists the keys of the caller's tenant, or of `?tenant=` (`keys:read`).
-#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", params(KeysQuery), responses(
+#[utoipa::path(get, path = "/api/v1/keys", operation_id = "list_keys", tag = "keys", params(KeysQuery), responses(
     (status = 200, description = "A page of keys (never the keys themselves)", body = KeyList),
     (status = 400, description = "VALIDATION_ERROR or BAD_REQUEST", body = ErrorBody),
 ))]
@@ -158,7 +158,8 @@ async fn list(
 }
 
 /// Creates a key: the only answer that shows it (`keys:write`; never beyond the caller's scopes).
-#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKey, responses(
+#[utoipa::path(post, path = "/api/v1/keys", operation_id = "create_key",
+    tag = "keys", request_body = CreateKey, responses(
     (status = 201, description = "The key, shown once", body = CreatedKeyEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
     (status = 404, description = "NOT_FOUND: no such tenant", body = ErrorBody),
@@ -220,7 +221,7 @@ async fn create(
 }
 
 /// One key (`keys:read`).
-#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys",
+#[utoipa::path(get, path = "/api/v1/keys/{id}", operation_id = "get_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id (a UUID)")), responses(
     (status = 200, description = "The key", body = KeyEnvelope),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
@@ -237,7 +238,7 @@ async fn get_one(
 }
 
 /// Changes a key's name, scopes, allowlist or expiry (`keys:write`).
-#[utoipa::path(patch, path = "/api/v1/keys/{id}", tag = "keys",
+#[utoipa::path(patch, path = "/api/v1/keys/{id}", operation_id = "update_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id (a UUID)")), request_body = UpdateKey, responses(
     (status = 200, description = "The key as changed", body = KeyEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
@@ -288,7 +289,7 @@ async fn update(
 }
 
 /// `DELETE`: 204. Every node refuses the key once it applied the revocation (a heartbeat later).
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", operation_id = "revoke_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id (a UUID)")), responses(
     (status = 204, description = "Revoked"),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),

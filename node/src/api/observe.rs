@@ -85,7 +85,7 @@ pub async fn observe(State(metrics): State<Metrics>, req: Request, next: Next) -
 /// Every metric of this node in the Prometheus text format (no key needed).
 #[utoipa::path(
     get,
-    path = "/metrics",
+    path = "/metrics", operation_id = "metrics",
     tag = "probes",
     responses((status = 200, description = "Every series in the Prometheus text format (docs/observability.md)",
         body = String, content_type = "text/plain"))

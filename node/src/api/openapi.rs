@@ -13,12 +13,15 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use raftcron_client::{ErrorBody, ErrorCode};
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::observe::{MAX_REQUEST_ID_LEN, REQUEST_ID};
 use crate::api::AppState;
 
 /// The tag of the routes that need no key.
@@ -54,7 +57,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// This document (no key needed).
 #[utoipa::path(
     get,
-    path = "/api/v1/openapi.json",
+    path = "/api/v1/openapi.json", operation_id = "openapi",
     tag = "probes",
     responses((status = 200, description = "The OpenAPI 3 description of this API", body = Object))
 )]
@@ -84,7 +87,17 @@ fn keyed(op: &Operation) -> bool {
     !op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == PUBLIC_TAG))
 }
 
-/// Adds the security schemes, each keyed operation's security and its common error answers.
+/// The `X-Request-Id` every answer carries.
+fn request_id_header() -> Header {
+    let schema = ObjectBuilder::new().schema_type(Type::String).max_length(Some(MAX_REQUEST_ID_LEN));
+    HeaderBuilder::new()
+        .schema(schema)
+        .description(Some("The request's id: the client's `X-Request-Id` when sane, else a fresh UUID"))
+        .build()
+}
+
+/// Adds the security schemes, each keyed operation's security and its common error answers,
+/// and `X-Request-Id` to every answer.
 pub fn finish(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -113,12 +126,17 @@ pub fn finish(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
         let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
         for op in ops.into_iter().flatten() {
-            if !keyed(op) {
-                continue;
+            if keyed(op) {
+                op.security =
+                    Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
+                for (status, description) in KEYED_ERRORS {
+                    op.responses.responses.entry(status.to_string()).or_insert_with(|| error_response(description));
+                }
             }
-            op.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
-            for (status, description) in KEYED_ERRORS {
-                op.responses.responses.entry(status.to_string()).or_insert_with(|| error_response(description));
+            for response in op.responses.responses.values_mut() {
+                if let RefOr::T(r) = response {
+                    r.headers.insert(REQUEST_ID.as_str().to_string(), request_id_header());
+                }
             }
         }
     }
@@ -197,10 +215,25 @@ mod tests {
                 let public = op["tags"].as_array().unwrap().iter().any(|t| t == super::PUBLIC_TAG);
                 assert_eq!(op["security"].is_array(), !public, "{method} {path}");
                 assert!(op["operationId"].is_string(), "{method} {path}");
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    assert!(r["headers"]["x-request-id"].is_object(), "{method} {path} {status}");
+                }
                 if !public {
                     let e401 = &op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"];
                     assert_eq!(e401, "#/components/schemas/ErrorBody", "{method} {path}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let d = doc();
+        let mut seen = BTreeSet::new();
+        for item in d["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                let id = op["operationId"].as_str().unwrap().to_string();
+                assert!(seen.insert(id.clone()), "operationId {id} is used twice");
             }
         }
     }

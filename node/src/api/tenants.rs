@@ -62,7 +62,8 @@ fn tenant_result(state: &AppState, result: CommandResult) -> ApiResult<Tenant> {
 }
 
 /// Lists the tenants (`cluster:admin`).
-#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(ListQuery), responses(
+#[utoipa::path(get, path = "/api/v1/tenants", operation_id = "list_tenants",
+    tag = "tenants", params(ListQuery), responses(
     (status = 200, description = "A page of tenants", body = TenantList),
     (status = 400, description = "VALIDATION_ERROR or BAD_REQUEST", body = ErrorBody),
 ))]
@@ -82,7 +83,8 @@ async fn list(
 }
 
 /// Creates a tenant (`cluster:admin`).
-#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant, responses(
+#[utoipa::path(post, path = "/api/v1/tenants", operation_id = "create_tenant",
+    tag = "tenants", request_body = CreateTenant, responses(
     (status = 201, description = "The tenant", body = TenantEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
     (status = 409, description = "CONFLICT: the tenant exists", body = ErrorBody),
@@ -111,7 +113,7 @@ async fn create(
 }
 
 /// One tenant (`cluster:admin`).
-#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants",
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", operation_id = "get_tenant", tag = "tenants",
     params(("id" = String, Path, description = "The tenant's id")), responses(
     (status = 200, description = "The tenant", body = TenantEnvelope),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
@@ -130,7 +132,7 @@ async fn get_one(
 }
 
 /// Changes a tenant's name or quotas; `null` removes a quota (`cluster:admin`).
-#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants",
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", operation_id = "update_tenant", tag = "tenants",
     params(("id" = String, Path, description = "The tenant's id")), request_body = UpdateTenant, responses(
     (status = 200, description = "The tenant as changed", body = TenantEnvelope),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
@@ -160,7 +162,7 @@ async fn update(
 }
 
 /// `DELETE`: 204; only an empty tenant (its keys go with it); never the default tenant.
-#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants",
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", operation_id = "delete_tenant", tag = "tenants",
     params(("id" = String, Path, description = "The tenant's id")), responses(
     (status = 204, description = "Deleted"),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
