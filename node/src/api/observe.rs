@@ -67,7 +67,9 @@ pub async fn observe(State(metrics): State<Metrics>, req: Request, next: Next) -
     };
     let route = req.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, |m| m.as_str()).to_owned();
     let method = method_label(req.method());
-    let span = tracing::info_span!("request", request_id = %id, method, route = %route);
+    // At the error level, so the span (and the id) is on the request's lines whatever the filter
+    // lets through: a span below the filter's level would be dropped with its fields.
+    let span = tracing::error_span!("request", request_id = %id, method, route = %route);
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
