@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::config::Timing;
@@ -239,11 +237,23 @@ impl Processes {
         Ok(())
     }
 
-    fn pid(&self, id: u64) -> Result<Pid> {
+    fn pid(&self, id: u64) -> Result<u32> {
         let node = self.nodes.get(&id).ok_or_else(|| anyhow!("no node {id}"))?;
         let child = node.child.as_ref().ok_or_else(|| anyhow!("node {id} is not running"))?;
-        let raw = child.id().ok_or_else(|| anyhow!("node {id} has exited"))?;
-        Ok(Pid::from_raw(i32::try_from(raw).context("pid out of range")?))
+        child.id().ok_or_else(|| anyhow!("node {id} has exited"))
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to node `id` with the system's `kill`, which keeps this
+    /// crate free of unsafe code and of a libc binding that would change the node's build.
+    fn signal(&self, id: u64, signal: &str) -> Result<()> {
+        let pid = self.pid(id)?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .with_context(|| format!("running kill -{signal} {pid}"))?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
     }
 
     /// SIGKILLs node `id` and reaps it.
@@ -259,8 +269,7 @@ impl Processes {
 
     /// Freezes node `id` (SIGSTOP).
     pub fn pause(&mut self, id: u64) -> Result<()> {
-        let pid = self.pid(id)?;
-        kill(pid, Signal::SIGSTOP).with_context(|| format!("SIGSTOP node {id}"))?;
+        self.signal(id, "STOP").with_context(|| format!("SIGSTOP node {id}"))?;
         let node = self.get_mut(id)?;
         node.paused = true;
         Self::log_line(&node.log_path, &format!("node {id} got SIGSTOP"));
@@ -269,8 +278,7 @@ impl Processes {
 
     /// Thaws node `id` (SIGCONT).
     pub fn resume(&mut self, id: u64) -> Result<()> {
-        let pid = self.pid(id)?;
-        kill(pid, Signal::SIGCONT).with_context(|| format!("SIGCONT node {id}"))?;
+        self.signal(id, "CONT").with_context(|| format!("SIGCONT node {id}"))?;
         let node = self.get_mut(id)?;
         node.paused = false;
         Self::log_line(&node.log_path, &format!("node {id} got SIGCONT"));

@@ -23,6 +23,7 @@ pub const TELEMETRY_SCOPES: [&str; 2] = ["cluster:read", "runs:read"];
 /// `POST /api/v1/keys`. `kind` defaults to `custom`; `scopes` is required for `custom` keys and
 /// fixed for the others. `tenant` may name another tenant only for a `cluster:admin` caller.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub name: String,
@@ -41,6 +42,7 @@ pub struct CreateKey {
 
 /// `PATCH /api/v1/keys/{id}`: absent fields keep their value; `"expires_at": null` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,7 @@ where
 
 /// An API key as the API shows it: everything but the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -85,6 +88,7 @@ pub struct ApiKey {
 
 /// The answer to `POST /api/v1/keys`: the only time the full key is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedKey {
     /// The full key. Store it now: it cannot be shown again.
     pub key: String,
@@ -94,18 +98,21 @@ pub struct CreatedKey {
 
 /// `{"api_key": {...}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyEnvelope {
     pub api_key: ApiKey,
 }
 
 /// `{"api_key": {..., "key": "rcn_..."}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedKeyEnvelope {
     pub api_key: CreatedKey,
 }
 
 /// `{"api_keys": [...], "page": 1, "page_size": 50, "total_count": N}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyList {
     pub api_keys: Vec<ApiKey>,
     pub page: u32,
@@ -115,6 +122,7 @@ pub struct KeyList {
 
 /// `POST /api/v1/tenants`. Quotas absent: no limit (rate limit: the node default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// `[a-z0-9-]`, 1 to 63 characters.
@@ -130,6 +138,7 @@ pub struct CreateTenant {
 
 /// `PATCH /api/v1/tenants/{id}`: absent fields keep their value; `null` removes a quota.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +153,7 @@ pub struct UpdateTenant {
 
 /// A tenant: a namespace of keys and jobs with its quotas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -157,12 +167,14 @@ pub struct Tenant {
 
 /// `{"tenant": {...}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantEnvelope {
     pub tenant: Tenant,
 }
 
 /// `{"tenants": [...], "page": 1, "page_size": 50, "total_count": N}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantList {
     pub tenants: Vec<Tenant>,
     pub page: u32,
@@ -172,6 +184,7 @@ pub struct TenantList {
 
 /// One change to a key, tenant or job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// The Raft log index of the change: unique and increasing.
     pub seq: u64,
@@ -191,6 +204,7 @@ pub struct AuditEntry {
 
 /// `{"entries": [...], "page": 1, "page_size": 50, "total_count": N}`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditList {
     pub entries: Vec<AuditEntry>,
     pub page: u32,
@@ -200,6 +214,7 @@ pub struct AuditList {
 
 /// `429` bodies carry how long to wait, as seed 001 shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimited {
     pub error: String,
     pub message: String,

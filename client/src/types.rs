@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 /// `POST /api/v1/jobs`. Optional fields take the defaults of the jobs API reference.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     pub name: String,
@@ -52,6 +53,7 @@ pub struct CreateJob {
 /// `PATCH /api/v1/jobs/{id}`: a partial update; absent fields keep their value.
 /// `headers`, when present, replaces the whole header map; `body: ""` clears the body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,7 @@ pub struct UpdateJob {
 
 /// A job as the API returns it. Header values are masked: only names are shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: Uuid,
     pub name: String,
@@ -130,12 +133,14 @@ pub const MASKED_VALUE: &str = "********";
 
 /// `{"job": {...}}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobEnvelope {
     pub job: Job,
 }
 
 /// `{"jobs": [...], "page": 1, "page_size": 50, "total_count": N}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobList {
     pub jobs: Vec<Job>,
     pub page: u32,
@@ -145,12 +150,14 @@ pub struct JobList {
 
 /// `{"ok": true}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OkResponse {
     pub ok: bool,
 }
 
 /// Query parameters of list routes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +170,7 @@ pub struct ListQuery {
 
 /// `?consistency=` of single-resource reads (`GET /api/v1/jobs/{id}`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +179,7 @@ pub struct ReadQuery {
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
     /// The read reflects every write acknowledged before it started (a leader round trip).
@@ -192,6 +201,7 @@ impl Consistency {
 
 /// The role of a member in the Raft group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MemberRole {
     Leader,
@@ -201,6 +211,7 @@ pub enum MemberRole {
 
 /// A member of the cluster as seen from the answering node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub node_id: u64,
     pub addr: String,
@@ -216,6 +227,7 @@ pub struct Member {
 
 /// `GET /api/v1/cluster`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     pub node_id: u64,
     pub leader_id: Option<u64>,
@@ -239,12 +251,14 @@ pub struct ClusterStatus {
 
 /// `{"cluster": {...}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterEnvelope {
     pub cluster: ClusterStatus,
 }
 
 /// `POST /api/v1/cluster/nodes`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddNode {
     pub node_id: u64,
@@ -253,6 +267,7 @@ pub struct AddNode {
 
 /// `GET /healthz` and `GET /readyz`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthStatus {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +276,7 @@ pub struct HealthStatus {
 
 /// One occurrence of a job and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     /// The fire id, sent as `Idempotency-Key`.
     pub id: String,
@@ -280,12 +296,14 @@ pub struct Run {
 
 /// `{"run": {...}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunEnvelope {
     pub run: Run,
 }
 
 /// `{"runs": [...], "page": 1, "page_size": 50, "total_count": N}`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunList {
     pub runs: Vec<Run>,
     pub page: u32,
@@ -295,6 +313,7 @@ pub struct RunList {
 
 /// One shard's owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShardInfo {
     pub shard: u32,
     pub node_id: Option<u64>,
@@ -306,9 +325,11 @@ pub struct ShardInfo {
 
 /// `GET /api/v1/cluster/shards`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShardList {
     pub shard_count: u32,
     pub shards: Vec<ShardInfo>,
     /// Shards per node id.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u32>))]
     pub per_node: std::collections::BTreeMap<u64, u32>,
 }

@@ -14,6 +14,7 @@
 //! reseal   -> cluster, state, model, crypto       re-sealing secrets after a master-key rotation
 //! model    -> crypto                              jobs, cron schedules, API keys, tenants: pure
 //! clock, ids, config, crypto, tls                  leaves (crypto: sealing; tls: rustls setup)
+//! metrics                                          leaf: the Prometheus registry; any layer records into it
 //! ```
 //!
 //! The design notes live in `docs/design/`.
@@ -27,6 +28,7 @@ pub mod dev;
 pub mod executor;
 pub mod failpoint;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod raft;
 pub mod reseal;

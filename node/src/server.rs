@@ -19,6 +19,7 @@ use crate::cluster::{bootstrap, drill, forward, Cluster};
 use crate::config::Config;
 use crate::executor::http::Executor;
 use crate::executor::notify::Notifier;
+use crate::metrics::Metrics;
 use crate::raft::handle::RaftHandle;
 use crate::raft::network::{LastContact, PeerClient, PeerNetwork};
 use crate::raft::rpc::{self, PeerGate};
@@ -32,6 +33,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
+    let metrics = Metrics::new()?;
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening {}", cfg.data_dir.display()))?;
     let keyring_ids = cfg.keyring.ids();
     tracing::info!(master_key_id = %keyring_ids.current, readable = ?keyring_ids.all, "keyring loaded");
@@ -46,8 +48,10 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("building the peer client: {e}"))?;
     let contact = LastContact::default();
     let network = PeerNetwork { client: peers.clone(), contact: contact.clone() };
-    let raft = crate::raft::start(cfg.node_id, store.clone(), network, &cfg.tuning).await.context("starting raft")?;
-    let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone(), contact);
+    let raft = crate::raft::start(cfg.node_id, store.clone(), network, &cfg.tuning, metrics.clone())
+        .await
+        .context("starting raft")?;
+    let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone(), contact, metrics.clone());
     let clock = SystemClock::with_offset_ms(cfg.clock_offset_ms);
     let cluster = Cluster::new(handle, store, peers, Arc::new(clock.clone()));
     if cfg.allow_private_targets {
@@ -79,6 +83,7 @@ pub async fn run(
         guard: guard.clone(),
         keyring: cfg.keyring.clone(),
         reseal: reseal.clone(),
+        metrics: metrics.clone(),
     })
     .merge(internal);
 
@@ -116,13 +121,13 @@ pub async fn run(
     let formation = bootstrap::Formation { shard_count: cfg.shards, runs_kept: cfg.run_history };
     let admin =
         tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), formation, stop_rx.clone()));
-    let executor = Executor::new(cfg.allow_private_targets)
+    let executor = Executor::new(cfg.allow_private_targets, metrics.clone())
         .context("building the HTTP executor")?
         .with_keyring(cfg.keyring.clone());
-    let notifier = Notifier::new(cfg.notify_webhooks.clone()).context("building the notifier")?;
+    let notifier = Notifier::new(cfg.notify_webhooks.clone(), metrics.clone()).context("building the notifier")?;
     let sched_cfg =
         SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() };
-    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, stop_rx.clone());
+    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));
 

@@ -6,7 +6,8 @@
 //!   a flag's `[env: ...]` in `raftcron serve --help`, or one of [`ENV_NOT_FLAGS`].
 //! - Every flag passed to `raftcron serve` under `deploy/` and in `docs/deploy.md` and
 //!   `docs/operations.md` is in `raftcron serve --help`.
-//! - Every metric the alert rules and the dashboard query is in [`METRICS`].
+//! - Every metric the alert rules and the dashboard query is in [`METRICS`], and
+//!   `docs/observability.md` documents exactly those.
 //! - `docs/configuration.md` documents exactly the flags (and variables) of `raftcron serve` and
 //!   `raftcron dev`.
 //!
@@ -43,6 +44,7 @@ const METRICS: &[(&str, Kind)] = &[
     ("raftcron_raft_reachable_voters", Kind::Gauge),
     ("raftcron_raft_proposals_total", Kind::Counter),
     ("raftcron_raft_snapshots_total", Kind::Counter),
+    ("raftcron_raft_snapshot_duration_seconds", Kind::Histogram),
     ("raftcron_storage_size_bytes", Kind::Gauge),
     ("raftcron_scheduler_shards_owned", Kind::Gauge),
     ("raftcron_scheduler_lease_renewals_total", Kind::Counter),
@@ -370,6 +372,21 @@ fn alerts_and_dashboard_use_only_exported_metrics() -> Result<()> {
         problems.extend(p);
     }
     assert!(seen >= 10, "only {seen} metric names found in the alerts and dashboard");
+    fail_on(problems)
+}
+
+#[test]
+fn observability_doc_lists_every_exported_metric() -> Result<()> {
+    let path = PathBuf::from("docs/observability.md");
+    let text = std::fs::read_to_string(repo_root().join(&path))?;
+    // Log targets (`raftcron_node::api::auth`) are crate paths, not metrics.
+    let (_, mut problems) = metric_problems(&path, &text.replace("raftcron_node::", ""));
+    for (name, kind) in METRICS {
+        let kind = format!("{kind:?}").to_lowercase();
+        if !text.lines().any(|l| l.starts_with(&format!("| `{name}` | {kind} |"))) {
+            problems.push(format!("{}: no table row for {name} ({kind})", path.display()));
+        }
+    }
     fail_on(problems)
 }
 

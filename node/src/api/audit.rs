@@ -1,10 +1,11 @@
 //! `GET /api/v1/audit` (`cluster:admin`): the trail of changes to keys, tenants and jobs.
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use raftcron_client::{AuditEntry, AuditList, Consistency};
+use axum::Json;
+use raftcron_client::{AuditEntry, AuditList, Consistency, ErrorBody};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::auth::Caller;
 use crate::api::error::ApiResult;
@@ -15,14 +16,17 @@ use crate::model::apikey::Scope;
 use crate::model::audit::AuditRecord;
 use crate::state::read;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/audit", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// 1 or more (default 1).
     page: Option<u32>,
+    /// 1 to 500 (default 50).
     page_size: Option<u32>,
     consistency: Option<Consistency>,
     /// Only this tenant's entries.
@@ -43,6 +47,11 @@ fn view(e: &AuditRecord) -> AuditEntry {
     }
 }
 
+/// The audit trail, newest first (`cluster:admin`).
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit", tag = "audit", params(AuditQuery), responses(
+    (status = 200, description = "A page of entries", body = AuditList),
+    (status = 400, description = "VALIDATION_ERROR or BAD_REQUEST", body = ErrorBody),
+))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,

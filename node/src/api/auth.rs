@@ -20,6 +20,7 @@ use axum::extract::ConnectInfo;
 use raftcron_client::ErrorCode;
 
 use crate::ids::TenantId;
+use crate::metrics::AuthFailure;
 use crate::model::apikey::{self, ApiKeyRecord, Scope};
 use crate::model::audit::Actor;
 use crate::state::read;
@@ -149,29 +150,65 @@ impl FromRequestParts<AppState> for Caller {
                 state.guard.admit(&caller, &state.cluster)?;
                 Ok(caller)
             }
-            Err(e) if e.code == ErrorCode::AuthenticationRequired => Err(state.guard.failed(client_ip, e)),
-            Err(e) => Err(e),
+            Err(Refused { error, reason }) => {
+                if let Some(reason) = reason {
+                    state.metrics.api.auth_failure(reason);
+                    tracing::info!(reason = reason.as_str(), client_ip = %client_ip, "authentication failed");
+                }
+                match error.code {
+                    ErrorCode::AuthenticationRequired => Err(state.guard.failed(client_ip, error)),
+                    _ => Err(error),
+                }
+            }
         }
     }
 }
 
+/// Why [`authenticate`] refused: the answer, and the metric's reason when it is about the
+/// credentials (not a storage failure).
+struct Refused {
+    error: ApiError,
+    reason: Option<AuthFailure>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Refused {
+        Refused { error, reason: None }
+    }
+}
+
+fn refused(reason: AuthFailure, error: ApiError) -> Refused {
+    Refused { error, reason: Some(reason) }
+}
+
 /// Finds the key a request presents and checks it may be used now, from here.
-fn authenticate(parts: &Parts, state: &AppState, client_ip: IpAddr) -> Result<Caller, ApiError> {
-    let token = presented_key(&parts.headers, parts.uri.query())?;
+fn authenticate(parts: &Parts, state: &AppState, client_ip: IpAddr) -> Result<Caller, Refused> {
+    let token = presented_key(&parts.headers, parts.uri.query()).map_err(|e| {
+        let none = !parts.headers.contains_key(header::AUTHORIZATION) && !parts.headers.contains_key("x-api-key");
+        let reason = if none && e.code == ErrorCode::AuthenticationRequired {
+            AuthFailure::Missing
+        } else {
+            AuthFailure::Malformed
+        };
+        refused(reason, e)
+    })?;
     if apikey::check_shape(&token).is_err() {
-        return Err(ApiError::unauthenticated("invalid API key"));
+        return Err(refused(AuthFailure::Invalid, ApiError::unauthenticated("invalid API key")));
     }
     let hash = apikey::hash(&token);
-    let Some(key) = read::key_by_hash(&state.cluster.store, &hash)? else {
-        return Err(ApiError::unauthenticated("invalid API key"));
+    let Some(key) = read::key_by_hash(&state.cluster.store, &hash).map_err(ApiError::from)? else {
+        return Err(refused(AuthFailure::Invalid, ApiError::unauthenticated("invalid API key")));
     };
     if key.expired(state.cluster.clock().now_ms()) {
-        return Err(ApiError::unauthenticated("API key expired"));
+        return Err(refused(AuthFailure::Expired, ApiError::unauthenticated("API key expired")));
     }
     if !state.guard.allowed_from(&key, client_ip) {
-        return Err(ApiError::new(
-            ErrorCode::AccessDenied,
-            format!("API key may not be used from {client_ip} (its allowed_cidrs do not include it)"),
+        return Err(refused(
+            AuthFailure::IpNotAllowed,
+            ApiError::new(
+                ErrorCode::AccessDenied,
+                format!("API key may not be used from {client_ip} (its allowed_cidrs do not include it)"),
+            ),
         ));
     }
     Ok(Caller { key, client_ip })

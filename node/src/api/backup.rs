@@ -10,19 +10,26 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use raftcron_client::Consistency;
+use raftcron_client::{Consistency, ErrorBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::AppState;
 use crate::model::apikey::Scope;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/cluster/snapshot", get(snapshot))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(snapshot))
 }
 
+/// A consistent snapshot of the whole state, for backups (`cluster:admin`).
+#[utoipa::path(get, path = "/api/v1/cluster/snapshot", operation_id = "get_cluster_snapshot", tag = "cluster",
+    responses(
+        (status = 200, description = "The snapshot file (restore it with `raftcron restore --from FILE`)",
+            content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 503, description = "NO_LEADER: the read barrier could not complete", body = ErrorBody),
+))]
 async fn snapshot(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Scope::ClusterAdmin)?;
     state.cluster.read_barrier(Consistency::Linearizable).await?;

@@ -3,23 +3,30 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use raftcron_client::{AddNode, ClusterEnvelope, HealthStatus, OkResponse, ShardInfo, ShardList};
+use axum::Json;
+use raftcron_client::{AddNode, ClusterEnvelope, ErrorBody, HealthStatus, OkResponse, ShardInfo, ShardList};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::{ApiJson, AppState};
 use crate::model::apikey::Scope;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/cluster", get(status))
-        .route("/api/v1/cluster/nodes", post(add_node))
-        .route("/api/v1/cluster/shards", get(shards))
-        .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(add_node))
+        .routes(routes!(shards))
+        .routes(routes!(remove_node))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
+/// This node's view of the cluster (`cluster:read`).
+#[utoipa::path(get, path = "/api/v1/cluster", operation_id = "get_cluster", tag = "cluster", responses(
+    (status = 200, description = "The answering node's view", body = ClusterEnvelope),
+))]
 async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ClusterEnvelope>> {
     caller.require(Scope::ClusterRead)?;
     let mut cluster = state.cluster.status();
@@ -41,6 +48,15 @@ fn check_addr(addr: &str) -> ApiResult<()> {
         .map_err(|()| ApiError::validation(format!("addr: expected HOST:PORT, got {addr:?}")))
 }
 
+/// Adds a node as a voter once it caught up with the log (`cluster:admin`).
+#[utoipa::path(post, path = "/api/v1/cluster/nodes", operation_id = "add_node",
+    tag = "cluster", request_body = AddNode, responses(
+    (status = 200, description = "The cluster with the new member", body = ClusterEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 409, description = "CONFLICT: refused (a change in progress, or the node did not catch up)",
+        body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn add_node(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,6 +71,14 @@ async fn add_node(
     Ok(Json(ClusterEnvelope { cluster: state.cluster.status() }))
 }
 
+/// Removes a member (`cluster:admin`).
+#[utoipa::path(delete, path = "/api/v1/cluster/nodes/{id}", operation_id = "remove_node", tag = "cluster",
+    params(("id" = u64, Path, description = "The node's id")), responses(
+    (status = 200, description = "Removed", body = OkResponse),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 409, description = "CONFLICT: not a member, or the last voter", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn remove_node(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,12 +90,19 @@ async fn remove_node(
     Ok(Json(OkResponse { ok: true }))
 }
 
-/// The process is alive and serving HTTP.
+/// The process is alive and serving HTTP (no key needed).
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "probes", responses(
+    (status = 200, description = "Alive", body = HealthStatus),
+))]
 pub async fn healthz() -> Json<HealthStatus> {
     Json(HealthStatus { status: "ok".into(), reason: None })
 }
 
-/// Member of a cluster with a known leader, caught up with its log.
+/// Member of a cluster with a known leader, caught up with its log (no key needed).
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "probes", responses(
+    (status = 200, description = "Ready", body = HealthStatus),
+    (status = 503, description = "Not ready, and why", body = HealthStatus),
+))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.cluster.readiness() {
         Ok(()) => (StatusCode::OK, Json(HealthStatus { status: "ready".into(), reason: None })),
@@ -81,6 +112,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Every shard's owner and lease (`cluster:read`).
+#[utoipa::path(get, path = "/api/v1/cluster/shards", operation_id = "list_shards", tag = "cluster", responses(
+    (status = 200, description = "The shard assignment", body = ShardList),
+))]
 async fn shards(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ShardList>> {
     caller.require(Scope::ClusterRead)?;
     let a = crate::state::firing::assignment(&state.cluster.store)?;

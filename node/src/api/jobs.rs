@@ -3,12 +3,14 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use raftcron_client::{
-    Consistency, CreateJob, Job, JobEnvelope, JobList, ListQuery, OkResponse, Run, RunEnvelope, RunList, UpdateJob,
+    Consistency, CreateJob, ErrorBody, Job, JobEnvelope, JobList, ListQuery, OkResponse, Run, RunEnvelope, RunList,
+    UpdateJob,
 };
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::api::auth::Caller;
@@ -23,16 +25,17 @@ use crate::model::job::{JobPatch, JobRecord, JobSpec};
 use crate::model::run::{FireState, RunRecord};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/jobs", get(list).post(create))
-        .route("/api/v1/jobs/{id}", get(get_one).patch(update).delete(delete))
-        .route("/api/v1/jobs/{id}/runs", get(runs))
-        .route("/api/v1/jobs/{id}/trigger", axum::routing::post(trigger))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, delete))
+        .routes(routes!(runs))
+        .routes(routes!(trigger))
 }
 
 /// `?consistency=` on single-resource reads.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
     #[serde(default)]
@@ -116,9 +119,10 @@ fn check_interval(state: &AppState, caller: &Caller, spec: &JobSpec) -> ApiResul
 
 /// The SSRF guard at create and update time (it runs again at fire time).
 fn check_target(state: &AppState, url: &str) -> ApiResult<()> {
-    ssrf::check_url(url, state.allow_private_targets)
-        .map(|_| ())
-        .map_err(|e| ApiError::validation(format!("url: {e} (a job may only call public addresses)")))
+    ssrf::check_url(url, state.allow_private_targets).map(|_| ()).map_err(|e| {
+        state.metrics.executor.ssrf_refusals.inc();
+        ApiError::validation(format!("url: {e} (a job may only call public addresses)"))
+    })
 }
 
 fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
@@ -141,6 +145,11 @@ fn job_result(state: &AppState, result: CommandResult) -> ApiResult<Job> {
     }
 }
 
+/// Lists the jobs of the key's tenant, oldest first (`jobs:read`).
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses(
+    (status = 200, description = "A page of jobs", body = JobList),
+    (status = 400, description = "VALIDATION_ERROR (page, page_size) or BAD_REQUEST (query)", body = ErrorBody),
+))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -160,6 +169,16 @@ async fn list(
     Ok(Json(JobList { jobs, page, page_size, total_count }))
 }
 
+/// Creates a job in the key's tenant (`jobs:write`).
+#[utoipa::path(post, path = "/api/v1/jobs", operation_id = "create_job",
+    tag = "jobs", request_body = CreateJob, responses(
+    (status = 201, description = "The job", body = JobEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 403, description = "PLAN_LIMIT_REACHED, INTERVAL_TOO_SHORT or ACCESS_DENIED", body = ErrorBody),
+    (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+    (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -177,6 +196,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(JobEnvelope { job })))
 }
 
+/// One job (`jobs:read`).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)"), ReadQuery), responses(
+    (status = 200, description = "The job", body = JobEnvelope),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,6 +218,15 @@ async fn get_one(
     Ok(Json(JobEnvelope { job: job_view(&record, fs.as_ref(), state.cluster.clock().now_ms(), &state.keyring) }))
 }
 
+/// Changes a job: absent fields keep their value (`jobs:write`).
+#[utoipa::path(patch, path = "/api/v1/jobs/{id}", operation_id = "update_job", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)")), request_body = UpdateJob, responses(
+    (status = 200, description = "The job as changed", body = JobEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 403, description = "INTERVAL_TOO_SHORT or ACCESS_DENIED", body = ErrorBody),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -220,6 +254,13 @@ async fn update(
     Ok(Json(JobEnvelope { job }))
 }
 
+/// Deletes a job and its runs (`jobs:write`).
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", operation_id = "delete_job", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)")), responses(
+    (status = 200, description = "Deleted", body = OkResponse),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<Json<OkResponse>> {
     caller.require(Scope::JobsWrite)?;
     let id = parse_id(&raw)?;
@@ -250,6 +291,13 @@ fn run_view(r: &RunRecord) -> Run {
     }
 }
 
+/// A job's recorded runs, newest first (`runs:read`).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/runs", operation_id = "list_runs", tag = "runs",
+    params(("id" = String, Path, description = "The job's id (a UUID)"), ListQuery), responses(
+    (status = 200, description = "A page of runs", body = RunList),
+    (status = 400, description = "VALIDATION_ERROR (page, page_size) or BAD_REQUEST (query)", body = ErrorBody),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+))]
 async fn runs(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,7 +316,14 @@ async fn runs(
     Ok(Json(RunList { runs: records.iter().map(run_view).collect(), page, page_size, total_count }))
 }
 
-/// Runs a job now (202): its shard's owner sends it once, with a fire id of its own.
+/// Runs a job now (202): its shard's owner sends it once, with a fire id of its own
+/// (`jobs:trigger`).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/trigger", operation_id = "trigger_job", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)")), responses(
+    (status = 202, description = "The run, as it starts", body = RunEnvelope),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn trigger(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,12 +7,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use raftcron_client::{
-    ApiKey, Consistency, CreateKey, CreatedKey, CreatedKeyEnvelope, KeyEnvelope, KeyList, UpdateKey,
+    ApiKey, Consistency, CreateKey, CreatedKey, CreatedKeyEnvelope, ErrorBody, KeyEnvelope, KeyList, UpdateKey,
 };
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::api::auth::Caller;
@@ -27,19 +28,21 @@ use crate::state::{read, CommandBody, CommandResult, Rejection};
 /// Longest key name.
 const MAX_KEY_NAME_CHARS: usize = 200;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/keys", get(list).post(create))
-        .route("/api/v1/keys/{id}", get(get_one).patch(update).delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one, update, revoke))
 }
 
 /// `GET /api/v1/keys` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct KeysQuery {
+    /// 1 or more (default 1).
     page: Option<u32>,
+    /// 1 to 500 (default 50).
     page_size: Option<u32>,
     consistency: Option<Consistency>,
+    /// Another tenant's keys (`cluster:admin` only).
     tenant: Option<String>,
 }
 
@@ -132,6 +135,11 @@ fn key_result(result: CommandResult) -> ApiResult<ApiKeyRecord> {
     }
 }
 
+/// Lists the keys of the caller's tenant, or of `?tenant=` (`keys:read`).
+#[utoipa::path(get, path = "/api/v1/keys", operation_id = "list_keys", tag = "keys", params(KeysQuery), responses(
+    (status = 200, description = "A page of keys (never the keys themselves)", body = KeyList),
+    (status = 400, description = "VALIDATION_ERROR or BAD_REQUEST", body = ErrorBody),
+))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,6 +157,15 @@ async fn list(
     Ok(Json(KeyList { api_keys, page, page_size, total_count }))
 }
 
+/// Creates a key: the only answer that shows it (`keys:write`; never beyond the caller's scopes).
+#[utoipa::path(post, path = "/api/v1/keys", operation_id = "create_key",
+    tag = "keys", request_body = CreateKey, responses(
+    (status = 201, description = "The key, shown once", body = CreatedKeyEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 404, description = "NOT_FOUND: no such tenant", body = ErrorBody),
+    (status = 409, description = "CONFLICT", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,6 +220,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(CreatedKeyEnvelope { api_key: created })))
 }
 
+/// One key (`keys:read`).
+#[utoipa::path(get, path = "/api/v1/keys/{id}", operation_id = "get_key", tag = "keys",
+    params(("id" = String, Path, description = "The key's id (a UUID)")), responses(
+    (status = 200, description = "The key", body = KeyEnvelope),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,6 +237,15 @@ async fn get_one(
     Ok(Json(KeyEnvelope { api_key: key_view(&visible_key(&state, &caller, id)?) }))
 }
 
+/// Changes a key's name, scopes, allowlist or expiry (`keys:write`).
+#[utoipa::path(patch, path = "/api/v1/keys/{id}", operation_id = "update_key", tag = "keys",
+    params(("id" = String, Path, description = "The key's id (a UUID)")), request_body = UpdateKey, responses(
+    (status = 200, description = "The key as changed", body = KeyEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 409, description = "CONFLICT: fixed scopes or an immutable key", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -257,6 +289,12 @@ async fn update(
 }
 
 /// `DELETE`: 204. Every node refuses the key once it applied the revocation (a heartbeat later).
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", operation_id = "revoke_key", tag = "keys",
+    params(("id" = String, Path, description = "The key's id (a UUID)")), responses(
+    (status = 204, description = "Revoked"),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn revoke(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Scope::KeysWrite)?;
     let id = parse_id(&raw)?;

@@ -3,6 +3,11 @@
 //! Handlers validate input, call `cluster` for writes and read barriers, and read the applied
 //! state through `state::read`. Nothing imports this module; it must not reach into Raft or the
 //! store directly.
+//!
+//! Every public route is registered in one place, [`router`], through `utoipa_axum::routes!`
+//! from its handler's `#[utoipa::path]`: the axum router and the OpenAPI document
+//! (`GET /api/v1/openapi.json`, [`openapi()`]) come from the same list and cannot drift. Every
+//! request passes [`observe::observe`] (request id, span, metrics).
 
 pub mod audit;
 pub mod auth;
@@ -14,17 +19,20 @@ pub mod guard;
 pub mod jobs;
 pub mod keys;
 pub mod netaddr;
+pub mod observe;
+pub mod openapi;
 pub mod ratelimit;
 pub mod tenants;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use raftcron_client::ErrorCode;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::cluster::Cluster;
 use error::ApiError;
@@ -43,6 +51,8 @@ pub struct AppState {
     pub keyring: std::sync::Arc<crate::crypto::Keyring>,
     /// How far re-sealing after a master-key rotation has got (on the leader).
     pub reseal: crate::reseal::Progress,
+    /// This node's metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Default and largest page sizes of list routes.
@@ -77,21 +87,37 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The public router (`/api/v1/*`, `/healthz`, `/readyz`).
-pub fn routes(state: AppState) -> Router {
-    Router::new()
+/// Every public route with its OpenAPI operation: the one list of the public API.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .merge(jobs::routes())
         .merge(keys::routes())
         .merge(tenants::routes())
         .merge(audit::routes())
         .merge(backup::routes())
         .merge(cluster::routes())
+        .merge(observe::routes())
+        .merge(openapi::routes())
+}
+
+/// The OpenAPI document of the public API, as [`router`] registers it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = router().into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}
+
+/// The public router (`/api/v1/*`, `/healthz`, `/readyz`, `/metrics`).
+pub fn routes(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    let (router, _) = router().split_for_parts();
+    // The dashboard's static files are not part of the API description.
+    router
         .merge(dashboard::routes())
-        .route("/healthz", get(cluster::healthz))
-        .route("/readyz", get(cluster::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
+        .layer(from_fn_with_state(metrics, observe::observe))
         .with_state(state)
 }
 

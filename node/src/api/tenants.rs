@@ -3,9 +3,12 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use raftcron_client::{Consistency, CreateTenant, ListQuery, Tenant, TenantEnvelope, TenantList, UpdateTenant};
+use axum::Json;
+use raftcron_client::{
+    Consistency, CreateTenant, ErrorBody, ListQuery, Tenant, TenantEnvelope, TenantList, UpdateTenant,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
@@ -16,10 +19,8 @@ use crate::model::apikey::Scope;
 use crate::model::tenant::{self, TenantPatch, TenantRecord};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tenants", get(list).post(create))
-        .route("/api/v1/tenants/{id}", get(get_one).patch(update).delete(delete))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one, update, delete))
 }
 
 fn view(state: &AppState, t: &TenantRecord) -> ApiResult<Tenant> {
@@ -60,6 +61,12 @@ fn tenant_result(state: &AppState, result: CommandResult) -> ApiResult<Tenant> {
     }
 }
 
+/// Lists the tenants (`cluster:admin`).
+#[utoipa::path(get, path = "/api/v1/tenants", operation_id = "list_tenants",
+    tag = "tenants", params(ListQuery), responses(
+    (status = 200, description = "A page of tenants", body = TenantList),
+    (status = 400, description = "VALIDATION_ERROR or BAD_REQUEST", body = ErrorBody),
+))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,6 +82,14 @@ async fn list(
     Ok(Json(TenantList { tenants, page, page_size, total_count: all.len() as u64 }))
 }
 
+/// Creates a tenant (`cluster:admin`).
+#[utoipa::path(post, path = "/api/v1/tenants", operation_id = "create_tenant",
+    tag = "tenants", request_body = CreateTenant, responses(
+    (status = 201, description = "The tenant", body = TenantEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 409, description = "CONFLICT: the tenant exists", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,6 +112,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(TenantEnvelope { tenant: tenant_result(&state, result)? })))
 }
 
+/// One tenant (`cluster:admin`).
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", operation_id = "get_tenant", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant's id")), responses(
+    (status = 200, description = "The tenant", body = TenantEnvelope),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -110,6 +131,14 @@ async fn get_one(
     Ok(Json(TenantEnvelope { tenant: view(&state, &t)? }))
 }
 
+/// Changes a tenant's name or quotas; `null` removes a quota (`cluster:admin`).
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", operation_id = "update_tenant", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant's id")), request_body = UpdateTenant, responses(
+    (status = 200, description = "The tenant as changed", body = TenantEnvelope),
+    (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +162,13 @@ async fn update(
 }
 
 /// `DELETE`: 204; only an empty tenant (its keys go with it); never the default tenant.
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", operation_id = "delete_tenant", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant's id")), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, description = "NOT_FOUND", body = ErrorBody),
+    (status = 409, description = "CONFLICT: the tenant has jobs, or is the default tenant", body = ErrorBody),
+    (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
+))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Scope::ClusterAdmin)?;
     let id = parse_id(&raw)?;

@@ -40,6 +40,7 @@ use url::Url;
 use crate::clock::{ms_to_utc, Clock};
 use crate::crypto::Keyring;
 use crate::executor::ssrf::{self, GuardedResolver, SsrfError};
+use crate::metrics::Metrics;
 use crate::model::job::{HttpMethod, JobRecord, JobSpec};
 use crate::model::run::{RunRecord, RunStatus, BODY_PREFIX_BYTES};
 use crate::model::slot::FireId;
@@ -56,6 +57,7 @@ pub struct Executor {
     keyring: Option<std::sync::Arc<Keyring>>,
     /// What one second of `retry_delay_seconds` or `Retry-After` lasts (one second but in tests).
     delay_unit: Duration,
+    metrics: Metrics,
 }
 
 /// One occurrence to send.
@@ -69,7 +71,7 @@ pub struct Fire {
 }
 
 impl Executor {
-    pub fn new(allow_private: bool) -> Result<Executor, reqwest::Error> {
+    pub fn new(allow_private: bool, metrics: Metrics) -> Result<Executor, reqwest::Error> {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -79,7 +81,7 @@ impl Executor {
         if !allow_private {
             b = b.dns_resolver(std::sync::Arc::new(GuardedResolver));
         }
-        Ok(Executor { client: b.build()?, allow_private, keyring: None, delay_unit: Duration::from_secs(1) })
+        Ok(Executor { client: b.build()?, allow_private, keyring: None, delay_unit: Duration::from_secs(1), metrics })
     }
 
     /// Opens sealed secrets with `keyring`.
@@ -103,7 +105,12 @@ impl Executor {
         // Bounded: each pass makes one attempt, and there are at most `max_retries + 1`.
         let outcome = loop {
             attempt += 1;
+            if attempt > 1 {
+                self.metrics.executor.retries.inc();
+            }
+            let sent = std::time::Instant::now();
             let outcome = self.attempt(fire, attempt).await;
+            self.metrics.executor.request_duration.observe(sent.elapsed().as_secs_f64());
             let Some(delay_seconds) = retry_delay_seconds(&outcome, spec) else { break outcome };
             if attempt > spec.max_retries {
                 break outcome;
@@ -155,7 +162,7 @@ impl Executor {
     /// One attempt: the request to the job's URL and the redirects it may follow.
     async fn attempt(&self, fire: &Fire, attempt: u32) -> Attempt {
         let spec = &fire.job.spec;
-        let mut url = match ssrf::check_url(&spec.url, self.allow_private) {
+        let mut url = match self.guard(&spec.url) {
             Ok(url) => url,
             Err(e) => return Attempt::Refused(format!("target refused: {e}")),
         };
@@ -202,7 +209,12 @@ impl Executor {
             }
             let resp = match req.send().await {
                 Ok(resp) => resp,
-                Err(e) => return classify_error(&e, spec.timeout_seconds),
+                Err(e) => {
+                    if ssrf_cause(&e).is_some() {
+                        self.metrics.executor.ssrf_refusals.inc();
+                    }
+                    return classify_error(&e, spec.timeout_seconds);
+                }
             };
             let http_status = resp.status().as_u16();
             let location = match resp.headers().get(reqwest::header::LOCATION) {
@@ -221,9 +233,9 @@ impl Executor {
             let hop = if hops >= spec.follow_redirects {
                 Err(format!("too many redirects (limit {})", spec.follow_redirects))
             } else {
-                std::str::from_utf8(&location)
-                    .map_err(|_| "redirect Location is not valid UTF-8".to_string())
-                    .and_then(|location| redirect_target(&url, location, http_status, &method, self.allow_private))
+                std::str::from_utf8(&location).map_err(|_| "redirect Location is not valid UTF-8".to_string()).and_then(
+                    |location| redirect_target(&url, location, http_status, &method, &|u| self.guard(u).map(|_| ())),
+                )
             };
             match hop {
                 Ok(hop) => {
@@ -241,6 +253,13 @@ impl Executor {
                 }
             }
         }
+    }
+}
+
+impl Executor {
+    /// The SSRF guard on a URL (the job's, or a redirect's), counting refusals.
+    fn guard(&self, url: &str) -> Result<Url, SsrfError> {
+        ssrf::check_url(url, self.allow_private).inspect_err(|_| self.metrics.executor.ssrf_refusals.inc())
     }
 }
 
@@ -290,17 +309,17 @@ fn next_hop(current: &Url, location: &str, status: u16, method: &Method) -> Resu
     Ok(Hop { url, method: next_method, keep_body, method_changed })
 }
 
-/// `next_hop`, then the SSRF guard on the new URL (the guarded resolver applies again when the
-/// hop connects).
+/// `next_hop`, then the SSRF guard (`guard`) on the new URL (the guarded resolver applies again
+/// when the hop connects).
 fn redirect_target(
     current: &Url,
     location: &str,
     status: u16,
     method: &Method,
-    allow_private: bool,
+    guard: &dyn Fn(&str) -> Result<(), SsrfError>,
 ) -> Result<Hop, String> {
     let hop = next_hop(current, location, status, method)?;
-    ssrf::check_url(hop.url.as_str(), allow_private).map_err(|e| format!("redirect target refused: {e}"))?;
+    guard(hop.url.as_str()).map_err(|e| format!("redirect target refused: {e}"))?;
     Ok(hop)
 }
 

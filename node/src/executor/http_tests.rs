@@ -145,8 +145,19 @@ fn fire_of(spec: JobSpec) -> Fire {
     Fire { job, fire_id: FireId::scheduled(id, AT_MS), scheduled_at_ms: AT_MS, retry_until_ms: None }
 }
 
+/// [`super::redirect_target`] with the plain SSRF guard.
+fn redirect_target(
+    current: &Url,
+    location: &str,
+    status: u16,
+    method: &Method,
+    allow_private: bool,
+) -> Result<Hop, String> {
+    super::redirect_target(current, location, status, method, &|u| ssrf::check_url(u, allow_private).map(|_| ()))
+}
+
 fn executor() -> Executor {
-    Executor::new(true).unwrap().with_delay_unit(UNIT)
+    Executor::new(true, Metrics::new().unwrap()).unwrap().with_delay_unit(UNIT)
 }
 
 async fn run(executor: &Executor, fire: &Fire) -> RunRecord {
@@ -375,7 +386,7 @@ async fn no_retry_starts_at_or_after_the_next_slot() {
 
     let started = Instant::now();
     // The real delay unit: a retry would come 10 s later, well past the next slot.
-    let rec = run(&Executor::new(true).unwrap(), &fire).await;
+    let rec = run(&Executor::new(true, Metrics::new().unwrap()).unwrap(), &fire).await;
 
     assert_eq!(rec.status, RunStatus::Failed);
     assert_eq!(rec.attempts, 1);
@@ -436,7 +447,8 @@ fn body_prefix_replaces_invalid_bytes_within_the_limit() {
 #[tokio::test]
 async fn a_private_target_is_refused_without_traffic() {
     let target = Target::start(vec![Reply::status(200)]).await;
-    let guarded = Executor::new(false).unwrap().with_delay_unit(UNIT);
+    let metrics = Metrics::new().unwrap();
+    let guarded = Executor::new(false, metrics.clone()).unwrap().with_delay_unit(UNIT);
     for url in [target.url("/"), format!("http://localhost:{}/", target.port)] {
         let mut s = spec(url.clone());
         s.max_retries = 3;
@@ -454,6 +466,23 @@ async fn a_private_target_is_refused_without_traffic() {
     let error = run(&guarded, &fire_of(spec(target.url("/")))).await.error.unwrap();
     assert_eq!(error, "target refused: 127.0.0.1 is not a public address");
     assert!(target.seen().is_empty());
+    // Every refusal counts: IP literals and local names alike.
+    assert_eq!(metrics.executor.ssrf_refusals.get(), 3);
+    assert_eq!(metrics.executor.retries.get(), 0);
+}
+
+#[tokio::test]
+async fn retries_and_attempt_durations_are_counted() {
+    let target = Target::start(vec![Reply::status(503), Reply::status(200)]).await;
+    let metrics = Metrics::new().unwrap();
+    let executor = Executor::new(true, metrics.clone()).unwrap().with_delay_unit(UNIT);
+    let mut s = spec(target.url("/"));
+    s.max_retries = 2;
+    let rec = run(&executor, &fire_of(s)).await;
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(metrics.executor.retries.get(), 1);
+    assert_eq!(metrics.executor.request_duration.get_sample_count(), 2);
+    assert_eq!(metrics.executor.ssrf_refusals.get(), 0);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::clock::ms_to_utc;
+use crate::metrics::{Metrics, NotifyOutcome};
 use crate::state::firing::{Alert, AlertKind};
 
 const ATTEMPTS: u32 = 4;
@@ -19,17 +20,18 @@ const ATTEMPTS: u32 = 4;
 pub struct Notifier {
     client: reqwest::Client,
     webhooks: Arc<Vec<String>>,
+    metrics: Metrics,
 }
 
 impl Notifier {
-    pub fn new(webhooks: Vec<String>) -> Result<Notifier, reqwest::Error> {
+    pub fn new(webhooks: Vec<String>, metrics: Metrics) -> Result<Notifier, reqwest::Error> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .user_agent(concat!("raftcron/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Notifier { client, webhooks: Arc::new(webhooks) })
+        Ok(Notifier { client, webhooks: Arc::new(webhooks), metrics })
     }
 
     /// The JSON body of a notice.
@@ -59,11 +61,12 @@ impl Notifier {
         for alert in alerts {
             let body = Notifier::payload(&alert, now_ms);
             for url in self.webhooks.iter() {
-                let (client, url, body) = (self.client.clone(), url.clone(), body.clone());
+                let (client, url, body, metrics) =
+                    (self.client.clone(), url.clone(), body.clone(), self.metrics.clone());
                 tokio::spawn(async move {
                     for attempt in 1..=ATTEMPTS {
                         match client.post(&url).json(&body).send().await {
-                            Ok(r) if r.status().is_success() => return,
+                            Ok(r) if r.status().is_success() => return metrics.notify.alert(NotifyOutcome::Delivered),
                             Ok(r) => {
                                 tracing::warn!(status = r.status().as_u16(), attempt, "notification webhook refused")
                             }
@@ -72,6 +75,7 @@ impl Notifier {
                         tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
                     }
                     tracing::error!("notification dropped after {ATTEMPTS} attempts");
+                    metrics.notify.alert(NotifyOutcome::Dropped);
                 });
             }
         }

@@ -10,6 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
 use crate::ids::NodeId;
+use crate::metrics::{Metrics, RaftGauges};
 use crate::raft::network::LastContact;
 use crate::raft::{log_store, BasicNode, Raft, RaftMetrics};
 use crate::state::{Command, CommandResult};
@@ -57,6 +58,38 @@ pub struct RaftView {
     pub members: Vec<MemberView>,
 }
 
+impl RaftView {
+    /// The Raft gauges of `/metrics`. On the leader, a voter is reachable when it answered
+    /// within `lease` (the leader counts itself); lag is what each peer misses of the leader's log.
+    pub fn gauges(&self, lease: Duration) -> RaftGauges {
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_log_index.unwrap_or(0);
+        let voters = self.members.iter().filter(|m| m.voter);
+        RaftGauges {
+            has_leader: self.leader_id.is_some(),
+            is_leader: self.is_leader,
+            term: self.term,
+            commit_index: self.committed_index.unwrap_or(0),
+            applied_index: self.applied_index.unwrap_or(0),
+            voters: voters.clone().count() as u64,
+            reachable_voters: if self.is_leader {
+                voters.filter(|m| m.last_contact_ms.is_some_and(|ms| ms < lease_ms)).count() as u64
+            } else {
+                0
+            },
+            replication_lag: if self.is_leader {
+                self.members
+                    .iter()
+                    .filter(|m| m.node_id != self.node_id)
+                    .map(|m| (m.node_id, last.saturating_sub(m.matched_index.unwrap_or(0))))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
 /// A cheap, cloneable handle on the Raft node.
 #[derive(Clone)]
 pub struct RaftHandle {
@@ -64,6 +97,7 @@ pub struct RaftHandle {
     node_id: NodeId,
     store: Store,
     contact: LastContact,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for RaftHandle {
@@ -84,8 +118,8 @@ fn from_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -
 }
 
 impl RaftHandle {
-    pub fn new(raft: Raft, node_id: NodeId, store: Store, contact: LastContact) -> RaftHandle {
-        RaftHandle { raft, node_id, store, contact }
+    pub fn new(raft: Raft, node_id: NodeId, store: Store, contact: LastContact, metrics: Metrics) -> RaftHandle {
+        RaftHandle { raft, node_id, store, contact, metrics }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -94,7 +128,12 @@ impl RaftHandle {
 
     /// Proposes a command. Only the leader accepts; others answer `ForwardTo`.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
-        self.raft.client_write(cmd).await.map(|r| r.data).map_err(from_write_error)
+        let result = self.raft.client_write(cmd).await.map(|r| r.data).map_err(from_write_error);
+        // Counted when this node (the leader) took the command into its log, not when refused.
+        if !matches!(result, Err(ProposeError::ForwardTo { .. } | ProposeError::NoLeader)) {
+            self.metrics.raft.proposals.inc();
+        }
+        result
     }
 
     /// Sends a heartbeat to every follower now, so they learn the latest commit index (and

@@ -85,6 +85,7 @@ pub async fn start(
     store: Store,
     network: network::PeerNetwork,
     tuning: &RaftTuning,
+    metrics: crate::metrics::Metrics,
 ) -> Result<Raft, anyhow::Error> {
     let election_min = tuning.election_timeout.as_millis() as u64;
     let config = openraft::Config {
@@ -102,7 +103,7 @@ pub async fn start(
     };
     let config = Arc::new(config.validate()?);
     let log_store = log_store::LogStore::new(store.clone());
-    let sm = state_machine::StateMachine::open(store).await?;
+    let sm = state_machine::StateMachine::open(store, metrics).await?;
     let raft = Raft::new(node_id, config, network, log_store, sm).await?;
     Ok(raft)
 }

@@ -16,6 +16,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::Mutex;
 
+use crate::metrics::{Metrics, SnapshotKind};
 use crate::raft::snapshot::{self, SnapshotError};
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::state::{self, CommandResult};
@@ -118,6 +119,7 @@ pub struct StateMachine {
     files: Arc<Mutex<()>>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    metrics: Metrics,
 }
 
 /// Builds snapshots from a consistent view of the store, concurrently with apply.
@@ -126,11 +128,12 @@ pub struct SnapshotBuilder {
     store: Store,
     dir: PathBuf,
     files: Arc<Mutex<()>>,
+    metrics: Metrics,
 }
 
 impl StateMachine {
     /// Opens the state machine, finishing an interrupted snapshot install if there is one.
-    pub async fn open(store: Store) -> Result<StateMachine, StorageError> {
+    pub async fn open(store: Store, metrics: Metrics) -> Result<StateMachine, StorageError> {
         let dir = store.dir().join("snapshots");
         std::fs::create_dir_all(&dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let mut sm = StateMachine {
@@ -139,6 +142,7 @@ impl StateMachine {
             files: Arc::new(Mutex::new(())),
             last_applied: None,
             membership: StoredMembership::default(),
+            metrics,
         };
         let installing: Option<SnapshotMeta> =
             sm.store.get_value(Table::RaftMeta, SM_INSTALLING).map_err(|e| sm_err(ErrorVerb::Read, e))?;
@@ -208,6 +212,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| snap_err(ErrorVerb::Write, e))?
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, records, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot built");
+        self.metrics.raft.snapshot(SnapshotKind::Built);
+        self.metrics.raft.snapshot_duration.observe(started.elapsed().as_secs_f64());
         let file = tokio::fs::File::open(self.dir.join(CURRENT)).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
@@ -258,7 +264,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), dir: self.dir.clone(), files: self.files.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            dir: self.dir.clone(),
+            files: self.files.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -307,6 +318,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.store.write(b, true).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.load(&current, meta).await?;
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
+        self.metrics.raft.snapshot(SnapshotKind::Installed);
         Ok(())
     }
 

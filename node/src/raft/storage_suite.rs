@@ -25,7 +25,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
                 openraft::AnyError::new(&e),
             )
         })?;
-        let sm = StateMachine::open(store.clone()).await?;
+        let sm = StateMachine::open(store.clone(), crate::metrics::Metrics::new().unwrap()).await?;
         Ok((dir, LogStore::new(store), sm))
     }
 }
@@ -45,7 +45,7 @@ async fn the_state_machine_reopens_with_its_applied_state() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let mut sm = StateMachine::open(store.clone()).await.unwrap();
+    let mut sm = StateMachine::open(store.clone(), crate::metrics::Metrics::new().unwrap()).await.unwrap();
     let entries: Vec<crate::raft::Entry> = (1..=5)
         .map(|i| crate::raft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(2, 1), i),
@@ -55,7 +55,7 @@ async fn the_state_machine_reopens_with_its_applied_state() {
     sm.apply(entries).await.unwrap();
     let before = sm.applied_state().await.unwrap();
     drop(sm);
-    let mut reopened = StateMachine::open(store).await.unwrap();
+    let mut reopened = StateMachine::open(store, crate::metrics::Metrics::new().unwrap()).await.unwrap();
     assert_eq!(reopened.applied_state().await.unwrap(), before);
     assert_eq!(before.0.map(|l| l.index), Some(5));
 }

@@ -70,6 +70,7 @@ pub async fn run(
     lease: Lease,
     clock: FiringClock,
     cfg: SchedulerConfig,
+    metrics: crate::metrics::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(cfg.lease / 4);
@@ -89,6 +90,7 @@ pub async fn run(
                 let answered = Instant::now();
                 clock.set(leader_ms, answered - (answered - asked) / 2);
                 lease.extend(asked + cfg.lease.saturating_sub(cfg.drift_margin));
+                metrics.scheduler.lease_renewals.inc();
                 let skew = clock.own_skew_ms();
                 // Said once per spell, not once a second.
                 if skew.abs() > MAX_CLOCK_SKEW_MS && !skewed {

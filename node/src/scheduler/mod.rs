@@ -54,13 +54,21 @@ pub fn spawn(
     executor: crate::executor::http::Executor,
     notifier: crate::executor::notify::Notifier,
     cfg: SchedulerConfig,
+    metrics: crate::metrics::Metrics,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let lease = lease::Lease::default();
     let clock = lease::FiringClock::new(cluster.clock().clone());
     vec![
-        tokio::spawn(lease::run(cluster.clone(), lease.clone(), clock.clone(), cfg.clone(), stop.clone())),
+        tokio::spawn(lease::run(
+            cluster.clone(),
+            lease.clone(),
+            clock.clone(),
+            cfg.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(leader::run(cluster.clone(), cfg.clone(), stop.clone())),
-        tokio::spawn(owner::run(cluster, executor, notifier, lease, clock, cfg, stop)),
+        tokio::spawn(owner::run(cluster, executor, notifier, lease, clock, cfg, metrics, stop)),
     ]
 }

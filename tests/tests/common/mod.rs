@@ -140,6 +140,7 @@ pub struct Resp {
     pub json: Value,
     /// `METHOD path` of the request, for messages.
     pub request: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Resp {
@@ -276,9 +277,10 @@ impl Api {
         let r = b.send().await.with_context(|| format!("{label}: request failed"))?;
         let status = r.status().as_u16();
         let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let headers = r.headers().clone();
         let text = r.text().await.with_context(|| format!("{label}: reading the answer"))?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp { status, content_type, text, json, request: label })
+        Ok(Resp { status, content_type, text, json, request: label, headers })
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Resp> {
