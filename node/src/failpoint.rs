@@ -2,7 +2,7 @@
 //! that a crash exactly there loses or duplicates nothing it must not.
 //!
 //! Compiled in only with the `failpoints` feature (`make test` builds with it); otherwise every
-//! [`crash_point!`] is nothing. They are armed through the `FAILPOINTS` environment variable in
+//! `crash_point!` is nothing. They are armed through the `FAILPOINTS` environment variable in
 //! the `fail` crate's syntax, for example `FAILPOINTS=fire-after-send=1*return`: the first time
 //! the point is reached the process exits at once with status [`EXIT_CODE`], as close to a
 //! `kill -9` there as safe code gets. Points:
