@@ -168,11 +168,22 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Stops every node (SIGTERM, then SIGKILL) and removes the temp dir unless `keep`.
+    /// Stops every node (SIGTERM to all, then SIGKILL to those still up after 10 s) and removes
+    /// the temp dir unless `keep`.
     pub fn stop(mut self, keep: bool) {
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        for id in ids {
-            let _ = self.terminate(id);
+        for node in self.nodes.values() {
+            if let Some(child) = &node.child {
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for node in self.nodes.values_mut() {
+            let Some(mut child) = node.child.take() else { continue };
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
         if keep {
             if let Some(root) = self.root.take() {

@@ -15,6 +15,8 @@ pub struct Machine {
     pub cpus: u64,
     pub mem_total_mib: u64,
     pub kernel: String,
+    /// The 1-minute load average when the run started (other work on the machine shows here).
+    pub load_avg_1m: f64,
 }
 
 impl Machine {
@@ -27,7 +29,11 @@ impl Machine {
             .map(|k| k / 1024)
             .unwrap_or(0);
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-        Machine { cpus, mem_total_mib, kernel }
+        let load_avg_1m = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0);
+        Machine { cpus, mem_total_mib, kernel, load_avg_1m }
     }
 }
 
@@ -147,10 +153,11 @@ pub fn markdown(report: &Report) -> String {
         format!("# raftcron-bench {}", report.started_at),
         String::new(),
         format!(
-            "Machine: {} CPUs, {} MiB RAM, Linux {}. Cluster: {} ({} nodes){}. Command: `{}`.",
+            "Machine: {} CPUs, {} MiB RAM, Linux {}, load average {:.2} at the start. Cluster: {} ({} nodes){}. Command: `{}`.",
             report.machine.cpus,
             report.machine.mem_total_mib,
             report.machine.kernel,
+            report.machine.load_avg_1m,
             report.cluster,
             report.nodes,
             report.binary.as_ref().map(|b| format!(", binary {b}")).unwrap_or_default(),
@@ -175,7 +182,7 @@ mod tests {
         let mut a = Row::new("create", "spread c=64");
         a.ops = 12345;
         a.seconds = 10.0;
-        a.rate = 1234.5;
+        a.rate = 1234.6;
         a.latency = Some(Summary { count: 12345, p50_ms: 1.5, p99_ms: 12.25, p999_ms: 30.0, max_ms: 101.0 });
         let b = Row::new("fire", "aligned 1000/s").with("duplicates", 0u64).with("cpu_pct_n1", 12.345);
         vec![a, b]
