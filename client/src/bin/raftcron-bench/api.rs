@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::args::{Aim, CreateArgs, ReadArgs};
 use crate::load;
 use crate::nodes::Nodes;
+use crate::procfs::{with_cpu, CpuMeter};
 use crate::report::Row;
 use crate::CREATE_CONCURRENCY;
 
@@ -43,12 +44,13 @@ pub async fn create(nodes: &Nodes, a: &CreateArgs, duration: Duration, rows: &mu
                 _ => (format!("spread c={c}"), None),
             };
             let cl = clients.clone();
+            let cpu = CpuMeter::start(&nodes.pids);
             let out = load::run(&format!("create {name}"), c, duration, u64::MAX, move |w, n| {
                 let client = cl[idx.unwrap_or(w % cl.len())].clone();
                 async move { client.create_job(&idle_job(n)).await.map(|_| ()).map_err(|e| e.to_string()) }
             })
             .await;
-            rows.push(out.row("create", name));
+            rows.push(with_cpu(out.row("create", name), &cpu));
             crate::print_last(rows);
         }
     }
@@ -102,6 +104,7 @@ pub async fn reads(nodes: &Nodes, what: Read, a: &ReadArgs, duration: Duration, 
                 let on = target.map(|i| format!("node{}", i + 1)).unwrap_or_else(|| "cluster".into());
                 let name = format!("{} {on} c={c}", consistency.as_str());
                 let (cl, ids) = (clients.clone(), ids.clone());
+                let cpu = CpuMeter::start(&nodes.pids);
                 let seeded = ids.len() as u64;
                 let out = load::run(&format!("{scenario} {name}"), c, duration, u64::MAX, move |w, n| {
                     let client = cl[target.unwrap_or(w % cl.len())].clone();
@@ -123,7 +126,7 @@ pub async fn reads(nodes: &Nodes, what: Read, a: &ReadArgs, duration: Duration, 
                     }
                 })
                 .await;
-                rows.push(out.row(scenario, name).with("jobs", seeded));
+                rows.push(with_cpu(out.row(scenario, name), &cpu).with("jobs", seeded));
                 crate::print_last(rows);
             }
         }

@@ -96,6 +96,16 @@ impl CpuMeter {
     }
 }
 
+/// `row` with the CPU use of every node since `cpu` started (`cpu_pct_n1`, ...).
+pub fn with_cpu(mut row: crate::report::Row, cpu: &CpuMeter) -> crate::report::Row {
+    for (i, c) in cpu.percent().iter().enumerate() {
+        if let Some(c) = c {
+            row.extra.insert(format!("cpu_pct_n{}", i + 1), (*c).into());
+        }
+    }
+    row
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
