@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The HTTP comparison of docs/benchmarks.md: the same load generator (wrk) against a local
 # 3-node raftcron cluster and a local 3-member etcd cluster (its HTTP/JSON gateway), on
-# 127.0.0.1 only, one after the other, in the same session.
+# 127.0.0.1 only, one right after the other.
 #
 #   scripts/bench-http.sh RAFTCRON_BIN BENCH_BIN [OUT.tsv]
 #
