@@ -33,3 +33,14 @@ doc: deps
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 test: deps fmt lint doc unit
+
+# Every scenario of raftcron-bench on a fresh local 3-node release cluster, and the HTTP comparison
+# with etcd (scripts/bench-http.sh, needs wrk and etcd); results in docs/benchmarks/results/.
+.PHONY: bench
+BENCH_OUT ?= docs/benchmarks/results/$(shell date -u +%Y-%m-%d)
+bench: build
+	$(CARGO) build --release -p raftcron-client --bin raftcron-bench
+	$(CARGO_TARGET_DIR)/release/raftcron-bench --bin $(CARGO_TARGET_DIR)/release/raftcron \
+	  --json $(BENCH_OUT).json --markdown $(BENCH_OUT).md all
+	scripts/bench-http.sh $(CARGO_TARGET_DIR)/release/raftcron $(CARGO_TARGET_DIR)/release/raftcron-bench \
+	  $(BENCH_OUT)-http.tsv

@@ -1,0 +1,233 @@
+//! The failover scenario (local clusters only): under a steady write load and every-second
+//! jobs firing at the sink, kill -9 the leader and time (a) the first write acknowledged among
+//! those sent after the kill and (b) the first fire received for a job whose shard the dead
+//! leader owned. The node is restarted and the cluster rebalanced before the next round.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use raftcron_client::CreateJob;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::api::idle_job;
+use crate::args::FailoverArgs;
+use crate::hist::{median, Latency};
+use crate::local::{LocalCluster, FORM_TIMEOUT};
+use crate::nodes::Nodes;
+use crate::progress::note;
+use crate::report::Row;
+use crate::sink::{now_us, Sink};
+use crate::{load, CREATE_CONCURRENCY};
+
+/// Longest wait for the first write and fire after a kill.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
+/// Longest wait for the shards to be spread over every node again.
+const REBALANCE_LIMIT: Duration = Duration::from_secs(40);
+
+/// The shard of a job, as the node computes it (docs/design/firing.md).
+pub fn shard_of(job: &Uuid, shards: u32) -> u32 {
+    let digest = Sha256::digest(job.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % u64::from(shards.max(1))) as u32
+}
+
+/// When writes sent after the kill are first acknowledged.
+#[derive(Debug, Default)]
+struct Watch {
+    kill_at: Option<Instant>,
+    first_ack: Option<Instant>,
+}
+
+pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut Vec<Row>) -> Result<()> {
+    let nodes = Nodes::of_local(c);
+    let clients = nodes.clients()?;
+    let jobs = create_fire_jobs(&nodes, sink, a.fire_jobs).await?;
+    let shard_count = nodes.any()?.shards().await?.shard_count;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch: Arc<Mutex<Watch>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..a.writers.max(1) {
+        let (stop, watch, clients) = (stop.clone(), watch.clone(), clients.clone());
+        writers.push(tokio::spawn(async move {
+            // Bounded by the stop flag and, as a guard, by a count.
+            for n in 0..100_000_000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let client = clients[(w + n as usize) % clients.len()].clone();
+                let sent = Instant::now();
+                let r = tokio::time::timeout(Duration::from_secs(2), client.create_job(&idle_job(n))).await;
+                if matches!(r, Ok(Ok(_))) {
+                    if let Ok(mut wt) = watch.lock() {
+                        if wt.kill_at.is_some_and(|k| sent >= k) && wt.first_ack.is_none() {
+                            wt.first_ack = Some(Instant::now());
+                        }
+                    }
+                } else {
+                    // A dead node refuses at once; do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+
+    let (mut write_s, mut fire_s) = (Vec::new(), Vec::new());
+    let (mut write_h, mut fire_h) = (Latency::new(), Latency::new());
+    for round in 1..=a.rounds {
+        let leader = c.wait_ready(FORM_TIMEOUT).await?;
+        wait_balanced(&nodes, c.running().len()).await;
+        let shards = nodes.any()?.shards().await?;
+        let owned: HashSet<u32> = shards.shards.iter().filter(|s| s.node_id == Some(leader)).map(|s| s.shard).collect();
+        let dead: HashSet<String> =
+            jobs.iter().filter(|j| owned.contains(&shard_of(j, shard_count))).map(|j| j.to_string()).collect();
+        if let Ok(mut wt) = watch.lock() {
+            *wt = Watch { kill_at: Some(Instant::now()), first_ack: None };
+        }
+        let kill_us = now_us();
+        let t0 = Instant::now();
+        c.kill(leader)?;
+        let mut first_fire_us = None;
+        let mut first_ack = None;
+        for _ in 0..(ROUND_LIMIT.as_millis() / 10) {
+            if first_fire_us.is_none() {
+                // A request already in the kernel when the process died may land a moment later.
+                first_fire_us = sink.first_after(kill_us + 1000, |j| dead.contains(j));
+            }
+            first_ack = watch.lock().ok().and_then(|w| w.first_ack);
+            if first_ack.is_some() && first_fire_us.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let w = first_ack.map(|f| f.duration_since(t0));
+        let f = first_fire_us.map(|us| Duration::from_micros((us - kill_us).max(0) as u64));
+        note(&format!(
+            "  failover round {round}/{}: killed leader node {leader} ({} shards, {} jobs): first write after {}, first fire of its shards after {}",
+            a.rounds,
+            owned.len(),
+            dead.len(),
+            w.map(|d| format!("{:.3} s", d.as_secs_f64())).unwrap_or_else(|| "none in 30 s".into()),
+            f.map(|d| format!("{:.3} s", d.as_secs_f64())).unwrap_or_else(|| "none in 30 s".into()),
+        ));
+        if let Some(d) = w {
+            write_s.push(d.as_secs_f64());
+            write_h.record(d);
+        }
+        if let Some(d) = f {
+            fire_s.push(d.as_secs_f64());
+            fire_h.record(d);
+        }
+        c.spawn(leader)?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.await;
+    }
+    let rounds = u64::from(a.rounds);
+    for (case, samples, h) in
+        [("first write", &write_s, &write_h), ("first fire of dead leader's shard", &fire_s, &fire_h)]
+    {
+        let mut row = Row::new("failover", case);
+        row.ops = samples.len() as u64;
+        row.errors = rounds - samples.len() as u64;
+        row.latency = h.summary();
+        if let Some(m) = median(samples) {
+            row.extra.insert("median_s".into(), m.into());
+        }
+        rows.push(row.with("rounds", rounds));
+        crate::print_last(rows);
+    }
+    Ok(())
+}
+
+/// Every-second jobs firing at the sink; returns their ids.
+async fn create_fire_jobs(nodes: &Nodes, sink: &Sink, n: u32) -> Result<Vec<Uuid>> {
+    let clients = nodes.clients()?;
+    let ids: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let (ids2, url) = (ids.clone(), sink.url("failover"));
+    load::run(
+        "failover: creating fire jobs",
+        CREATE_CONCURRENCY,
+        Duration::from_secs(600),
+        u64::from(n),
+        move |w, n| {
+            let client = clients[w % clients.len()].clone();
+            let job = CreateJob {
+                name: format!("bench-failover-{n}"),
+                url: url.clone(),
+                method: "POST".into(),
+                cron_expression: "* * * * * *".into(),
+                timeout_seconds: Some(5),
+                max_retries: Some(0),
+                ..CreateJob::default()
+            };
+            let ids = ids2.clone();
+            async move {
+                let job = client.create_job(&job).await.map_err(|e| e.to_string())?;
+                if let Ok(mut v) = ids.lock() {
+                    v.push(job.id);
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    Ok(ids.lock().map(|v| v.clone()).unwrap_or_default())
+}
+
+/// Waits (bounded) until every running node owns shards and fires are being received.
+async fn wait_balanced(nodes: &Nodes, running: usize) {
+    let deadline = Instant::now() + REBALANCE_LIMIT;
+    for _ in 0..(REBALANCE_LIMIT.as_millis() / 200) {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Ok(s) = async { nodes.any()?.shards().await.map_err(anyhow::Error::from) }.await {
+            let owners = s.per_node.values().filter(|n| **n > 0).count();
+            let unowned = s.shards.iter().any(|x| x.node_id.is_none());
+            if owners >= running && !unowned {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    note("  (the shards were not spread over every node within 40 s; going on)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_is_stable_and_in_range() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let s = shard_of(&id, 256);
+        assert!(s < 256);
+        assert_eq!(s, shard_of(&id, 256));
+        // The first 8 bytes of SHA-256 of the id, big-endian, modulo the shard count.
+        let d = Sha256::digest(id.as_bytes());
+        let v = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        assert_eq!(u64::from(s), v % 256);
+        assert_eq!(shard_of(&id, 1), 0);
+    }
+
+    #[test]
+    fn shard_matches_the_nodes_regression_values() {
+        // node/src/model/assignment_tests.rs: these must never change.
+        for (id, of_256, of_7) in [
+            ("00000000-0000-0000-0000-000000000000", 213, 2),
+            ("0f8e6a0c-2b1d-4c3e-9a7f-5d4c3b2a1908", 99, 1),
+            ("6b1e3c2a-8d4f-4e5a-b6c7-d8e9f0a1b2c3", 32, 1),
+            ("ffffffff-ffff-ffff-ffff-ffffffffffff", 9, 2),
+        ] {
+            let id: Uuid = id.parse().unwrap();
+            assert_eq!((shard_of(&id, 256), shard_of(&id, 7)), (of_256, of_7), "{id}");
+        }
+    }
+}

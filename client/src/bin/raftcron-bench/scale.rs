@@ -1,0 +1,121 @@
+//! The scale scenario (local clusters only): load N idle jobs, then measure the load rate, RSS
+//! and data directory of every node, the size of a snapshot, how long a restarted follower
+//! takes to be ready, and how long a new, empty member takes to catch up.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::api::idle_job;
+use crate::load;
+use crate::local::LocalCluster;
+use crate::nodes::Nodes;
+use crate::procfs::{dir_size, rss_kib};
+use crate::progress::note;
+use crate::report::Row;
+
+/// Longest wait for a restarted node to be ready, or a new one to catch up.
+const READY_LIMIT: Duration = Duration::from_secs(600);
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub async fn run(c: &mut LocalCluster, jobs: u64, concurrency: usize, rows: &mut Vec<Row>) -> Result<()> {
+    let nodes = Nodes::of_local(c);
+    let clients = nodes.clients()?;
+    let out =
+        load::run(&format!("scale: loading {jobs} jobs"), concurrency, Duration::from_secs(3600), jobs, move |w, n| {
+            let client = clients[w % clients.len()].clone();
+            async move { client.create_job(&idle_job(n)).await.map(|_| ()).map_err(|e| e.to_string()) }
+        })
+        .await;
+    let mut row = out.row("scale", format!("load {jobs} jobs c={concurrency}"));
+    let ids = c.running();
+    for id in &ids {
+        if let Some(k) = c.pid(*id).and_then(rss_kib) {
+            row.extra.insert(format!("rss_mib_n{id}"), (k / 1024).into());
+        }
+        if let Some(d) = c.data_dir(*id) {
+            row.extra.insert(format!("data_mib_n{id}"), (dir_size(&d) as f64 / MIB).into());
+            // docs/design/storage.md: the latest snapshot is one file in the data dir.
+            if let Ok(m) = std::fs::metadata(d.join("snapshots").join("current.snap")) {
+                row.extra.insert(format!("snapshot_file_mib_n{id}"), (m.len() as f64 / MIB).into());
+            }
+        }
+    }
+    let t = Instant::now();
+    match nodes.any()?.snapshot_to_writer(&mut std::io::sink()).await {
+        Ok(bytes) => {
+            row.extra.insert("snapshot_mib".into(), (bytes as f64 / MIB).into());
+            row.extra.insert("snapshot_download_s".into(), t.elapsed().as_secs_f64().into());
+        }
+        Err(e) => note(&format!("  snapshot download failed (the file sizes are reported instead): {e}")),
+    }
+
+    // Restart a follower: SIGTERM, start again, time until it answers /readyz.
+    let leader = nodes.leader_index().await.ok().and_then(|i| ids.get(i).copied());
+    if let Some(&follower) = ids.iter().find(|id| Some(**id) != leader) {
+        c.terminate(follower)?;
+        let t = Instant::now();
+        c.spawn(follower)?;
+        let ready = wait_ready(c, follower).await?;
+        row.extra.insert("restart_ready_s".into(), ready.duration_since(t).as_secs_f64().into());
+        if let Some(k) = c.pid(follower).and_then(rss_kib) {
+            row.extra.insert(format!("rss_after_restart_mib_n{follower}"), (k / 1024).into());
+        }
+        note(&format!(
+            "  follower node {follower} ready {:.2} s after its restart",
+            ready.duration_since(t).as_secs_f64()
+        ));
+    }
+
+    // A new member: empty data dir, added through the API; time until it applied the log.
+    let new_id = ids.iter().max().copied().unwrap_or(0) + 1;
+    let addr = c.spawn_idle(new_id)?;
+    let target = nodes.any()?.cluster().await?.last_log_index.unwrap_or(0);
+    let t = Instant::now();
+    let any = nodes.any()?;
+    let add = tokio::spawn(async move { any.add_node(new_id, &addr.to_string()).await });
+    let newbie = c.client(new_id)?;
+    let mut caught_up = None;
+    for _ in 0..(READY_LIMIT.as_millis() / 50) {
+        if let Ok(s) = newbie.cluster().await {
+            if s.applied_index.unwrap_or(0) >= target {
+                caught_up = Some(t.elapsed());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match add.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => note(&format!("  adding node {new_id} answered: {e}")),
+        Err(e) => note(&format!("  adding node {new_id} failed: {e}")),
+    }
+    match caught_up {
+        Some(d) => {
+            row.extra.insert("catch_up_s".into(), d.as_secs_f64().into());
+            note(&format!("  new node {new_id} applied index {target} {:.2} s after it was added", d.as_secs_f64()));
+        }
+        None => note(&format!("  new node {new_id} did not catch up in {READY_LIMIT:?}")),
+    }
+    if let Some(k) = c.pid(new_id).and_then(rss_kib) {
+        row.extra.insert(format!("rss_mib_n{new_id}"), (k / 1024).into());
+    }
+    rows.push(row);
+    crate::print_last(rows);
+    Ok(())
+}
+
+async fn wait_ready(c: &LocalCluster, id: u64) -> Result<Instant> {
+    let client = c.client(id)?;
+    let url = c.url(id);
+    for _ in 0..(READY_LIMIT.as_millis() / 10) {
+        if let Ok(h) = client.readyz(&url).await {
+            if h.status == "ready" {
+                return Ok(Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("node {id} was not ready within {READY_LIMIT:?}")
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The HTTP comparison of docs/benchmarks.md: the same load generator (wrk) against a local
+# 3-node raftcron cluster and a local 3-member etcd cluster (its HTTP/JSON gateway), on
+# 127.0.0.1 only, one right after the other.
+#
+#   scripts/bench-http.sh RAFTCRON_BIN BENCH_BIN [OUT.tsv]
+#
+# RAFTCRON_BIN is the release `raftcron`, BENCH_BIN the release `raftcron-bench` (it starts and
+# stops the raftcron cluster: `raftcron-bench serve`). Needs wrk, etcd and etcdctl
+# (apt-get install -y wrk etcd-server etcd-client). Every case runs DURATION seconds (default 10)
+# against node 1 of each cluster; every process started here is stopped on exit.
+set -euo pipefail
+
+RAFTCRON_BIN=${1:?usage: $0 RAFTCRON_BIN BENCH_BIN [OUT.tsv]}
+BENCH_BIN=${2:?usage: $0 RAFTCRON_BIN BENCH_BIN [OUT.tsv]}
+OUT=${3:-/dev/null}
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+for tool in wrk etcd etcdctl curl; do
+  command -v "$tool" >/dev/null || { echo "bench-http: $tool is missing (apt-get install -y wrk etcd-server etcd-client curl)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d -t raftcron-bench-http-XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wrk script: METHOD PATH BODY and an optional API key; %d in the body becomes an 8-digit
+# counter, so every create has its own name and every put its own key (digits are base64
+# characters, so a base64 prefix whose length is a multiple of 4 plus 8 digits stays valid).
+lua() {
+  local file=$1 method=$2 path=$3 body=$4 auth=${5:-} header=""
+  [ -n "$auth" ] && header="wrk.headers[\"Authorization\"] = \"Bearer $auth\""
+  cat >"$file" <<EOF
+local n = 0
+wrk.method = "$method"
+wrk.headers["Content-Type"] = "application/json"
+$header
+request = function()
+  n = n + 1
+  local body = string.gsub('$body', "%%d", string.format("%08d", n))
+  if wrk.method == "GET" then body = nil end
+  return wrk.format(nil, "$path", nil, body)
+end
+EOF
+}
+
+# Runs wrk and prints one TSV line: system case connections req/s p50 p99 non2xx errors.
+measure() {
+  local system=$1 case=$2 conns=$3 url=$4 script=$5 threads=$THREADS
+  [ "$conns" -lt "$threads" ] && threads=$conns
+  echo "bench-http: $system $case c=$conns (${DURATION}s)..." >&2
+  local out; out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency --timeout 10s -s "$script" "$url")
+  local rps p50 p99 non2xx errs
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
+  errs=$(awk '/Socket errors:/ {print $0}' <<<"$out" | tr -s ' ' | cut -d' ' -f3-); errs=${errs:-none}
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$case" "$conns" "$rps" "$p50" "$p99" "$non2xx" "$errs" | tee -a "$OUT"
+}
+
+printf 'system\tcase\tconnections\treq_per_s\tp50\tp99\tnon_2xx\tsocket_errors\n' | tee "$OUT"
+
+# ---- etcd: 3 members on 127.0.0.1 -------------------------------------------------------------
+declare -a CPORT PPORT
+for i in 1 2 3; do CPORT[$i]=$(free_port); PPORT[$i]=$(free_port); done
+INITIAL="e1=http://127.0.0.1:${PPORT[1]},e2=http://127.0.0.1:${PPORT[2]},e3=http://127.0.0.1:${PPORT[3]}"
+for i in 1 2 3; do
+  etcd --name "e$i" --data-dir "$WORK/etcd-$i" \
+    --listen-client-urls "http://127.0.0.1:${CPORT[$i]}" --advertise-client-urls "http://127.0.0.1:${CPORT[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
+    --initial-cluster "$INITIAL" --initial-cluster-state new --initial-cluster-token bench \
+    >"$WORK/etcd-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+ETCD="http://127.0.0.1:${CPORT[1]}"
+ENDPOINTS="127.0.0.1:${CPORT[1]},127.0.0.1:${CPORT[2]},127.0.0.1:${CPORT[3]}"
+for _ in $(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint health >&2
+ETCDCTL_API=3 etcdctl --endpoints "$ETCD" put bench-read-key bench-value >/dev/null
+KEY_B64=$(printf 'bench-read-key' | base64)
+lua "$WORK/put.lua" POST /v3/kv/put '{"key":"YmVuY2hrZXkt%d","value":"YmVuY2gtdmFsdWU="}'
+lua "$WORK/range-serial.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\",\"serializable\":true}"
+lua "$WORK/range-lin.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\"}"
+measure etcd "put" 1 "$ETCD" "$WORK/put.lua"
+measure etcd "put" 64 "$ETCD" "$WORK/put.lua"
+measure etcd "range serializable" 64 "$ETCD" "$WORK/range-serial.lua"
+measure etcd "range linearizable" 64 "$ETCD" "$WORK/range-lin.lua"
+for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+PIDS=()
+
+# ---- raftcron: 3 nodes started by raftcron-bench ------------------------------------------------
+"$BENCH_BIN" --bin "$RAFTCRON_BIN" serve --env-file "$WORK/raftcron.env" --for 1800 2>"$WORK/serve.log" &
+PIDS+=($!)
+for _ in $(seq 1 300); do [ -s "$WORK/raftcron.env" ] && break; sleep 0.2; done
+[ -s "$WORK/raftcron.env" ] || { cat "$WORK/serve.log" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$WORK/raftcron.env"
+NODE1=${RAFTCRON_URL%%,*}
+JOB='{"name":"bench-%d","url":"http://127.0.0.1:9/bench","method":"POST","cron_expression":"0 0 1 1 *"}'
+JOB_ID=$(curl -sf -H "Authorization: Bearer $RAFTCRON_API_KEY" -H 'Content-Type: application/json' \
+  -d "${JOB//%d/0}" "$NODE1/api/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])')
+lua "$WORK/create.lua" POST /api/v1/jobs "$JOB" "$RAFTCRON_API_KEY"
+lua "$WORK/get-stale.lua" GET "/api/v1/jobs/$JOB_ID?consistency=stale" "" "$RAFTCRON_API_KEY"
+lua "$WORK/get-lin.lua" GET "/api/v1/jobs/$JOB_ID" "" "$RAFTCRON_API_KEY"
+measure raftcron "create" 1 "$NODE1" "$WORK/create.lua"
+measure raftcron "create" 64 "$NODE1" "$WORK/create.lua"
+measure raftcron "get stale" 64 "$NODE1" "$WORK/get-stale.lua"
+measure raftcron "get linearizable" 64 "$NODE1" "$WORK/get-lin.lua"
+echo "bench-http: done (node 1 of each cluster; etcd $(etcd --version | head -1 | awk '{print $3}'))" >&2
