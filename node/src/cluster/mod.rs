@@ -198,6 +198,20 @@ impl Cluster {
         self.write_as(body, None).await
     }
 
+    /// Commits a command only if this node is the leader now; never forwards. For decisions
+    /// that are only valid on the leader that made them (shard moves judged from its own lease
+    /// grants): forwarded to a successor, they would be committed on another leader's behalf.
+    pub async fn write_as_leader(&self, body: CommandBody) -> Result<CommandResult, ClusterError> {
+        match self.run_local(ForwardOp::Write(Box::new(body), None)).await {
+            Ok(ForwardResult::Written(r)) => Ok(r),
+            Ok(ForwardResult::Unknown(m)) => Err(ClusterError::OutcomeUnknown(m)),
+            Ok(other) => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
+            Err(ProposeError::ForwardTo { .. }) | Err(ProposeError::NoLeader) => Err(ClusterError::NoLeader),
+            Err(ProposeError::Refused(m)) => Err(ClusterError::Refused(m)),
+            Err(ProposeError::Fatal(m)) => Err(ClusterError::Failed(m)),
+        }
+    }
+
     /// Like [`Cluster::write`], naming who asked (the audit trail records it).
     pub async fn write_as(&self, body: CommandBody, actor: Option<Actor>) -> Result<CommandResult, ClusterError> {
         match self.on_leader(ForwardOp::Write(Box::new(body), actor)).await? {

@@ -99,7 +99,8 @@ async fn step(
         return Ok(());
     }
     let n = moves.len();
-    match cluster.write(CommandBody::AssignShards { moves }).await.map_err(|e| e.to_string())? {
+    // Only as the leader that judged the leases: a successor must judge them itself.
+    match cluster.write_as_leader(CommandBody::AssignShards { moves }).await.map_err(|e| e.to_string())? {
         CommandResult::Assigned { .. } => tracing::info!(moves = n, live = ?live, "shards reassigned"),
         other => tracing::warn!(result = ?other, "shard assignment refused"),
     }

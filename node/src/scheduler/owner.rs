@@ -152,7 +152,6 @@ async fn round(
     ctx.metrics.scheduler.shards_owned.set(assignment.owned_by(me).len() as i64);
     let mut items: Vec<ClaimItem> = Vec::new();
     let mut pending: Vec<Option<Pending>> = Vec::new();
-    let mut direct: Vec<Pending> = Vec::new();
     for shard in assignment.owned_by(me) {
         let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
         let rows = store
@@ -174,10 +173,12 @@ async fn round(
                 }
                 let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
                 if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
-                    // This process claimed it. Send it only if it was dropped unsent; otherwise its
-                    // result is committed and this node's state has not applied it yet.
-                    if ctx.dropped.lock().map(|mut d| d.remove(&f.fire_id)).unwrap_or(false) {
-                        direct.push(p);
+                    // This process claimed it. If it let it go unsent (the release is committed),
+                    // it claims it back before sending, so the state never says "released" about
+                    // a slot that is being sent; otherwise its result is on its way.
+                    if f.released && ctx.dropped.lock().map(|mut d| d.remove(&f.fire_id)).unwrap_or(false) {
+                        items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                        pending.push(Some(p));
                     }
                 } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
                     // Its sender may or may not have sent it: never send it twice.
@@ -212,9 +213,6 @@ async fn round(
                 break;
             }
         }
-    }
-    for p in direct {
-        dispatch(ctx, p);
     }
     if items.is_empty() {
         return Ok(());

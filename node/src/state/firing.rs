@@ -317,8 +317,12 @@ fn judge(
             }
         }
         ClaimKind::Reclaim => match fs.in_flight.iter().find(|f| f.at_ms == item.at_ms) {
-            // Once per owner incarnation: a second reclaim by the same holder changes nothing.
-            Some(f) if (f.node, f.incarnation, f.epoch) != (node, incarnation, item.epoch) => ClaimVerdict::Accepted,
+            // Once per owner incarnation: a second reclaim by the same holder changes nothing,
+            // unless the holder released the slot (said it never sent it): then it may take it
+            // back, which clears the release, before it sends it.
+            Some(f) if (f.node, f.incarnation, f.epoch) != (node, incarnation, item.epoch) || f.released => {
+                ClaimVerdict::Accepted
+            }
             _ => ClaimVerdict::NotInFlight,
         },
     })

@@ -1,0 +1,200 @@
+//! A seeded, deterministic simulation of the Raft layer and the firing protocol
+//! (docs/design/simulation.md).
+//!
+//! Real `openraft::Raft<TypeConfig>` nodes (3 or 5) run in one process on tokio's paused clock,
+//! over an in-memory network and in-memory stores whose apply is the node's `state::apply`.
+//! A seeded workload (job writes, the scheduler model's shard moves, claims and results) runs
+//! against seeded faults (crashes and restarts keeping the disk, partitions, an isolated leader,
+//! lost and delayed messages), and the invariants are checked after every step.
+//!
+//! - `cargo test --workspace --test sim`: seeds 0..200.
+//! - `RAFTCRON_SIM_SEEDS=5000` runs more; `RAFTCRON_SIM_FIRST=10000` starts elsewhere.
+//! - `RAFTCRON_SIM_SEED=1234` replays one seed and prints what it did.
+//! - `RAFTCRON_SIM_STEPS=400` makes every run longer; `RAFTCRON_SIM_TRACE=1` prints every event.
+//! - `RAFTCRON_SIM_FORWARD_MOVES=1` models the node's leader as it is today (finding 1 of the
+//!   design note).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod check;
+mod net;
+mod rng;
+mod run;
+mod sched;
+mod store;
+mod world;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use run::{run_seed, run_seed_with, Outcome};
+
+const DEFAULT_SEEDS: u64 = 200;
+const DEFAULT_STEPS: u64 = 100;
+/// Real time after which one seed counts as hung.
+const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+}
+
+fn replay_command(seed: u64, steps: u64) -> String {
+    let steps = if steps == DEFAULT_STEPS { String::new() } else { format!("RAFTCRON_SIM_STEPS={steps} ") };
+    format!("RAFTCRON_SIM_SEED={seed} {steps}cargo test --workspace --test sim -- --nocapture")
+}
+
+/// Runs `seeds` on every core, each on its own single-threaded runtime.
+fn run_many(seeds: Vec<u64>, steps: u64) -> Vec<Outcome> {
+    let next = AtomicU64::new(0);
+    let outcomes = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(seeds.len().max(1));
+    // What each worker runs, and since when: a seed that never yields (a busy loop keeps the
+    // paused clock from moving) would otherwise hang the test without naming itself.
+    let running: Mutex<Vec<Option<(u64, Instant)>>> = Mutex::new(vec![None; threads]);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !finished.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                for (seed, since) in running.lock().unwrap().iter().flatten() {
+                    if since.elapsed() > WATCHDOG {
+                        eprintln!(
+                            "seed {seed} has run for {WATCHDOG:?} of real time: a loop in it never yields.\n\
+                             replay it with:\n  {}",
+                            replay_command(*seed, steps)
+                        );
+                        std::process::exit(101);
+                    }
+                }
+            }
+        });
+        let workers: Vec<_> = (0..threads)
+            .map(|worker| {
+                let (next, seeds, outcomes, running) = (&next, &seeds, &outcomes, &running);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst) as usize;
+                    let Some(&seed) = seeds.get(i) else { break };
+                    running.lock().unwrap()[worker] = Some((seed, Instant::now()));
+                    let outcome = std::panic::catch_unwind(|| run_seed(seed, steps)).unwrap_or_else(|p| {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Outcome {
+                            seed,
+                            failure: Some(format!("seed {seed}: the simulation panicked: {msg}")),
+                            stats: Default::default(),
+                            trace: 0,
+                            sim_seconds: 0.0,
+                        }
+                    });
+                    running.lock().unwrap()[worker] = None;
+                    outcomes.lock().unwrap().push(outcome);
+                })
+            })
+            .collect();
+        for w in workers {
+            let _ = w.join();
+        }
+        finished.store(true, Ordering::SeqCst);
+    });
+    let mut outcomes = outcomes.into_inner().unwrap();
+    outcomes.sort_by_key(|o| o.seed);
+    outcomes
+}
+
+#[test]
+fn seeded_simulation_keeps_every_invariant() {
+    let steps = env_u64("RAFTCRON_SIM_STEPS").unwrap_or(DEFAULT_STEPS);
+    let seeds: Vec<u64> = match env_u64("RAFTCRON_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = env_u64("RAFTCRON_SIM_FIRST").unwrap_or(0);
+            (first..first + env_u64("RAFTCRON_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
+        }
+    };
+    let started = Instant::now();
+    let outcomes = run_many(seeds.clone(), steps);
+    let mut total = check::Stats::default();
+    let mut sim_seconds = 0.0;
+    for o in &outcomes {
+        let s = &o.stats;
+        total.steps += s.steps;
+        total.sends += s.sends;
+        total.resends_after_crash += s.resends_after_crash;
+        total.resends_cut_off += s.resends_cut_off;
+        total.crashes += s.crashes;
+        total.partitions += s.partitions;
+        total.terms_with_two_leaders += s.terms_with_two_leaders;
+        total.known_released_resends += s.known_released_resends;
+        total.client_writes += s.client_writes;
+        total.acked += s.acked;
+        total.claims_accepted += s.claims_accepted;
+        total.applied_max = total.applied_max.max(s.applied_max);
+        sim_seconds += o.sim_seconds;
+        if seeds.len() == 1 {
+            println!("seed {}: {:.1} simulated s, trace {:016x}, {s:?}", o.seed, o.sim_seconds, o.trace);
+        }
+    }
+    println!(
+        "{} seeds x {steps} steps: {:.0} simulated s in {:.1} s; {total:?}",
+        outcomes.len(),
+        sim_seconds,
+        started.elapsed().as_secs_f64()
+    );
+    let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+    if let Some(first) = failures.first() {
+        let mut report = String::new();
+        for o in failures.iter().take(5) {
+            report.push_str(o.failure.as_deref().unwrap_or_default());
+            report.push_str(&format!("\n  replay: {}\n", replay_command(o.seed, steps)));
+        }
+        panic!(
+            "{} of {} seeds broke an invariant:\n{report}\nreplay the first with:\n  {}",
+            failures.len(),
+            outcomes.len(),
+            replay_command(first.seed, steps)
+        );
+    }
+    assert!(total.sends > 0 && total.acked > 0, "the workload did nothing: {total:?}");
+}
+
+/// A seed is a replay: two runs of one seed do the same thing, to the last message.
+#[test]
+fn a_seed_replays_identically() {
+    for seed in [3, 11] {
+        let a = run_seed(seed, 60);
+        let b = run_seed(seed, 60);
+        assert_eq!(a.trace, b.trace, "seed {seed} ran differently twice: {:?} vs {:?}", a.stats, b.stats);
+    }
+}
+
+/// Pins the known issue in docs/design/simulation.md ("Findings"): node 2 drops slot
+/// 1767225618000 of an at-most-once job (lease lost), releases it, sends it itself once its
+/// lease is back (the released mark stays), dies before its result commits, and its next
+/// incarnation reclaims the "released" slot and sends it again. When `scheduler::owner` and
+/// `state::firing` are fixed, this test fails: make the model send such a slot only after a
+/// claim that clears the mark, and delete the test and the `known_released_resends` exception.
+#[test]
+fn known_issue_a_released_slot_sent_by_its_holder_is_sent_again_after_a_crash() {
+    let o = run_seed(14, 120);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert!(o.stats.known_released_resends > 0, "seed 14 no longer shows the known issue: {:?}", o.stats);
+}
+
+/// Pins finding 1 of docs/design/simulation.md: with shard moves written through
+/// `Cluster::write` (forwarded to whoever leads by then), as `scheduler::leader` does today, a
+/// deposed leader's moves are committed by its successor while the moved node holds the
+/// successor's lease, and two nodes believe they own one shard. With moves proposed only by the
+/// leader that judged them (the model's default), the same seed keeps every invariant. Once the
+/// node is fixed, delete `World::forward_moves` and this test.
+#[test]
+fn known_issue_forwarded_shard_moves_give_a_shard_two_owners() {
+    assert!(run_seed(106, 100).failure.is_none());
+    let as_is = run_seed_with(106, 100, true);
+    let failure = as_is.failure.unwrap_or_default();
+    assert!(failure.contains("both believe they own shard"), "seed 106 no longer shows the issue: {failure}");
+}

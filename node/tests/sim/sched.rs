@@ -1,0 +1,433 @@
+//! A model of the node's scheduler (`scheduler::{lease, leader, owner}`), step for step, on
+//! simulated clocks.
+//!
+//! The node's tasks take a `Cluster` (HTTP peers, RocksDB) and read `std::time::Instant`, so
+//! they cannot run here; this module repeats their decisions over the simulated network and
+//! each node's own clock (its rate within the drift bound). What it calls is real: the
+//! assignment (`model::assignment::rebalance`), the state machine that judges every claim
+//! (`state::apply` through Raft), the schedules (`model::schedule`). "Sending" a slot records
+//! it in the history ([`crate::check::on_send`]) instead of calling the executor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use raftcron_node::clock::ms_to_utc;
+use raftcron_node::ids::{JobId, NodeId};
+use raftcron_node::model::assignment::{self, ShardMove};
+use raftcron_node::model::job::{Delivery, JobRecord};
+use raftcron_node::model::run::{FireState, RunRecord, RunStatus};
+use raftcron_node::model::slot::FireId;
+use raftcron_node::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
+use raftcron_node::state::{keys, CommandBody, CommandResult, StateRead};
+use raftcron_node::store::{decode, Table};
+
+use crate::net::{on_leader, Fwd, FwdResult};
+use crate::world::{NodeHandle, World};
+
+const MAX_SLOTS_PER_JOB: usize = 64;
+
+/// A process's volatile scheduler state: all of it is lost in a crash.
+#[derive(Debug, Default)]
+pub struct Sched {
+    /// Until when (own monotonic clock, µs) this node may fire.
+    pub lease_until: Option<i64>,
+    /// The leader's wall clock (ms) as of the last grant, and when (own monotonic, µs).
+    pub firing_base: Option<(i64, i64)>,
+    /// As leader: when each node was last granted its lease (own monotonic, µs).
+    pub grants: BTreeMap<NodeId, i64>,
+    pub active: BTreeSet<FireId>,
+    pub dropped: BTreeSet<FireId>,
+    pub claimed_to: BTreeMap<JobId, i64>,
+    pub runs: Vec<RunOutcome>,
+    pub releases: Vec<Released>,
+}
+
+impl Sched {
+    pub fn lease_valid(&self, mono_us: i64) -> bool {
+        self.lease_until.is_some_and(|until| mono_us < until)
+    }
+}
+
+fn us(d: Duration) -> i64 {
+    d.as_micros() as i64
+}
+
+impl NodeHandle {
+    /// The leader's time, carried forward on this node's clock (`lease::FiringClock`).
+    pub fn firing_now_ms(&self) -> i64 {
+        match self.sched.lock().unwrap().firing_base {
+            Some((ms, at)) => ms + (self.mono_us() - at) / 1000,
+            None => self.wall_ms(),
+        }
+    }
+
+    fn lease_valid(&self) -> bool {
+        let now = self.mono_us();
+        self.sched.lock().unwrap().lease_valid(now)
+    }
+
+    async fn wait_applied(&self, index: u64, own: Duration) -> bool {
+        let deadline = self.mono_us() + us(own);
+        while self.mono_us() < deadline {
+            if self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index) >= index {
+                return true;
+            }
+            self.sleep_own(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+/// Starts the scheduler model's tasks on a new process.
+pub fn spawn(world: &Arc<World>, h: &Arc<NodeHandle>) {
+    h.spawn(lease_loop(world.clone(), h.clone()));
+    h.spawn(leader_loop(world.clone(), h.clone()));
+    h.spawn(owner_loop(world.clone(), h.clone()));
+    h.spawn(recorder_loop(world.clone(), h.clone()));
+}
+
+async fn lease_loop(world: Arc<World>, h: Arc<NodeHandle>) {
+    let cfg = world.cfg.clone();
+    loop {
+        h.sleep_own(cfg.lease / 4).await;
+        // Noted before asking: the leader records its grant after this instant.
+        let asked = h.mono_us();
+        let Some(FwdResult::Lease { index, leader_wall_ms }) = on_leader(&world, &h, Fwd::LeaseGrant(h.id)).await
+        else {
+            continue;
+        };
+        if !h.wait_applied(index, Duration::from_secs(2)).await {
+            continue;
+        }
+        let answered = h.mono_us();
+        let mut s = h.sched.lock().unwrap();
+        s.firing_base = Some((leader_wall_ms, answered - (answered - asked) / 2));
+        let until = asked + us(cfg.lease.saturating_sub(cfg.drift_margin));
+        s.lease_until = Some(s.lease_until.map_or(until, |cur| cur.max(until)));
+    }
+}
+
+async fn leader_loop(world: Arc<World>, h: Arc<NodeHandle>) {
+    let cfg = world.cfg.clone();
+    let mut term_since: Option<(u64, i64)> = None;
+    let mut revoked_at: BTreeMap<u32, i64> = BTreeMap::new();
+    loop {
+        h.sleep_own(cfg.tick * 2).await;
+        let (state, term, voters) = {
+            let m = h.raft.metrics();
+            let m = m.borrow();
+            (m.state, m.current_term, m.membership_config.membership().voter_ids().collect::<Vec<_>>())
+        };
+        if state != ServerState::Leader {
+            term_since = None;
+            revoked_at.clear();
+            continue;
+        }
+        let since = match term_since {
+            Some((t, since)) if t == term => since,
+            _ => {
+                let now = h.mono_us();
+                term_since = Some((term, now));
+                revoked_at.clear();
+                now
+            }
+        };
+        leader_step(&world, &h, since, &mut revoked_at, &voters).await;
+    }
+}
+
+/// One round of `scheduler::leader::step`.
+async fn leader_step(
+    world: &Arc<World>,
+    h: &Arc<NodeHandle>,
+    since: i64,
+    revoked_at: &mut BTreeMap<u32, i64>,
+    voters: &[NodeId],
+) {
+    let cfg = &world.cfg;
+    let initialized = h.disk.lock().unwrap().sm.get(Table::SmMeta, keys::SHARD_COUNT).ok().flatten().is_some();
+    if !initialized {
+        let body = CommandBody::InitShards { shard_count: cfg.shard_count, runs_kept: cfg.runs_kept };
+        if on_leader(world, h, Fwd::Write(Box::new(body))).await.is_none() {
+            return;
+        }
+    }
+    if h.mono_us() - since < us(cfg.lease / 2) {
+        return;
+    }
+    let wait = us(cfg.lease + cfg.safety_margin);
+    let now = h.mono_us();
+    let (live, grants): (BTreeSet<NodeId>, BTreeMap<NodeId, i64>) = {
+        let s = h.sched.lock().unwrap();
+        let live = voters.iter().copied().filter(|n| s.grants.get(n).is_some_and(|t| now - t < wait)).collect();
+        (live, s.grants.clone())
+    };
+    let Ok(current) = firing::assignment(&h.disk.lock().unwrap().sm) else { return };
+    let mut moves = Vec::new();
+    for m in assignment::rebalance(&current, &live) {
+        match m.from {
+            Some(from) if live.contains(&from) => {
+                // Revoke first; hand over after the old owner's lease has surely run out.
+                moves.push(ShardMove { to: None, ..m });
+                revoked_at.insert(m.shard, h.mono_us());
+            }
+            Some(from) => {
+                let last = grants.get(&from).map_or(since, |g| (*g).max(since));
+                if h.mono_us() - last > wait {
+                    moves.push(m);
+                }
+            }
+            None => {
+                let epoch = current.owner(m.shard).map_or(0, |o| o.epoch);
+                let since_revoke = revoked_at.get(&m.shard).copied().unwrap_or(since);
+                if epoch == 0 || h.mono_us() - since_revoke > wait {
+                    moves.push(m);
+                    revoked_at.remove(&m.shard);
+                }
+            }
+        }
+    }
+    if moves.is_empty() {
+        return;
+    }
+    world.trace(|| format!("n{} proposes {} shard moves", h.id, moves.len()));
+    let write = Fwd::Write(Box::new(CommandBody::AssignShards { moves }));
+    if world.forward_moves {
+        // As `scheduler::leader` does today: `cluster.write`, which forwards to whichever node
+        // leads by then (see docs/design/simulation.md, "Findings").
+        on_leader(world, h, write).await;
+    } else if h.raft.metrics().borrow().state == ServerState::Leader {
+        // Only under the leadership whose grants the moves were judged by.
+        crate::net::run_local(world, h, write).await;
+    }
+}
+
+/// A slot to send once its claim is known.
+#[derive(Clone)]
+struct Pending {
+    job: JobRecord,
+    at_ms: i64,
+    shard: u32,
+    epoch: u64,
+    /// This process dropped it unsent before and sends it now without a new claim.
+    again: bool,
+}
+
+async fn owner_loop(world: Arc<World>, h: Arc<NodeHandle>) {
+    loop {
+        h.sleep_own(world.cfg.tick).await;
+        if h.lease_valid() {
+            owner_round(&world, &h).await;
+        }
+    }
+}
+
+/// One round of `scheduler::owner::round`.
+async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
+    let now = h.firing_now_ms();
+    let horizon = now + world.cfg.claim_ahead.as_millis() as i64;
+    let mut items: Vec<ClaimItem> = Vec::new();
+    let mut pending: Vec<Option<Pending>> = Vec::new();
+    let mut direct: Vec<Pending> = Vec::new();
+    let mut unknown: Vec<RunOutcome> = Vec::new();
+    {
+        let disk = h.disk.lock().unwrap();
+        let mut s = h.sched.lock().unwrap();
+        let Ok(assignment) = firing::assignment(&disk.sm) else { return };
+        for shard in assignment.owned_by(h.id) {
+            let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
+            let rows = disk.sm.scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX).unwrap_or_default();
+            for (k, _) in rows {
+                let job_key = k.get(4..).unwrap_or_default();
+                let Some(job) =
+                    disk.sm.get(Table::Jobs, job_key).ok().flatten().and_then(|v| decode::<JobRecord>(&v).ok())
+                else {
+                    continue;
+                };
+                if !job.spec.is_active {
+                    continue;
+                }
+                let fs: FireState = disk
+                    .sm
+                    .get(Table::FireState, job_key)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| decode(&v).ok())
+                    .unwrap_or_default();
+                for f in &fs.in_flight {
+                    if s.active.contains(&f.fire_id) {
+                        continue;
+                    }
+                    let p = Pending { job: job.clone(), at_ms: f.at_ms, shard, epoch, again: false };
+                    if f.node == h.id && f.incarnation == h.uuid && f.epoch == epoch {
+                        if s.dropped.remove(&f.fire_id) {
+                            direct.push(Pending { again: true, ..p });
+                        }
+                    } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
+                        s.active.insert(f.fire_id);
+                        let run = unsent(f.fire_id, f.at_ms, h.id, RunStatus::Unknown);
+                        unknown.push(RunOutcome { tenant: job.tenant.clone(), job: job.id, run });
+                    } else {
+                        items.push(claim(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                        pending.push(Some(p));
+                    }
+                }
+                let Some(schedule) = job.spec.schedule() else { continue };
+                let mut mark = s.claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
+                for _ in 0..MAX_SLOTS_PER_JOB {
+                    let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else { break };
+                    if next > horizon {
+                        break;
+                    }
+                    let missed = next + job.spec.deadline_ms() < now;
+                    items.push(claim(
+                        &job,
+                        shard,
+                        epoch,
+                        next,
+                        if missed { ClaimKind::Missed } else { ClaimKind::Slot },
+                    ));
+                    pending.push((!missed).then(|| Pending {
+                        job: job.clone(),
+                        at_ms: next,
+                        shard,
+                        epoch,
+                        again: false,
+                    }));
+                    mark = next;
+                }
+            }
+        }
+        s.runs.extend(unknown);
+    }
+    for p in direct {
+        dispatch(world, h, p);
+    }
+    if items.is_empty() {
+        return;
+    }
+    let body = CommandBody::Claim { node: h.id, incarnation: h.uuid, items: items.clone() };
+    let Some(FwdResult::Written(_, CommandResult::Claims(verdicts))) =
+        on_leader(world, h, Fwd::Write(Box::new(body))).await
+    else {
+        return;
+    };
+    for ((item, verdict), p) in items.iter().zip(verdicts).zip(pending) {
+        if item.kind != ClaimKind::Reclaim && matches!(verdict, ClaimVerdict::Accepted | ClaimVerdict::NotNextSlot) {
+            let mut s = h.sched.lock().unwrap();
+            let e = s.claimed_to.entry(item.job).or_insert(i64::MIN);
+            *e = (*e).max(item.at_ms);
+        }
+        if verdict == ClaimVerdict::Accepted {
+            if let Some(p) = p {
+                dispatch(world, h, p);
+            }
+        }
+    }
+}
+
+fn claim(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {
+    ClaimItem { shard, epoch, tenant: job.tenant.clone(), job: job.id, at_ms, kind }
+}
+
+fn unsent(fire_id: FireId, at_ms: i64, node: NodeId, status: RunStatus) -> RunRecord {
+    RunRecord {
+        fire_id,
+        scheduled_at_ms: at_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+        attempts: 0,
+        node: Some(node),
+        status,
+        http_status: None,
+        error: Some("not sent".into()),
+        body_prefix: None,
+    }
+}
+
+/// `owner::dispatch`: wait for the slot's instant, check the fence, "send", report.
+fn dispatch(world: &Arc<World>, h: &Arc<NodeHandle>, p: Pending) {
+    let fire_id = FireId::scheduled(p.job.id, p.at_ms);
+    if !h.sched.lock().unwrap().active.insert(fire_id) {
+        return;
+    }
+    let (world, me) = (world.clone(), h.clone());
+    h.spawn(async move {
+        let wait = p.at_ms - me.firing_now_ms();
+        if wait > 0 {
+            me.sleep_own(Duration::from_millis(wait as u64)).await;
+        }
+        // The fencing check, immediately before sending.
+        let owner = firing::owner(&me.disk.lock().unwrap().sm, p.shard).ok();
+        let still_mine = owner.is_some_and(|o| o.node == Some(me.id) && o.epoch == p.epoch);
+        if !me.lease_valid() || !still_mine {
+            let mut s = me.sched.lock().unwrap();
+            s.dropped.insert(fire_id);
+            s.active.remove(&fire_id);
+            s.releases.push(Released { tenant: p.job.tenant.clone(), job: p.job.id, fire_id });
+            drop(s);
+            world.trace(|| format!("n{} drop job {} slot {} (lease or ownership lost)", me.id, p.job.id, p.at_ms));
+            return;
+        }
+        world
+            .trace(|| format!("n{} SEND job {} slot {} shard {} epoch {}", me.id, p.job.id, p.at_ms, p.shard, p.epoch));
+        crate::check::on_send(&world, &me, p.job.id, p.at_ms, p.shard, p.again);
+        // The request takes a while: a crash now is the documented crash window.
+        let took = world.rand(|r| r.range(5, 400));
+        tokio::time::sleep(Duration::from_millis(took)).await;
+        let started = me.firing_now_ms();
+        let run = RunRecord {
+            fire_id,
+            scheduled_at_ms: p.at_ms,
+            started_at_ms: Some(started),
+            finished_at_ms: Some(started + took as i64),
+            attempts: 1,
+            node: Some(me.id),
+            status: RunStatus::Succeeded,
+            http_status: Some(200),
+            error: None,
+            body_prefix: None,
+        };
+        me.sched.lock().unwrap().runs.push(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run });
+    });
+}
+
+/// `owner::record_results`: group commit of results and releases, then a read barrier before
+/// a fire id leaves `active`.
+async fn recorder_loop(world: Arc<World>, h: Arc<NodeHandle>) {
+    let mut awaiting: Vec<FireId> = Vec::new();
+    loop {
+        h.sleep_own(Duration::from_millis(50)).await;
+        let (runs, releases) = {
+            let s = h.sched.lock().unwrap();
+            (s.runs.clone(), s.releases.clone())
+        };
+        if !releases.is_empty() {
+            let body = CommandBody::ReleaseSlots { node: h.id, items: releases.clone() };
+            if let Some(FwdResult::Written(..)) = on_leader(&world, &h, Fwd::Write(Box::new(body))).await {
+                h.sched.lock().unwrap().releases.retain(|r| !releases.contains(r));
+            }
+        }
+        if !runs.is_empty() {
+            let body = CommandBody::RecordRuns { outcomes: runs.clone() };
+            if let Some(FwdResult::Written(..)) = on_leader(&world, &h, Fwd::Write(Box::new(body))).await {
+                let done: Vec<FireId> = runs.iter().map(|o| o.run.fire_id).collect();
+                h.sched.lock().unwrap().runs.retain(|o| !done.contains(&o.run.fire_id));
+                awaiting.extend(done);
+            }
+        }
+        if awaiting.is_empty() {
+            continue;
+        }
+        if let Some(FwdResult::ReadIndex(index)) = on_leader(&world, &h, Fwd::ReadIndex).await {
+            if h.wait_applied(index, crate::net::WRITE_TIMEOUT).await {
+                let mut s = h.sched.lock().unwrap();
+                for id in awaiting.drain(..) {
+                    s.active.remove(&id);
+                }
+            }
+        }
+    }
+}

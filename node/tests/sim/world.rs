@@ -1,0 +1,177 @@
+//! The simulated world: the nodes (their disks, clocks and current incarnation), the network's
+//! state, the seeded random source and the recorded history.
+//!
+//! Everything runs on one tokio thread with the clock paused, so an instant is "simulated time
+//! since the start of the run" and every lock here is held only between two awaits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftcron_node::ids::NodeId;
+use raftcron_node::raft::Raft;
+use raftcron_node::scheduler::SchedulerConfig;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::check::History;
+use crate::rng::Rng;
+use crate::sched::Sched;
+use crate::store::Disk;
+
+/// Every node's wall clock starts near 2026-01-01T00:00:00Z.
+pub const WALL0_MS: i64 = 1_767_225_600_000;
+
+/// One node's clocks: a monotonic clock running at `rate` (within the drift bound), and a wall
+/// clock off by `wall_offset_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeClock {
+    pub rate: f64,
+    pub mono0_us: i64,
+    pub wall_offset_ms: i64,
+}
+
+/// Who can talk to whom, and how badly.
+#[derive(Debug, Clone)]
+pub struct NetState {
+    /// Nodes talk only within their group (a partition).
+    pub group: BTreeMap<NodeId, u32>,
+    /// Directed links that drop everything.
+    pub blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Probability that one message (a request or an answer) is lost.
+    pub loss: f64,
+    /// One-way delay of a message, uniform in this range (milliseconds).
+    pub delay_ms: (u64, u64),
+}
+
+/// What survives a node's crash.
+pub struct Slot {
+    pub disk: Arc<Mutex<Disk>>,
+    pub clock: NodeClock,
+    pub handle: Option<Arc<NodeHandle>>,
+}
+
+/// One incarnation (process lifetime) of a node.
+pub struct NodeHandle {
+    pub id: NodeId,
+    pub raft: Raft,
+    /// Numbered across the run, for the history.
+    pub inc: u64,
+    /// The owner loop's incarnation id, as the node's `owner::run` draws one per process.
+    pub uuid: Uuid,
+    pub clock: NodeClock,
+    pub start: Instant,
+    pub disk: Arc<Mutex<Disk>>,
+    pub sched: Mutex<Sched>,
+    /// The scheduler model's tasks: dropped (aborted) when the process dies.
+    pub tasks: Mutex<Option<JoinSet<()>>>,
+}
+
+impl NodeHandle {
+    fn elapsed_us(&self) -> i64 {
+        Instant::now().duration_since(self.start).as_micros() as i64
+    }
+
+    /// This node's monotonic clock, in microseconds.
+    pub fn mono_us(&self) -> i64 {
+        self.clock.mono0_us + (self.elapsed_us() as f64 * self.clock.rate) as i64
+    }
+
+    /// This node's wall clock, in milliseconds since the Unix epoch.
+    pub fn wall_ms(&self) -> i64 {
+        WALL0_MS + self.clock.wall_offset_ms + (self.elapsed_us() as f64 * self.clock.rate / 1000.0) as i64
+    }
+
+    /// Sleeps for `d` as measured by this node's own clock.
+    pub async fn sleep_own(&self, d: Duration) {
+        tokio::time::sleep(Duration::from_secs_f64(d.as_secs_f64() / self.clock.rate)).await;
+    }
+
+    /// Runs `fut` as part of this process: it dies with it.
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(set) = self.tasks.lock().unwrap().as_mut() {
+            while set.try_join_next().is_some() {}
+            set.spawn(fut);
+        }
+    }
+}
+
+/// The whole simulated cluster of one run.
+pub struct World {
+    pub ids: Vec<NodeId>,
+    pub start: Instant,
+    pub rng: Mutex<Rng>,
+    pub net: Mutex<NetState>,
+    pub slots: Mutex<BTreeMap<NodeId, Slot>>,
+    pub hist: Mutex<History>,
+    pub cfg: SchedulerConfig,
+    pub verbose: bool,
+    /// Model `scheduler::leader` as it is: shard moves written through `Cluster::write`,
+    /// which forwards them to the current leader (`RAFTCRON_SIM_FORWARD_MOVES=1`).
+    pub forward_moves: bool,
+}
+
+impl World {
+    pub fn new(seed: u64, ids: Vec<NodeId>, cfg: SchedulerConfig, forward_moves: bool) -> World {
+        World {
+            ids,
+            start: Instant::now(),
+            rng: Mutex::new(Rng::new(seed)),
+            net: Mutex::new(NetState {
+                group: BTreeMap::new(),
+                blocked: BTreeSet::new(),
+                loss: 0.0,
+                delay_ms: (1, 10),
+            }),
+            slots: Mutex::new(BTreeMap::new()),
+            hist: Mutex::new(History::default()),
+            cfg,
+            verbose: std::env::var_os("RAFTCRON_SIM_TRACE").is_some(),
+            forward_moves,
+        }
+    }
+
+    /// Simulated seconds since the start of the run.
+    pub fn now_s(&self) -> f64 {
+        Instant::now().duration_since(self.start).as_secs_f64()
+    }
+
+    pub fn rand<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
+        f(&mut self.rng.lock().unwrap())
+    }
+
+    pub fn handle(&self, id: NodeId) -> Option<Arc<NodeHandle>> {
+        self.slots.lock().unwrap().get(&id).and_then(|s| s.handle.clone())
+    }
+
+    pub fn handles(&self) -> Vec<Arc<NodeHandle>> {
+        self.slots.lock().unwrap().values().filter_map(|s| s.handle.clone()).collect()
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.handle(id).is_some()
+    }
+
+    /// Whether a message from `a` reaches `b` now.
+    pub fn link_up(&self, a: NodeId, b: NodeId) -> bool {
+        if !self.is_up(a) || !self.is_up(b) {
+            return false;
+        }
+        let net = self.net.lock().unwrap();
+        net.group.get(&a) == net.group.get(&b) && !net.blocked.contains(&(a, b))
+    }
+
+    /// Prints an event when `RAFTCRON_SIM_TRACE` is set (to follow a replayed seed).
+    pub fn trace(&self, what: impl FnOnce() -> String) {
+        if self.verbose {
+            println!("{:9.3}s {}", self.now_s(), what());
+        }
+    }
+
+    /// Records a broken invariant; the driver fails the run after the current step.
+    pub fn violation(&self, msg: String) {
+        let at = self.now_s();
+        self.hist.lock().unwrap().violations.push(format!("t={at:.3}s: {msg}"));
+    }
+}
