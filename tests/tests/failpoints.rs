@@ -100,7 +100,7 @@ async fn crash_owner_at(point: &str, delivery: &str) -> Result<(Vec<(String, i64
     c.node_env.remove(&owner);
     c.restart(owner)?;
     c.wait_ready(FORM_TIMEOUT).await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(14)).await;
     let leader = c.client(c.leader().await?);
     let runs = leader.get(&format!("/api/v1/jobs/{id}/runs?page_size=100")).await?.expect(200)?.json;
     let runs = runs["runs"].as_array().cloned().unwrap_or_default();
@@ -135,7 +135,7 @@ async fn a_crash_after_claiming_and_before_sending_loses_and_repeats_nothing() -
     let gaps: Vec<_> = counts.iter().filter(|(_, (n, _))| *n == 0).map(|(t, _)| *t).collect();
     let dups: Vec<_> = counts.iter().filter(|(_, (n, _))| *n > 1).map(|(t, c)| (*t, *c)).collect();
     eprintln!("[failpoints] claim-committed-before-send: {} slots, gaps {gaps:?}, duplicates {dups:?}", counts.len());
-    ensure!(counts.len() >= 10, "too short to judge");
+    ensure!(counts.len() >= 8, "too short to judge: {} slots", counts.len());
     ensure!(gaps.is_empty() && dups.is_empty(), "gaps {gaps:?}, duplicates {dups:?}");
     Ok(())
 }
