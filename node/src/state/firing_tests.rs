@@ -247,3 +247,22 @@ fn alerts_fire_when_failures_reach_the_threshold_and_on_recovery_once_each() {
     assert_eq!(kinds[3], vec![AlertKind::Recovered { after_failures: 3 }]);
     assert!(kinds[4].is_empty());
 }
+
+/// Regression (found by the simulation, docs/design/simulation.md): a holder that released a
+/// slot takes it back with a reclaim before sending it, so the state never says "released"
+/// about a slot being sent; without a release, its own reclaim changes nothing.
+#[test]
+fn a_holder_reclaims_its_own_released_slot_once_before_sending_it() {
+    use crate::state::firing::Released;
+    let mut w = World::new();
+    let inc = Uuid::new_v4();
+    assert_eq!(w.claim(T0, 1, inc, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::Accepted);
+    assert_eq!(w.claim(T0 + 5, 1, inc, 1, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::NotInFlight, "not released");
+    let item = Released { tenant: w.tenant.clone(), job: w.job, fire_id: FireId::scheduled(w.job, T0 + 1000) };
+    let release = CommandBody::ReleaseSlots { node: 1, items: vec![item] };
+    assert_eq!(w.s.apply(&at(T0 + 10, release)), CommandResult::Released { slots: 1 });
+    assert_eq!(w.claim(T0 + 20, 1, inc, 1, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::Accepted);
+    let f = &w.fire_state().in_flight[0];
+    assert!(!f.released && f.node == 1, "the mark is cleared: a crash now means possibly sent");
+    assert_eq!(w.claim(T0 + 30, 1, inc, 1, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::NotInFlight, "once");
+}
