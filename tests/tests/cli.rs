@@ -32,30 +32,8 @@ const SECRET: &str = "s3cr3t-header-value";
 
 /// The `raftcronctl` binary: `RAFTCRONCTL_BIN`, else `$CARGO_TARGET_DIR/debug/raftcronctl`, else
 /// next to the test executable.
-#[allow(clippy::panic)] // A missing binary is a setup error: stop with the command that fixes it.
 fn ctl_binary() -> PathBuf {
-    let name = format!("raftcronctl{}", std::env::consts::EXE_SUFFIX);
-    if let Some(p) = std::env::var_os("RAFTCRONCTL_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "RAFTCRONCTL_BIN={} is not a file", p.display());
-        return p;
-    }
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(dir).join("debug").join(&name));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(debug) = exe.parent().and_then(|deps| deps.parent()) {
-            candidates.push(debug.join(&name));
-        }
-    }
-    match candidates.iter().find(|p| p.is_file()) {
-        Some(p) => p.clone(),
-        None => panic!(
-            "the raftcronctl binary was not found (looked at {candidates:?}); build it first with \
-             `cargo build -p raftcron-client --bin raftcronctl` (with the same CARGO_TARGET_DIR), or set RAFTCRONCTL_BIN"
-        ),
-    }
+    workspace_binary("raftcronctl", "RAFTCRONCTL_BIN", "cargo build -p raftcron-client --bin raftcronctl")
 }
 
 /// What one run printed and how it exited.
@@ -144,11 +122,7 @@ async fn start_sink() -> Result<(SocketAddr, Arc<AtomicUsize>, tokio::task::Join
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, task) = serve_local(app).await?;
     Ok((addr, hits, task))
 }
 

@@ -371,11 +371,7 @@ async fn dashboard_shows_a_jobs_run_history() -> Result<()> {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let sink_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, sink).await;
-    });
+    let (sink_addr, sink_task) = serve_local(sink).await?;
 
     let c = TestCluster::start_with(3, &["--allow-private-targets"]).await?;
     let api = c.client(1);

@@ -74,11 +74,7 @@ async fn record(State(hits): State<Hits>, headers: HeaderMap) -> &'static str {
 async fn start_sink() -> Result<(SocketAddr, Hits, tokio::task::JoinHandle<()>)> {
     let hits: Hits = Arc::default();
     let app = Router::new().route("/hit", any(record)).route("/fail", any(fail)).with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, task) = serve_local(app).await?;
     Ok((addr, hits, task))
 }
 

@@ -34,11 +34,7 @@ async fn start_sink() -> Result<(SocketAddr, Seen, tokio::task::JoinHandle<()>)>
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, task) = serve_local(app).await?;
     Ok((addr, seen, task))
 }
 

@@ -57,12 +57,18 @@ fn random_hex(words: usize) -> String {
 
 /// The `raftcron` binary: `RAFTCRON_BIN`, else `$CARGO_TARGET_DIR/debug/raftcron`, else next to
 /// the test executable (`target/debug/deps/<test>` -> `target/debug/raftcron`).
-#[allow(clippy::panic)] // A missing binary is a setup error: stop with the command that fixes it.
 pub fn binary() -> PathBuf {
-    let name = format!("raftcron{}", std::env::consts::EXE_SUFFIX);
-    if let Some(p) = std::env::var_os("RAFTCRON_BIN") {
+    workspace_binary("raftcron", "RAFTCRON_BIN", "cargo build -p raftcron-node --bin raftcron")
+}
+
+/// A binary of the workspace: `$env_var`, else `$CARGO_TARGET_DIR/debug/<name>`, else next to the
+/// test executable. `build` is the command that makes it, for the message when it is missing.
+#[allow(clippy::panic)] // A missing binary is a setup error: stop with the command that fixes it.
+pub fn workspace_binary(name: &str, env_var: &str, build: &str) -> PathBuf {
+    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    if let Some(p) = std::env::var_os(env_var) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "RAFTCRON_BIN={} is not a file", p.display());
+        assert!(p.is_file(), "{env_var}={} is not a file", p.display());
         return p;
     }
     let mut candidates = Vec::new();
@@ -77,10 +83,21 @@ pub fn binary() -> PathBuf {
     match candidates.iter().find(|p| p.is_file()) {
         Some(p) => p.clone(),
         None => panic!(
-            "the raftcron binary was not found (looked at {candidates:?}); build it first with \
-             `cargo build -p raftcron-node --bin raftcron` (with the same CARGO_TARGET_DIR), or set RAFTCRON_BIN"
+            "the {name} binary was not found (looked at {candidates:?}); build it first with `{build}` \
+             (with the same CARGO_TARGET_DIR), or set {env_var}"
         ),
     }
+}
+
+/// Serves `app` on an ephemeral loopback port (a sink or webhook of a test); abort the handle
+/// when done.
+pub async fn serve_local(app: axum::Router) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, task))
 }
 
 /// `n` distinct free loopback ports (all bound at once so they differ, then released).
