@@ -13,6 +13,7 @@ use base64::Engine;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::clock::Clock;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::{ApiJson, AppState};
+use crate::clock::Clock;
 use crate::model::apikey::Scope;
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -20,6 +20,7 @@ use crate::api::error::ApiError;
 use crate::api::netaddr;
 pub use crate::api::netaddr::{Allowlist, TrustedProxies};
 use crate::api::ratelimit::{FailureLimiter, FailurePolicy, KeyLimiter, LimiterConfig};
+use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::ids::KeyId;
 use crate::state::{read, CommandBody};

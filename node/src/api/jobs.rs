@@ -17,6 +17,7 @@ use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::{check_page, ApiJson, AppState};
 use crate::clock::ms_to_utc;
+use crate::clock::Clock;
 use crate::crypto::Keyring;
 use crate::executor::ssrf;
 use crate::ids::JobId;

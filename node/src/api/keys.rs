@@ -21,6 +21,7 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::guard::Allowlist;
 use crate::api::{check_page, ApiJson, AppState};
 use crate::clock::ms_to_utc;
+use crate::clock::Clock;
 use crate::ids::{KeyId, TenantId};
 use crate::model::apikey::{self, ApiKeyRecord, KeyKind, KeyPatch, Scope, Scopes};
 use crate::state::{read, CommandBody, CommandResult, Rejection};

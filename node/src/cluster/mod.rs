@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use raftcron_client::{ClusterStatus, Consistency, Member, MemberRole};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, ClusterClock};
 use crate::ids::NodeId;
 use crate::model::audit::Actor;
 use crate::raft::handle::{ProposeError, RaftHandle};
@@ -32,7 +32,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Forwarding hops before giving up (leadership moving while we route).
 const MAX_HOPS: usize = 4;
 /// A node whose own wall clock differs from the leader's by more than this says so in its log
-/// (it fires on the leader's time either way; see `scheduler::lease::FiringClock`).
+/// (it fires on the cluster's time either way; see `clock::ClusterClock`).
 pub const MAX_CLOCK_SKEW_MS: i64 = 1000;
 
 /// Why a write or read barrier did not complete.
@@ -54,7 +54,7 @@ pub struct Cluster {
     pub raft: RaftHandle,
     pub store: Store,
     peers: PeerClient,
-    clock: Arc<dyn Clock>,
+    clock: ClusterClock,
     /// Lease grants this node made while leader (monotonic).
     pub grants: LeaseGrants,
 }
@@ -83,15 +83,15 @@ impl LeaseGrants {
 }
 
 impl Cluster {
-    pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, clock: Arc<dyn Clock>) -> Cluster {
-        Cluster { raft, store, peers, clock, grants: LeaseGrants::default() }
+    pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, own_clock: Arc<dyn Clock>) -> Cluster {
+        Cluster { raft, store, peers, clock: ClusterClock::new(own_clock), grants: LeaseGrants::default() }
     }
 
     pub fn node_id(&self) -> NodeId {
         self.raft.node_id()
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
+    pub fn clock(&self) -> &ClusterClock {
         &self.clock
     }
 
@@ -163,8 +163,8 @@ impl Cluster {
                     *body,
                     CommandBody::RevokeKey { .. } | CommandBody::UpdateKey { .. } | CommandBody::DeleteTenant { .. }
                 );
-                // The leader's clock, stamped once: every replica applies the same instant.
-                let cmd = Command { proposed_at_ms: self.clock.now_ms(), body: *body, actor };
+                // The cluster's time, stamped once by the leader: every replica applies the same instant.
+                let cmd = Command { proposed_at_ms: self.clock.lead_ms(), body: *body, actor };
                 let written = match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
                     Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
@@ -183,7 +183,7 @@ impl Cluster {
                 // Leadership is confirmed with a quorum first; only then is the grant recorded.
                 let index = self.raft.read_index().await?;
                 self.grants.record(node_id);
-                Ok(ForwardResult::Lease { index, leader_wall_ms: self.clock.now_ms() })
+                Ok(ForwardResult::Lease { index, leader_wall_ms: self.clock.lead_ms() })
             }
             ForwardOp::Leases => {
                 // Only the leader's grants count, and only a confirmed leader's.

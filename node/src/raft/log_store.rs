@@ -1,13 +1,21 @@
 //! The Raft log and vote on RocksDB.
 //!
-//! Durability: an append is acknowledged (`log_io_completed`) only after its batch is written
-//! with `sync`, so an entry a follower acknowledged survives a power cut. Vote writes are synced
+//! Durability: an append is acknowledged (`log_io_completed`) only after the WAL holding it is
+//! synced, so an entry a follower acknowledged survives a power cut. Vote writes are synced
 //! too. Purge writes the new `last_purged` and deletes the entries in one atomic batch.
 //! Ordering: all writes go through one RocksDB WAL, so a purge that survives a crash implies
 //! that every state-machine write before it survived as well.
+//!
+//! Group commit: `append` writes its entries unsynced (readable at once, as openraft requires)
+//! and queues its callback; one blocking task syncs the WAL for every callback queued so far and
+//! completes them in order, so appends that arrive while a sync runs share the next one. One
+//! fdatasync then serves many client writes instead of one each. The sync covers every earlier
+//! write because the WAL is a single ordered file. This module must not acknowledge an entry
+//! before a sync that started after the entry was written.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
@@ -19,10 +27,43 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
-/// The log store. Cloning shares the same database.
+/// The log store. Cloning shares the same database and the same sync queue.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Store,
+    syncs: Arc<Mutex<SyncQueue>>,
+}
+
+/// Appends written but not yet synced, and whether a sync task is running.
+#[derive(Default)]
+struct SyncQueue {
+    waiting: Vec<LogFlushed<TypeConfig>>,
+    running: bool,
+}
+
+impl Debug for SyncQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncQueue").field("waiting", &self.waiting.len()).field("running", &self.running).finish()
+    }
+}
+
+/// Syncs the WAL until no append waits: each round takes every callback queued so far (all of
+/// their entries are already written), syncs once and completes them in order.
+fn sync_until_idle(store: Store, syncs: Arc<Mutex<SyncQueue>>) {
+    loop {
+        let round = {
+            let mut q = syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if q.waiting.is_empty() {
+                q.running = false;
+                return;
+            }
+            std::mem::take(&mut q.waiting)
+        };
+        let res = store.sync().map_err(|e| e.to_string());
+        for callback in round {
+            callback.log_io_completed(res.clone().map_err(std::io::Error::other));
+        }
+    }
 }
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -52,7 +93,20 @@ pub fn seed(store: &Store, last: LogId, node: crate::ids::NodeId) -> Result<(), 
 
 impl LogStore {
     pub fn new(store: Store) -> LogStore {
-        LogStore { store }
+        LogStore { store, syncs: Arc::default() }
+    }
+
+    /// Queues `callback` for the next WAL sync, starting the sync task when none runs.
+    fn complete_after_sync(&self, callback: LogFlushed<TypeConfig>) {
+        let start = {
+            let mut q = self.syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.waiting.push(callback);
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let (store, syncs) = (self.store.clone(), self.syncs.clone());
+            tokio::task::spawn_blocking(move || sync_until_idle(store, syncs));
+        }
     }
 
     fn meta<T: serde::de::DeserializeOwned>(
@@ -158,19 +212,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             b.put_value(Table::Log, index_key(entry.log_id.index).to_vec(), &entry)
                 .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
         }
-        crate::crash_point!("log-append-before-sync");
-        // Durability point: the entries are on disk before Raft hears they are.
-        let res = self.store.write(b, true);
-        match res {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
-            }
+        if b.is_empty() {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
         }
+        crate::crash_point!("log-append-before-sync");
+        // Readable now; durable (and acknowledged to Raft) after the next group sync.
+        if let Err(e) = self.store.write(b, false) {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
+        }
+        self.complete_after_sync(callback);
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

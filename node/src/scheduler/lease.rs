@@ -1,10 +1,11 @@
 //! The node side of leases: ask the leader, know on the monotonic clock until when the answer
-//! lets this node fire, and keep the leader's time ([`FiringClock`]) to fire by.
+//! lets this node fire, and feed the leader's time from each grant into the
+//! [`ClusterClock`] that the scheduler fires by.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::clock::Clock;
+use crate::clock::ClusterClock;
 use crate::cluster::{Cluster, MAX_CLOCK_SKEW_MS};
 use crate::scheduler::SchedulerConfig;
 
@@ -27,48 +28,10 @@ impl Lease {
     }
 }
 
-/// The wall clock the scheduler fires by: the leader's, as of this node's last lease grant,
-/// carried forward on this node's monotonic clock. A jump of this node's own wall clock
-/// (NTP step, a bad RTC, a drill) changes nothing here, so it can neither re-send a claimed slot
-/// nor send one early. Before the first grant it reads the node's own clock (nothing fires
-/// without a grant anyway). Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct FiringClock {
-    base: Arc<Mutex<Option<(i64, Instant)>>>,
-    own: Arc<dyn Clock>,
-}
-
-impl FiringClock {
-    pub fn new(own: Arc<dyn Clock>) -> FiringClock {
-        FiringClock { base: Arc::default(), own }
-    }
-
-    /// Notes that the leader's clock read `leader_ms` at the monotonic instant `at`.
-    fn set(&self, leader_ms: i64, at: Instant) {
-        if let Ok(mut g) = self.base.lock() {
-            *g = Some((leader_ms, at));
-        }
-    }
-
-    /// This node's own clock minus the leader's (as last granted), in milliseconds.
-    pub fn own_skew_ms(&self) -> i64 {
-        self.own.now_ms() - self.now_ms()
-    }
-}
-
-impl Clock for FiringClock {
-    fn now_ms(&self) -> i64 {
-        match self.base.lock().ok().and_then(|g| *g) {
-            Some((ms, at)) => ms.saturating_add(at.elapsed().as_millis() as i64),
-            None => self.own.now_ms(),
-        }
-    }
-}
-
 pub async fn run(
     cluster: Cluster,
     lease: Lease,
-    clock: FiringClock,
+    clock: ClusterClock,
     cfg: SchedulerConfig,
     metrics: crate::metrics::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -86,9 +49,8 @@ pub async fn run(
         let asked = Instant::now();
         match cluster.lease_grant().await {
             Ok(leader_ms) => {
-                // The leader read its clock somewhere between asking and now: take the middle.
-                let answered = Instant::now();
-                clock.set(leader_ms, answered - (answered - asked) / 2);
+                // The leader read the cluster's time somewhere between asking and now.
+                clock.observe(leader_ms, asked, Instant::now());
                 lease.extend(asked + cfg.lease.saturating_sub(cfg.drift_margin));
                 metrics.scheduler.lease_renewals.inc();
                 let skew = clock.own_skew_ms();
@@ -96,10 +58,10 @@ pub async fn run(
                 if skew.abs() > MAX_CLOCK_SKEW_MS && !skewed {
                     tracing::warn!(
                         skew_ms = skew,
-                        "this node's wall clock differs from the leader's; firing on the leader's time"
+                        "this node's wall clock differs from the cluster's time; firing on the cluster's time"
                     );
                 } else if skew.abs() <= MAX_CLOCK_SKEW_MS && skewed {
-                    tracing::info!(skew_ms = skew, "this node's wall clock agrees with the leader's again");
+                    tracing::info!(skew_ms = skew, "this node's wall clock agrees with the cluster's time again");
                 }
                 skewed = skew.abs() > MAX_CLOCK_SKEW_MS;
             }

@@ -58,7 +58,7 @@ pub fn spawn(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let lease = lease::Lease::default();
-    let clock = lease::FiringClock::new(cluster.clock().clone());
+    let clock = cluster.clock().clone();
     vec![
         tokio::spawn(lease::run(
             cluster.clone(),

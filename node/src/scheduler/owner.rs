@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::clock::ms_to_utc;
 use crate::clock::Clock;
+use crate::clock::ClusterClock;
 use crate::cluster::Cluster;
 use crate::executor::http::{Executor, Fire};
 use crate::executor::notify::Notifier;
@@ -24,7 +25,7 @@ use crate::model::job::JobRecord;
 use crate::model::job::{ConcurrencyPolicy, Delivery};
 use crate::model::run::{FireState, RunRecord, RunStatus};
 use crate::model::slot::FireId;
-use crate::scheduler::lease::{FiringClock, Lease};
+use crate::scheduler::lease::Lease;
 use crate::scheduler::SchedulerConfig;
 use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
@@ -67,7 +68,7 @@ pub async fn run(
     executor: Executor,
     notifier: Notifier,
     lease: Lease,
-    clock: FiringClock,
+    clock: ClusterClock,
     cfg: SchedulerConfig,
     metrics: Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -120,8 +121,8 @@ struct Ctx<'a> {
     cluster: &'a Cluster,
     executor: &'a Executor,
     lease: &'a Lease,
-    /// The leader's time: what slots are due by (see [`FiringClock`]).
-    clock: &'a FiringClock,
+    /// The cluster's time: what slots are due by (see [`ClusterClock`]).
+    clock: &'a ClusterClock,
     active: &'a Active,
     running: &'a Running,
     dropped: &'a Dropped,
@@ -343,7 +344,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
 /// Records results in batches; a fire id leaves `active` once its result is committed.
 async fn record_results(
     cluster: Cluster,
-    clock: FiringClock,
+    clock: ClusterClock,
     notifier: Notifier,
     active: Active,
     mut rx: tokio::sync::mpsc::Receiver<Report>,

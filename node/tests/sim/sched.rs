@@ -55,7 +55,7 @@ fn us(d: Duration) -> i64 {
 }
 
 impl NodeHandle {
-    /// The leader's time, carried forward on this node's clock (`lease::FiringClock`).
+    /// The leader's time, carried forward on this node's clock (`clock::ClusterClock`).
     pub fn firing_now_ms(&self) -> i64 {
         match self.sched.lock().unwrap().firing_base {
             Some((ms, at)) => ms + (self.mono_us() - at) / 1000,
