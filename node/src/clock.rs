@@ -143,7 +143,9 @@ impl ClusterClock {
         self.lead_at(Instant::now(), self.own.now_ms())
     }
 
-    fn lead_at(&self, now: Instant, own_ms: i64) -> i64 {
+    /// [`ClusterClock::lead_ms`] at the monotonic instant `now` with this node's wall clock
+    /// reading `own_ms` (the deterministic simulation drives it with its own clocks).
+    pub fn lead_at(&self, now: Instant, own_ms: i64) -> i64 {
         let mut g = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
         let ms = match *g {
             None => own_ms as f64,
@@ -183,13 +185,24 @@ impl ClusterClock {
     }
 }
 
+impl ClusterClock {
+    /// The timeline at the monotonic instant `t`; `None` before this node heard a leader or led.
+    pub fn reading_at(&self, t: Instant) -> Option<i64> {
+        let reading = *self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        reading.map(|r| r.estimate(t).round() as i64)
+    }
+}
+
+impl Default for ClusterClock {
+    /// On the system clock.
+    fn default() -> ClusterClock {
+        ClusterClock::new(Arc::new(SystemClock::default()))
+    }
+}
+
 impl Clock for ClusterClock {
     fn now_ms(&self) -> i64 {
-        let reading = *self.reading.lock().unwrap_or_else(PoisonError::into_inner);
-        match reading {
-            Some(r) => r.estimate(Instant::now()).round() as i64,
-            None => self.own.now_ms(),
-        }
+        self.reading_at(Instant::now()).unwrap_or_else(|| self.own.now_ms())
     }
 }
 

@@ -10,6 +10,10 @@
 //! - `fire-after-send`: a slot sent (the target answered), its result not yet recorded;
 //! - `log-append-before-sync`: Raft entries about to be written and synced;
 //! - `snapshot-install-midway`: a snapshot install has replaced part of the state.
+//!
+//! One point does not end the process: `claim-answer-lost` (in `scheduler::owner`) makes a
+//! committed claim batch look like a write whose outcome is unknown, as when the leader dies
+//! right after committing it.
 
 /// The exit status of a process stopped by a failpoint.
 pub const EXIT_CODE: i32 = 111;

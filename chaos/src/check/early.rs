@@ -1,20 +1,32 @@
 //! No early fire: no slot reaches the sink long before its scheduled instant.
 //!
-//! An owner sends a slot when its own wall clock reaches it, and the leader accepts no claim
-//! more than `claim_ahead + 1 s` ahead of the leader's clock, so a slot may arrive at most that
-//! much early (a node whose clock jumped forward, within the leader's bound). Anything earlier
-//! (plus [`SLACK_MS`]) is a violation, listed with the fault active at the scheduled instant.
+//! Owners send a slot when the cluster's time reaches it. That timeline follows the leader's
+//! wall clock at most [`SLEW_MS_PER_S`] fast (`clock::ClusterClock` in the node), so a clock
+//! jump held for H seconds can move it at most `H x 10 ms` ahead, whichever node it hit. A slot
+//! that arrives more than that (for the longest jump of the run) plus [`SLACK_MS`] before its
+//! instant is a violation, listed with the clock jumps before it.
 
 use std::collections::BTreeMap;
 
 use super::{CheckResult, Evidence};
 
-/// Slack on top of the claim bound (clock reading, scheduling).
+/// Slack on top of the slew (the reading error of a lease round trip, scheduling).
 pub const SLACK_MS: i64 = 500;
+
+/// How fast the cluster's timeline may move toward the leader's wall clock.
+pub const SLEW_MS_PER_S: i64 = 10;
 
 pub fn check(e: &Evidence<'_>) -> CheckResult {
     let mut r = CheckResult::new("no early fire");
-    let bound = e.config.timing.claim_ahead_ms + 1000 + SLACK_MS;
+    let longest_jump_ms = e
+        .history
+        .faults
+        .iter()
+        .filter(|f| f.kind == crate::config::FaultKind::ClockJump)
+        .map(|f| f.end_ms.saturating_sub(f.start_ms).max(0))
+        .max()
+        .unwrap_or(0);
+    let bound = SLACK_MS + SLEW_MS_PER_S * ((longest_jump_ms + 999) / 1000);
     let mut earliest = 0i64;
     let mut per_group: BTreeMap<String, usize> = BTreeMap::new();
     for h in e.hits.iter().filter(|h| h.scheduled_ms >= e.window.from_ms && h.scheduled_ms <= e.window.to_ms) {

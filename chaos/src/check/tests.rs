@@ -144,10 +144,32 @@ fn a_slot_is_delivered_or_recorded_with_a_reason() {
 
 #[test]
 fn an_arrival_long_before_its_slot_is_an_early_fire() {
-    let hits = vec![hit("a", 10_000, 9_000), hit("b", 11_000, 1_000)];
+    let hits = vec![hit("a", 10_000, 9_700), hit("b", 11_000, 10_000)];
     let r = judge(&Snapshot::default(), &hits, None, early::check);
     assert_eq!(r.violation_count, 1, "{r:?}");
     assert!(r.violations[0].contains("slot 11000"));
+}
+
+#[test]
+fn a_clock_jump_widens_the_early_bound_by_its_slew_only() {
+    // A jump held 20 s may move the cluster's timeline 200 ms: the bound is 700 ms.
+    let jump = FaultRecord {
+        kind: FaultKind::ClockJump,
+        targets: vec![1],
+        minority: vec![],
+        cut_off: vec![],
+        affected: vec![1],
+        detail: "+50 s".into(),
+        start_ms: 1_000,
+        end_ms: 21_000,
+        converged_ms: Some(21_500),
+        error: None,
+    };
+    let h = Snapshot { faults: vec![jump], ..Snapshot::default() };
+    let hits = vec![hit("a", 10_000, 9_350), hit("b", 11_000, 10_250)];
+    let r = judge(&h, &hits, None, early::check);
+    assert_eq!(r.violation_count, 1, "{r:?}");
+    assert!(r.violations[0].contains("slot 11000"), "{:?}", r.violations);
 }
 
 fn write(op: WriteOp, outcome: Outcome, at: i64) -> WriteRecord {

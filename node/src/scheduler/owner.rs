@@ -176,10 +176,16 @@ async fn round(
                 if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
                     // This process claimed it. If it let it go unsent (the release is committed),
                     // it claims it back before sending, so the state never says "released" about
-                    // a slot that is being sent; otherwise its result is on its way.
-                    if f.released && ctx.dropped.lock().map(|mut d| d.remove(&f.fire_id)).unwrap_or(false) {
-                        items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                        pending.push(Some(p));
+                    // a slot that is being sent.
+                    if f.released {
+                        if ctx.dropped.lock().map(|mut d| d.remove(&f.fire_id)).unwrap_or(false) {
+                            items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                            pending.push(Some(p));
+                        }
+                    } else if claimed_but_never_dispatched(ctx, job_key, f.fire_id)? {
+                        // The claim committed but its answer was lost (the leader died or a
+                        // link broke after the commit): nobody else will send it.
+                        dispatch(ctx, p);
                     }
                 } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
                     // Its sender may or may not have sent it: never send it twice.
@@ -223,6 +229,12 @@ async fn round(
         CommandResult::Claims(v) => v,
         other => return Err(format!("unexpected claim answer {other:?}")),
     };
+    // The claim committed, but its answer is lost on the way back (as when the leader dies
+    // right after the commit).
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("claim-answer-lost", |_| Err(
+        "the write's outcome is unknown (failpoint claim-answer-lost)".into()
+    ));
     crate::crash_point!("claim-committed-before-send");
     for ((item, verdict), p) in items.iter().zip(verdicts).zip(pending) {
         if item.kind != ClaimKind::Reclaim && matches!(verdict, ClaimVerdict::Accepted | ClaimVerdict::NotNextSlot) {
@@ -241,6 +253,19 @@ async fn round(
         }
     }
     Ok(())
+}
+
+/// Whether a slot this process claimed (same incarnation and epoch, not released) was never
+/// handed to [`dispatch`]: `active` holds every dispatched slot until its result is applied
+/// here, so a slot that is not active and still in flight *after* that check was never sent.
+/// (Read in this order, a result applied between the two reads cannot pass for a lost claim.)
+fn claimed_but_never_dispatched(ctx: &Ctx<'_>, job_key: &[u8], fire_id: FireId) -> Result<bool, String> {
+    if ctx.active.lock().map(|a| a.contains(&fire_id)).unwrap_or(true) {
+        return Ok(false);
+    }
+    let fs: FireState =
+        ctx.cluster.store.get_value(Table::FireState, job_key).map_err(|e| e.to_string())?.unwrap_or_default();
+    Ok(fs.in_flight.iter().any(|f| f.fire_id == fire_id && !f.released))
 }
 
 fn claim_item(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {

@@ -178,8 +178,8 @@ pub async fn run_local(world: &Arc<World>, h: &Arc<NodeHandle>, op: Fwd) -> FwdR
     match op {
         Fwd::Write(body) => {
             let body_digest = digest(&body);
-            // The leader stamps its own wall clock: every replica applies the same instant.
-            let cmd = Command { proposed_at_ms: h.wall_ms(), body: *body, actor: None };
+            // The leader stamps the cluster's time: every replica applies the same instant.
+            let cmd = Command { proposed_at_ms: h.lead_ms(), body: *body, actor: None };
             match tokio::time::timeout(WRITE_TIMEOUT, h.raft.client_write(cmd)).await {
                 Ok(Ok(resp)) => {
                     let mut hist = world.hist.lock().unwrap();
@@ -200,7 +200,7 @@ pub async fn run_local(world: &Arc<World>, h: &Arc<NodeHandle>, op: Fwd) -> FwdR
             Ok((read, _)) => {
                 let now = h.mono_us();
                 h.sched.lock().unwrap().grants.insert(node, now);
-                FwdResult::Lease { index: read.map_or(0, |l| l.index), leader_wall_ms: h.wall_ms() }
+                FwdResult::Lease { index: read.map_or(0, |l| l.index), leader_wall_ms: h.lead_ms() }
             }
             Err(_) => FwdResult::NotLeader,
         },

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use raftcron_node::clock::ms_to_utc;
+use raftcron_node::clock::{ms_to_utc, ClusterClock};
 use raftcron_node::ids::{JobId, NodeId};
 use raftcron_node::model::assignment::{self, ShardMove};
 use raftcron_node::model::job::{Delivery, JobRecord};
@@ -33,8 +33,9 @@ const MAX_SLOTS_PER_JOB: usize = 64;
 pub struct Sched {
     /// Until when (own monotonic clock, µs) this node may fire.
     pub lease_until: Option<i64>,
-    /// The leader's wall clock (ms) as of the last grant, and when (own monotonic, µs).
-    pub firing_base: Option<(i64, i64)>,
+    /// The cluster's time as this node knows it: the node's real `ClusterClock`, driven by this
+    /// node's simulated clocks.
+    pub timeline: ClusterClock,
     /// As leader: when each node was last granted its lease (own monotonic, µs).
     pub grants: BTreeMap<NodeId, i64>,
     pub active: BTreeSet<FireId>,
@@ -55,12 +56,17 @@ fn us(d: Duration) -> i64 {
 }
 
 impl NodeHandle {
-    /// The leader's time, carried forward on this node's clock (`clock::ClusterClock`).
+    /// The cluster's time on this node (`clock::ClusterClock`), or its own wall clock before it
+    /// heard a leader.
     pub fn firing_now_ms(&self) -> i64 {
-        match self.sched.lock().unwrap().firing_base {
-            Some((ms, at)) => ms + (self.mono_us() - at) / 1000,
-            None => self.wall_ms(),
-        }
+        let at = self.instant();
+        self.sched.lock().unwrap().timeline.reading_at(at).unwrap_or_else(|| self.wall_ms())
+    }
+
+    /// As leader: the cluster's time, slewed toward this node's wall clock (`ClusterClock::lead_at`).
+    pub fn lead_ms(&self) -> i64 {
+        let (at, own) = (self.instant(), self.wall_ms());
+        self.sched.lock().unwrap().timeline.lead_at(at, own)
     }
 
     fn lease_valid(&self) -> bool {
@@ -103,7 +109,7 @@ async fn lease_loop(world: Arc<World>, h: Arc<NodeHandle>) {
         }
         let answered = h.mono_us();
         let mut s = h.sched.lock().unwrap();
-        s.firing_base = Some((leader_wall_ms, answered - (answered - asked) / 2));
+        s.timeline.observe(leader_wall_ms, h.instant_of(asked), h.instant_of(answered));
         let until = asked + us(cfg.lease.saturating_sub(cfg.drift_margin));
         s.lease_until = Some(s.lease_until.map_or(until, |cur| cur.max(until)));
     }
@@ -264,6 +270,9 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                     if f.node == h.id && f.incarnation == h.uuid && f.epoch == epoch {
                         if s.dropped.remove(&f.fire_id) {
                             direct.push(Pending { again: true, ..p });
+                        } else if !f.released {
+                            // Claimed by this process, answer lost, never dispatched.
+                            direct.push(p);
                         }
                     } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
                         s.active.insert(f.fire_id);

@@ -78,6 +78,18 @@ impl NodeHandle {
         self.clock.mono0_us + (self.elapsed_us() as f64 * self.clock.rate) as i64
     }
 
+    /// The monotonic instant `mono_us` (this node's monotonic clock) maps to, for the node's own
+    /// types that take `std::time::Instant`.
+    pub fn instant_of(&self, mono_us: i64) -> std::time::Instant {
+        static ANCHOR: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *ANCHOR.get_or_init(std::time::Instant::now) + Duration::from_micros(mono_us.max(0) as u64)
+    }
+
+    /// This node's monotonic clock now, as an `Instant`.
+    pub fn instant(&self) -> std::time::Instant {
+        self.instant_of(self.mono_us())
+    }
+
     /// This node's wall clock, in milliseconds since the Unix epoch.
     pub fn wall_ms(&self) -> i64 {
         WALL0_MS + self.clock.wall_offset_ms + (self.elapsed_us() as f64 * self.clock.rate / 1000.0) as i64

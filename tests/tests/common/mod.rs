@@ -466,6 +466,15 @@ impl TestCluster {
 
     /// Like [`TestCluster::start_with`], talking HTTPS to the nodes and trusting only `ca_pem`
     /// (`extra` carries the nodes' TLS flags).
+    /// Like [`TestCluster::start_with`], with `env` set on every node from its first start.
+    pub async fn start_with_env(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Result<TestCluster> {
+        let mut c = TestCluster::new()?;
+        for id in 1..=n {
+            c.node_env.insert(id, env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        }
+        c.start_prepared(n, extra).await
+    }
+
     pub async fn start_tls(n: u64, extra: &[&str], ca_pem: &[u8]) -> Result<TestCluster> {
         let mut c = TestCluster::new()?;
         c.http = reqwest::Client::builder()
