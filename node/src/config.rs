@@ -116,10 +116,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "RAFTCRON_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Raft heartbeat interval in milliseconds (default 100).
+    /// Raft heartbeat interval in milliseconds (default 50).
     #[arg(long, env = "RAFTCRON_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 500).
+    /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 250).
     #[arg(long, env = "RAFTCRON_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
     /// Log entries between snapshots (default 20000).

@@ -71,8 +71,11 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> RaftTuning {
         RaftTuning {
-            heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(500),
+            // openraft 0.9 lets a follower campaign only after the leader's lease (the maximum
+            // election timeout) plus a drawn election timeout: 250 ms gives 0.75-1 s from the
+            // leader's last heartbeat to a campaign on a LAN.
+            heartbeat: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(250),
             snapshot_every: 20_000,
             keep_after_snapshot: 2_000,
         }
