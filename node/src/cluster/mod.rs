@@ -57,6 +57,22 @@ pub struct Cluster {
     clock: ClusterClock,
     /// Lease grants this node made while leader (monotonic).
     pub grants: LeaseGrants,
+    reads: ReadBatches,
+}
+
+/// Linearizable reads waiting for a read index. Concurrent reads share one round (one
+/// forward to the leader, one quorum confirmation there) instead of one each: a read joins the
+/// next round to *start* after it arrived, never one already under way, so the index it gets
+/// is at least the leader's commit index at its arrival (linearizable).
+#[derive(Debug, Clone, Default)]
+struct ReadBatches(Arc<std::sync::Mutex<ReadQueue>>);
+
+type ReadWaiter = tokio::sync::oneshot::Sender<Result<u64, ClusterError>>;
+
+#[derive(Debug, Default)]
+struct ReadQueue {
+    waiting: Vec<ReadWaiter>,
+    running: bool,
 }
 
 /// When the leader last granted each node its firing lease.
@@ -84,7 +100,14 @@ impl LeaseGrants {
 
 impl Cluster {
     pub fn new(raft: RaftHandle, store: Store, peers: PeerClient, own_clock: Arc<dyn Clock>) -> Cluster {
-        Cluster { raft, store, peers, clock: ClusterClock::new(own_clock), grants: LeaseGrants::default() }
+        Cluster {
+            raft,
+            store,
+            peers,
+            clock: ClusterClock::new(own_clock),
+            grants: LeaseGrants::default(),
+            reads: ReadBatches::default(),
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -226,14 +249,50 @@ impl Cluster {
         if consistency == Consistency::Stale {
             return Ok(());
         }
-        let index = match self.on_leader(ForwardOp::ReadIndex).await? {
-            ForwardResult::ReadIndex(i) => i,
-            other => return Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
-        };
+        let index = self.batched_read_index().await?;
         if self.raft.wait_applied(index, WRITE_TIMEOUT).await {
             Ok(())
         } else {
             Err(ClusterError::NoLeader)
+        }
+    }
+
+    /// The leader's read index, from the next round that starts after this call (see
+    /// [`ReadBatches`]).
+    async fn batched_read_index(&self) -> Result<u64, ClusterError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.reads.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.waiting.push(tx);
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.read_rounds().await });
+        }
+        rx.await.unwrap_or_else(|_| Err(ClusterError::Failed("the read round ended without an answer".into())))
+    }
+
+    /// Runs read-index rounds until no read waits; each round answers the reads that arrived
+    /// before it started.
+    async fn read_rounds(&self) {
+        loop {
+            let round = {
+                let mut q = self.reads.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if q.waiting.is_empty() {
+                    q.running = false;
+                    return;
+                }
+                std::mem::take(&mut q.waiting)
+            };
+            let answer = match self.on_leader(ForwardOp::ReadIndex).await {
+                Ok(ForwardResult::ReadIndex(i)) => Ok(i),
+                Ok(other) => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
+                Err(e) => Err(e),
+            };
+            for waiter in round {
+                let _ = waiter.send(answer.clone());
+            }
         }
     }
 
