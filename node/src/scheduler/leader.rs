@@ -8,12 +8,70 @@
 //! same wait has passed since the revoke.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
-use crate::model::assignment::{self, ShardMove};
+use crate::ids::NodeId;
+use crate::model::assignment::{self, Assignment, ShardMove};
 use crate::scheduler::SchedulerConfig;
 use crate::state::{firing, CommandBody, CommandResult};
+
+/// What one assignment round looks at. `T` is a monotonic instant: `Instant` in the node, the
+/// simulated clock in the deterministic simulation, which runs this same decision.
+pub struct Round<'a, T> {
+    /// The shard owners as committed.
+    pub current: &'a Assignment,
+    /// The voters of the current membership.
+    pub voters: &'a [NodeId],
+    /// When this leader last granted each node its lease.
+    pub last_grant: &'a dyn Fn(NodeId) -> Option<T>,
+    /// When this leader's term began (its grants before that do not exist).
+    pub since: T,
+    pub now: T,
+    /// How long ago an instant was, as of `now`.
+    pub age: &'a dyn Fn(T) -> Duration,
+}
+
+/// The moves one round makes, and the nodes it judged live; `None` while the term is younger
+/// than half a lease (every node gets a chance to ask for a lease first). Pure: it records the
+/// revokes it makes in `revoked_at` and nothing else.
+pub fn plan<T: Copy + Ord>(
+    r: &Round<'_, T>,
+    cfg: &SchedulerConfig,
+    revoked_at: &mut HashMap<u32, T>,
+) -> Option<(BTreeSet<NodeId>, Vec<ShardMove>)> {
+    if (r.age)(r.since) < cfg.lease / 2 {
+        return None;
+    }
+    let wait = cfg.lease + cfg.safety_margin;
+    let live: BTreeSet<NodeId> =
+        r.voters.iter().copied().filter(|n| (r.last_grant)(*n).is_some_and(|t| (r.age)(t) < wait)).collect();
+    let mut moves = Vec::new();
+    for m in assignment::rebalance(r.current, &live) {
+        match m.from {
+            Some(from) if live.contains(&from) => {
+                // Revoke first; hand over after the old owner's lease has surely run out.
+                moves.push(ShardMove { to: None, ..m });
+                revoked_at.insert(m.shard, r.now);
+            }
+            Some(from) => {
+                let last = (r.last_grant)(from).map_or(r.since, |g| g.max(r.since));
+                if (r.age)(last) > wait {
+                    moves.push(m);
+                }
+            }
+            None => {
+                let epoch = r.current.owner(m.shard).map_or(0, |o| o.epoch);
+                let since_revoke = revoked_at.get(&m.shard).copied().unwrap_or(r.since);
+                if epoch == 0 || (r.age)(since_revoke) > wait {
+                    moves.push(m);
+                    revoked_at.remove(&m.shard);
+                }
+            }
+        }
+    }
+    Some((live, moves))
+}
 
 pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(cfg.tick * 2);
@@ -62,39 +120,22 @@ async fn step(
             .await
             .map_err(|e| e.to_string())?;
     }
-    // Give every node a chance to ask for a lease before the first assignment.
-    if since.elapsed() < cfg.lease / 2 {
-        return Ok(());
-    }
-    let wait = cfg.lease + cfg.safety_margin;
-    let voters: Vec<u64> = view.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
-    let live: BTreeSet<u64> =
-        voters.iter().copied().filter(|n| cluster.grants.last(*n).is_some_and(|t| t.elapsed() < wait)).collect();
     let current = firing::assignment(&cluster.store).map_err(|e| e.to_string())?;
-    let mut moves = Vec::new();
-    for m in assignment::rebalance(&current, &live) {
-        match m.from {
-            Some(from) if live.contains(&from) => {
-                // Revoke first; hand over after the old owner's lease has surely run out.
-                moves.push(ShardMove { to: None, ..m });
-                revoked_at.insert(m.shard, Instant::now());
-            }
-            Some(from) => {
-                let last = cluster.grants.last(from).map_or(since, |g| g.max(since));
-                if last.elapsed() > wait {
-                    moves.push(m);
-                }
-            }
-            None => {
-                let epoch = current.owner(m.shard).map_or(0, |o| o.epoch);
-                let since_revoke = revoked_at.get(&m.shard).copied().unwrap_or(since);
-                if epoch == 0 || since_revoke.elapsed() > wait {
-                    moves.push(m);
-                    revoked_at.remove(&m.shard);
-                }
-            }
-        }
-    }
+    let voters: Vec<u64> = view.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
+    let now = Instant::now();
+    let planned = plan(
+        &Round {
+            current: &current,
+            voters: &voters,
+            last_grant: &|n| cluster.grants.last(n),
+            since,
+            now,
+            age: &|t: Instant| now.saturating_duration_since(t),
+        },
+        cfg,
+        revoked_at,
+    );
+    let Some((live, moves)) = planned else { return Ok(()) };
     if moves.is_empty() {
         return Ok(());
     }
@@ -105,4 +146,112 @@ async fn step(
         other => tracing::warn!(result = ?other, "shard assignment refused"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::{plan, Round};
+    use crate::model::assignment::{Assignment, ShardOwner};
+    use crate::scheduler::SchedulerConfig;
+
+    /// Milliseconds on a hand-driven monotonic clock.
+    type Ms = u64;
+    /// (shard, from, to) of each move.
+    type Moves = Vec<(u32, Option<u64>, Option<u64>)>;
+
+    fn cfg() -> SchedulerConfig {
+        SchedulerConfig {
+            lease: Duration::from_millis(4000),
+            safety_margin: Duration::from_millis(600),
+            ..SchedulerConfig::default()
+        }
+    }
+
+    fn owned(owners: &[Option<u64>]) -> Assignment {
+        let mut a = Assignment::new(owners.len() as u32);
+        for (o, node) in a.owners.iter_mut().zip(owners) {
+            *o = ShardOwner { node: *node, epoch: u64::from(node.is_some()) };
+        }
+        a
+    }
+
+    fn run(
+        current: &Assignment,
+        grants: &HashMap<u64, Ms>,
+        since: Ms,
+        now: Ms,
+        revoked: &mut HashMap<u32, Ms>,
+    ) -> Option<(Vec<u64>, Moves)> {
+        let round = Round {
+            current,
+            voters: &[1, 2, 3],
+            last_grant: &|n| grants.get(&n).copied(),
+            since,
+            now,
+            age: &|t: Ms| Duration::from_millis(now.saturating_sub(t)),
+        };
+        plan(&round, &cfg(), revoked)
+            .map(|(live, moves)| (live.into_iter().collect(), moves.iter().map(|m| (m.shard, m.from, m.to)).collect()))
+    }
+
+    #[test]
+    fn a_young_term_waits_half_a_lease_before_moving_anything() {
+        let a = owned(&[None, None, None]);
+        let grants = HashMap::from([(1, 1000), (2, 1000), (3, 1000)]);
+        assert!(run(&a, &grants, 0, 1999, &mut HashMap::new()).is_none());
+        let (live, moves) = run(&a, &grants, 0, 2000, &mut HashMap::new()).expect("a round");
+        assert_eq!(live, vec![1, 2, 3]);
+        assert_eq!(moves.len(), 3, "unowned shards are given at once: {moves:?}");
+    }
+
+    #[test]
+    fn a_dead_nodes_shards_move_only_after_its_lease_and_the_margin() {
+        let a = owned(&[Some(1), Some(2), Some(3)]);
+        // Node 3's last grant was at 10 000; the lease plus margin is 4 600 ms.
+        let grants = HashMap::from([(1, 14_000), (2, 14_000), (3, 10_000)]);
+        let (live, moves) = run(&a, &grants, 0, 14_600, &mut HashMap::new()).expect("a round");
+        assert_eq!(live, vec![1, 2], "node 3 is no longer live");
+        assert!(moves.is_empty(), "node 3 may still hold its lease: {moves:?}");
+        let (_, moves) = run(&a, &grants, 0, 14_601, &mut HashMap::new()).expect("a round");
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!((moves[0].0, moves[0].1), (2, Some(3)));
+    }
+
+    #[test]
+    fn a_new_leader_counts_from_its_election_not_from_grants_it_never_saw() {
+        let a = owned(&[Some(1), Some(2), Some(3)]);
+        // This leader never granted node 3 anything; it was elected at 20 000.
+        let grants = HashMap::from([(1, 22_000), (2, 22_000)]);
+        let (_, moves) = run(&a, &grants, 20_000, 24_600, &mut HashMap::new()).expect("a round");
+        assert!(moves.is_empty(), "{moves:?}");
+        let (_, moves) = run(&a, &grants, 20_000, 24_601, &mut HashMap::new()).expect("a round");
+        assert_eq!(moves.len(), 1, "{moves:?}");
+    }
+
+    #[test]
+    fn a_live_owner_is_revoked_first_and_its_shard_given_away_after_the_wait() {
+        // Node 3 joined: node 1 owns everything and must give some away.
+        let a = owned(&[Some(1), Some(1), Some(1)]);
+        let grants = HashMap::from([(1, 9_000), (2, 9_000), (3, 9_000)]);
+        let mut revoked = HashMap::new();
+        let (_, moves) = run(&a, &grants, 0, 10_000, &mut revoked).expect("a round");
+        assert!(!moves.is_empty() && moves.iter().all(|(_, from, to)| *from == Some(1) && to.is_none()), "{moves:?}");
+        // Committed: the revoked shards have no owner, at a higher epoch.
+        let mut after = a.clone();
+        for (shard, _, _) in &moves {
+            after.owners[*shard as usize] = ShardOwner { node: None, epoch: 2 };
+        }
+        let grants = HashMap::from([(1, 14_000), (2, 14_000), (3, 14_000)]);
+        let (_, early) = run(&after, &grants, 0, 14_600, &mut revoked).expect("a round");
+        assert!(
+            early.iter().all(|(s, _, _)| !moves.iter().any(|(m, _, _)| m == s)),
+            "given before the wait: {early:?}"
+        );
+        let (_, late) = run(&after, &grants, 0, 14_601, &mut revoked).expect("a round");
+        assert_eq!(late.len(), moves.len(), "{late:?}");
+        assert!(late.iter().all(|(_, from, to)| from.is_none() && to.is_some_and(|n| n != 1)), "{late:?}");
+    }
 }

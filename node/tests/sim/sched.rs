@@ -1,24 +1,26 @@
 //! A model of the node's scheduler (`scheduler::{lease, leader, owner}`), step for step, on
 //! simulated clocks.
 //!
-//! The node's tasks take a `Cluster` (HTTP peers, RocksDB) and read `std::time::Instant`, so
-//! they cannot run here; this module repeats their decisions over the simulated network and
-//! each node's own clock (its rate within the drift bound). What it calls is real: the
-//! assignment (`model::assignment::rebalance`), the state machine that judges every claim
-//! (`state::apply` through Raft), the schedules (`model::schedule`). "Sending" a slot records
-//! it in the history ([`crate::check::on_send`]) instead of calling the executor.
+//! The node's tasks take a `Cluster` (HTTP peers, RocksDB), so they cannot run here; this
+//! module runs their loops over the simulated network and each node's own clock (its rate
+//! within the drift bound) and calls the node's own code for the decisions: the leader's shard
+//! moves (`scheduler::leader::plan`, which runs `model::assignment::rebalance`), the cluster's
+//! time (`clock::ClusterClock`), the state machine that judges every claim (`state::apply`
+//! through Raft) and the schedules (`model::schedule`). The owner's round (which slots to claim,
+//! reclaim or record `unknown`) is still repeated here. "Sending" a slot records it in the
+//! history ([`crate::check::on_send`]) instead of calling the executor.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
 use raftcron_node::clock::{ms_to_utc, ClusterClock};
 use raftcron_node::ids::{JobId, NodeId};
-use raftcron_node::model::assignment::{self, ShardMove};
 use raftcron_node::model::job::{Delivery, JobRecord};
 use raftcron_node::model::run::{FireState, RunRecord, RunStatus};
 use raftcron_node::model::slot::FireId;
+use raftcron_node::scheduler::leader;
 use raftcron_node::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use raftcron_node::state::{keys, CommandBody, CommandResult, StateRead};
 use raftcron_node::store::{decode, Table};
@@ -118,7 +120,7 @@ async fn lease_loop(world: Arc<World>, h: Arc<NodeHandle>) {
 async fn leader_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     let cfg = world.cfg.clone();
     let mut term_since: Option<(u64, i64)> = None;
-    let mut revoked_at: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut revoked_at: HashMap<u32, i64> = HashMap::new();
     loop {
         h.sleep_own(cfg.tick * 2).await;
         let (state, term, voters) = {
@@ -149,7 +151,7 @@ async fn leader_step(
     world: &Arc<World>,
     h: &Arc<NodeHandle>,
     since: i64,
-    revoked_at: &mut BTreeMap<u32, i64>,
+    revoked_at: &mut HashMap<u32, i64>,
     voters: &[NodeId],
 ) {
     let cfg = &world.cfg;
@@ -160,41 +162,23 @@ async fn leader_step(
             return;
         }
     }
-    if h.mono_us() - since < us(cfg.lease / 2) {
-        return;
-    }
-    let wait = us(cfg.lease + cfg.safety_margin);
+    // The node's own decision (`scheduler::leader::plan`), on this node's simulated clock.
     let now = h.mono_us();
-    let (live, grants): (BTreeSet<NodeId>, BTreeMap<NodeId, i64>) = {
-        let s = h.sched.lock().unwrap();
-        let live = voters.iter().copied().filter(|n| s.grants.get(n).is_some_and(|t| now - t < wait)).collect();
-        (live, s.grants.clone())
-    };
+    let grants = h.sched.lock().unwrap().grants.clone();
     let Ok(current) = firing::assignment(&h.disk.lock().unwrap().sm) else { return };
-    let mut moves = Vec::new();
-    for m in assignment::rebalance(&current, &live) {
-        match m.from {
-            Some(from) if live.contains(&from) => {
-                // Revoke first; hand over after the old owner's lease has surely run out.
-                moves.push(ShardMove { to: None, ..m });
-                revoked_at.insert(m.shard, h.mono_us());
-            }
-            Some(from) => {
-                let last = grants.get(&from).map_or(since, |g| (*g).max(since));
-                if h.mono_us() - last > wait {
-                    moves.push(m);
-                }
-            }
-            None => {
-                let epoch = current.owner(m.shard).map_or(0, |o| o.epoch);
-                let since_revoke = revoked_at.get(&m.shard).copied().unwrap_or(since);
-                if epoch == 0 || h.mono_us() - since_revoke > wait {
-                    moves.push(m);
-                    revoked_at.remove(&m.shard);
-                }
-            }
-        }
-    }
+    let planned = leader::plan(
+        &leader::Round {
+            current: &current,
+            voters,
+            last_grant: &|n| grants.get(&n).copied(),
+            since,
+            now,
+            age: &|t: i64| Duration::from_micros((now - t).max(0) as u64),
+        },
+        cfg,
+        revoked_at,
+    );
+    let Some((_live, moves)) = planned else { return };
     if moves.is_empty() {
         return;
     }
