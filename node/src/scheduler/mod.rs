@@ -12,6 +12,7 @@
 pub mod leader;
 pub mod lease;
 pub mod owner;
+pub mod round;
 
 use std::time::Duration;
 

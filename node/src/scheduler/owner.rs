@@ -21,20 +21,14 @@ use crate::executor::http::{Executor, Fire};
 use crate::executor::notify::Notifier;
 use crate::ids::JobId;
 use crate::metrics::{FireOutcome, Metrics};
-use crate::model::job::JobRecord;
-use crate::model::job::{ConcurrencyPolicy, Delivery};
-use crate::model::run::{FireState, RunRecord, RunStatus};
+use crate::model::job::ConcurrencyPolicy;
+use crate::model::run::{RunRecord, RunStatus};
 use crate::model::slot::FireId;
 use crate::scheduler::lease::Lease;
+use crate::scheduler::round::{self, Pending};
 use crate::scheduler::SchedulerConfig;
-use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
+use crate::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
-use crate::store::Table;
-
-/// Most slots one job may claim in one round (bounds catch-up work per tick).
-const MAX_SLOTS_PER_JOB: usize = 64;
-/// Most items in one claim command.
-const MAX_CLAIM_ITEMS: usize = 4096;
 
 type Active = Arc<Mutex<HashSet<FireId>>>;
 
@@ -130,15 +124,6 @@ struct Ctx<'a> {
     metrics: &'a Metrics,
 }
 
-/// A slot to send once its claim is known.
-struct Pending {
-    job: JobRecord,
-    fire_id: FireId,
-    at_ms: i64,
-    shard: u32,
-    epoch: u64,
-}
-
 async fn round(
     ctx: &Ctx<'_>,
     incarnation: Uuid,
@@ -146,81 +131,34 @@ async fn round(
     claimed_to: &mut HashMap<JobId, i64>,
 ) -> Result<(), String> {
     let me = ctx.cluster.node_id();
-    let store = &ctx.cluster.store;
-    let now = ctx.clock.now_ms();
-    let horizon = now + cfg.claim_ahead.as_millis() as i64;
-    let assignment = firing::assignment(store).map_err(|e| e.to_string())?;
-    ctx.metrics.scheduler.shards_owned.set(assignment.owned_by(me).len() as i64);
-    let mut items: Vec<ClaimItem> = Vec::new();
-    let mut pending: Vec<Option<Pending>> = Vec::new();
-    for shard in assignment.owned_by(me) {
-        let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
-        let rows = store
-            .scan(Table::ShardJobs, &shard.to_be_bytes(), &shard.to_be_bytes(), usize::MAX)
-            .map_err(|e| e.to_string())?;
-        for (k, _) in rows {
-            let job_key = k.get(4..).unwrap_or_default();
-            let Some(job) = store.get_value::<JobRecord>(Table::Jobs, job_key).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            if !job.spec.is_active {
-                continue;
-            }
-            let fs: FireState =
-                store.get_value(Table::FireState, job_key).map_err(|e| e.to_string())?.unwrap_or_default();
-            for f in &fs.in_flight {
-                if ctx.active.lock().map(|a| a.contains(&f.fire_id)).unwrap_or(true) {
-                    continue;
-                }
-                let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
-                if f.node == me && f.incarnation == incarnation && f.epoch == epoch {
-                    // This process claimed it. If it let it go unsent (the release is committed),
-                    // it claims it back before sending, so the state never says "released" about
-                    // a slot that is being sent.
-                    if f.released {
-                        if ctx.dropped.lock().map(|mut d| d.remove(&f.fire_id)).unwrap_or(false) {
-                            items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                            pending.push(Some(p));
-                        }
-                    } else if claimed_but_never_dispatched(ctx, job_key, f.fire_id)? {
-                        // The claim committed but its answer was lost (the leader died or a
-                        // link broke after the commit): nobody else will send it.
-                        dispatch(ctx, p);
-                    }
-                } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
-                    // Its sender may or may not have sent it: never send it twice.
-                    if active_insert(ctx.active, f.fire_id) {
-                        ctx.metrics.scheduler.fire(FireOutcome::Unknown);
-                        let run = unsent_run(f.fire_id, f.at_ms, me, RunStatus::Unknown, UNKNOWN_REASON);
-                        let _ = ctx
-                            .results
-                            .send(Report::Run(RunOutcome { tenant: job.tenant.clone(), job: job.id, run }))
-                            .await;
-                    }
-                } else {
-                    items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                    pending.push(Some(p));
-                }
-            }
-            let Some(schedule) = job.spec.schedule() else { continue };
-            let mut mark = claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
-            for _ in 0..MAX_SLOTS_PER_JOB {
-                let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else { break };
-                if next > horizon {
-                    break;
-                }
-                let missed = next + job.spec.deadline_ms() < now;
-                let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
-                items.push(claim_item(&job, shard, epoch, next, kind));
-                let fire_id = FireId::scheduled(job.id, next);
-                pending.push((!missed).then(|| Pending { job: job.clone(), fire_id, at_ms: next, shard, epoch }));
-                mark = next;
-            }
-            if items.len() >= MAX_CLAIM_ITEMS {
-                break;
-            }
+    let now_ms = ctx.clock.now_ms();
+    let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
+    let mut take_dropped = |id: &FireId| ctx.dropped.lock().map(|mut d| d.remove(id)).unwrap_or(false);
+    let plan = round::plan_round(
+        &ctx.cluster.store,
+        &mut round::Process {
+            node: me,
+            incarnation,
+            now_ms,
+            horizon_ms: now_ms + cfg.claim_ahead.as_millis() as i64,
+            active: &is_active,
+            take_dropped: &mut take_dropped,
+            claimed_to,
+        },
+    )?;
+    ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);
+    for p in plan.unknown {
+        if active_insert(ctx.active, p.fire_id) {
+            ctx.metrics.scheduler.fire(FireOutcome::Unknown);
+            let run = unsent_run(p.fire_id, p.at_ms, me, RunStatus::Unknown, UNKNOWN_REASON);
+            let _ =
+                ctx.results.send(Report::Run(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run })).await;
         }
     }
+    for p in plan.send_now {
+        dispatch(ctx, p);
+    }
+    let (items, pending) = (plan.items, plan.pending);
     if items.is_empty() {
         return Ok(());
     }
@@ -253,23 +191,6 @@ async fn round(
         }
     }
     Ok(())
-}
-
-/// Whether a slot this process claimed (same incarnation and epoch, not released) was never
-/// handed to [`dispatch`]: `active` holds every dispatched slot until its result is applied
-/// here, so a slot that is not active and still in flight *after* that check was never sent.
-/// (Read in this order, a result applied between the two reads cannot pass for a lost claim.)
-fn claimed_but_never_dispatched(ctx: &Ctx<'_>, job_key: &[u8], fire_id: FireId) -> Result<bool, String> {
-    if ctx.active.lock().map(|a| a.contains(&fire_id)).unwrap_or(true) {
-        return Ok(false);
-    }
-    let fs: FireState =
-        ctx.cluster.store.get_value(Table::FireState, job_key).map_err(|e| e.to_string())?.unwrap_or_default();
-    Ok(fs.in_flight.iter().any(|f| f.fire_id == fire_id && !f.released))
-}
-
-fn claim_item(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {
-    ClaimItem { shard, epoch, tenant: job.tenant.clone(), job: job.id, at_ms, kind }
 }
 
 const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";

@@ -32,4 +32,4 @@ mod access_tests;
 #[cfg(test)]
 mod firing_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -46,8 +46,6 @@ pub struct SendRec {
     pub inc: u64,
     pub uuid: Uuid,
     pub at_s: f64,
-    /// Sent by the process that had dropped (and released) it before.
-    pub after_release: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,9 +57,6 @@ pub struct Stats {
     pub crashes: u64,
     pub partitions: u64,
     pub terms_with_two_leaders: u64,
-    /// Known issue (docs/design/simulation.md): a slot a process released and then sent
-    /// itself was sent again after that process died, even for an at-most-once job.
-    pub known_released_resends: u64,
     pub client_writes: u64,
     pub acked: u64,
     pub claims_accepted: u64,
@@ -247,7 +242,7 @@ pub fn beliefs(h: &NodeHandle) -> Vec<u32> {
 }
 
 /// Called by a node immediately before it sends a slot (after its own fencing check).
-pub fn on_send(world: &World, me: &NodeHandle, job: JobId, at_ms: i64, shard: u32, after_release: bool) {
+pub fn on_send(world: &World, me: &NodeHandle, job: JobId, at_ms: i64, shard: u32) {
     let fire_id = FireId::scheduled(job, at_ms);
     let now = world.now_s();
     let mut problems = Vec::new();
@@ -274,9 +269,7 @@ pub fn on_send(world: &World, me: &NodeHandle, job: JobId, at_ms: i64, shard: u3
             problems.push(format!("node {} (one process) sends slot {at_ms} of job {job} twice", me.id));
         }
         if let Some(last) = earlier.last() {
-            if h.delivery.get(&job) == Some(&Delivery::AtMostOnce) && last.after_release {
-                h.stats.known_released_resends += 1;
-            } else if h.delivery.get(&job) == Some(&Delivery::AtMostOnce) {
+            if h.delivery.get(&job) == Some(&Delivery::AtMostOnce) {
                 problems.push(format!("slot {at_ms} of at-most-once job {job} sent again by node {}", me.id));
             } else if !mine(ClaimKind::Reclaim) {
                 problems.push(format!("slot {at_ms} of job {job} sent again by node {} without a reclaim", me.id));
@@ -289,13 +282,7 @@ pub fn on_send(world: &World, me: &NodeHandle, job: JobId, at_ms: i64, shard: u3
                 h.stats.resends_cut_off += 1;
             }
         }
-        h.sends.entry(fire_id).or_default().push(SendRec {
-            node: me.id,
-            inc: me.inc,
-            uuid: me.uuid,
-            at_s: now,
-            after_release,
-        });
+        h.sends.entry(fire_id).or_default().push(SendRec { node: me.id, inc: me.inc, uuid: me.uuid, at_s: now });
     }
     for p in problems {
         world.violation(p);

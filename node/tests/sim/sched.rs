@@ -15,20 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use raftcron_node::clock::{ms_to_utc, ClusterClock};
+use raftcron_node::clock::ClusterClock;
 use raftcron_node::ids::{JobId, NodeId};
-use raftcron_node::model::job::{Delivery, JobRecord};
-use raftcron_node::model::run::{FireState, RunRecord, RunStatus};
+use raftcron_node::model::run::{RunRecord, RunStatus};
 use raftcron_node::model::slot::FireId;
 use raftcron_node::scheduler::leader;
-use raftcron_node::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict, Released, RunOutcome};
+use raftcron_node::scheduler::round::{self, Pending};
+use raftcron_node::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use raftcron_node::state::{keys, CommandBody, CommandResult, StateRead};
-use raftcron_node::store::{decode, Table};
+use raftcron_node::store::Table;
 
 use crate::net::{on_leader, Fwd, FwdResult};
 use crate::world::{NodeHandle, World};
-
-const MAX_SLOTS_PER_JOB: usize = 64;
 
 /// A process's volatile scheduler state: all of it is lost in a crash.
 #[derive(Debug, Default)]
@@ -42,7 +40,7 @@ pub struct Sched {
     pub grants: BTreeMap<NodeId, i64>,
     pub active: BTreeSet<FireId>,
     pub dropped: BTreeSet<FireId>,
-    pub claimed_to: BTreeMap<JobId, i64>,
+    pub claimed_to: HashMap<JobId, i64>,
     pub runs: Vec<RunOutcome>,
     pub releases: Vec<Released>,
 }
@@ -194,17 +192,6 @@ async fn leader_step(
     }
 }
 
-/// A slot to send once its claim is known.
-#[derive(Clone)]
-struct Pending {
-    job: JobRecord,
-    at_ms: i64,
-    shard: u32,
-    epoch: u64,
-    /// This process dropped it unsent before and sends it now without a new claim.
-    again: bool,
-}
-
 async fn owner_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     loop {
         h.sleep_own(world.cfg.tick).await;
@@ -214,90 +201,43 @@ async fn owner_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     }
 }
 
-/// One round of `scheduler::owner::round`.
+/// One round of `scheduler::owner::round`: the node's own decision (`scheduler::round`), then
+/// the same actions.
 async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
     let now = h.firing_now_ms();
-    let horizon = now + world.cfg.claim_ahead.as_millis() as i64;
-    let mut items: Vec<ClaimItem> = Vec::new();
-    let mut pending: Vec<Option<Pending>> = Vec::new();
-    let mut direct: Vec<Pending> = Vec::new();
-    let mut unknown: Vec<RunOutcome> = Vec::new();
-    {
+    let plan = {
         let disk = h.disk.lock().unwrap();
-        let mut s = h.sched.lock().unwrap();
-        let Ok(assignment) = firing::assignment(&disk.sm) else { return };
-        for shard in assignment.owned_by(h.id) {
-            let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
-            let rows = disk.sm.scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX).unwrap_or_default();
-            for (k, _) in rows {
-                let job_key = k.get(4..).unwrap_or_default();
-                let Some(job) =
-                    disk.sm.get(Table::Jobs, job_key).ok().flatten().and_then(|v| decode::<JobRecord>(&v).ok())
-                else {
-                    continue;
-                };
-                if !job.spec.is_active {
-                    continue;
-                }
-                let fs: FireState = disk
-                    .sm
-                    .get(Table::FireState, job_key)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| decode(&v).ok())
-                    .unwrap_or_default();
-                for f in &fs.in_flight {
-                    if s.active.contains(&f.fire_id) {
-                        continue;
-                    }
-                    let p = Pending { job: job.clone(), at_ms: f.at_ms, shard, epoch, again: false };
-                    if f.node == h.id && f.incarnation == h.uuid && f.epoch == epoch {
-                        if s.dropped.remove(&f.fire_id) {
-                            direct.push(Pending { again: true, ..p });
-                        } else if !f.released {
-                            // Claimed by this process, answer lost, never dispatched.
-                            direct.push(p);
-                        }
-                    } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
-                        s.active.insert(f.fire_id);
-                        let run = unsent(f.fire_id, f.at_ms, h.id, RunStatus::Unknown);
-                        unknown.push(RunOutcome { tenant: job.tenant.clone(), job: job.id, run });
-                    } else {
-                        items.push(claim(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                        pending.push(Some(p));
-                    }
-                }
-                let Some(schedule) = job.spec.schedule() else { continue };
-                let mut mark = s.claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
-                for _ in 0..MAX_SLOTS_PER_JOB {
-                    let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else { break };
-                    if next > horizon {
-                        break;
-                    }
-                    let missed = next + job.spec.deadline_ms() < now;
-                    items.push(claim(
-                        &job,
-                        shard,
-                        epoch,
-                        next,
-                        if missed { ClaimKind::Missed } else { ClaimKind::Slot },
-                    ));
-                    pending.push((!missed).then(|| Pending {
-                        job: job.clone(),
-                        at_ms: next,
-                        shard,
-                        epoch,
-                        again: false,
-                    }));
-                    mark = next;
-                }
+        let mut guard = h.sched.lock().unwrap();
+        let s = &mut *guard;
+        let active = s.active.clone();
+        let is_active = |id: &FireId| active.contains(id);
+        let dropped = &mut s.dropped;
+        let mut take_dropped = |id: &FireId| dropped.remove(id);
+        let plan = round::plan_round(
+            &disk.sm,
+            &mut round::Process {
+                node: h.id,
+                incarnation: h.uuid,
+                now_ms: now,
+                horizon_ms: now + world.cfg.claim_ahead.as_millis() as i64,
+                active: &is_active,
+                take_dropped: &mut take_dropped,
+                claimed_to: &s.claimed_to,
+            },
+        );
+        let Ok(plan) = plan else { return };
+        for p in &plan.unknown {
+            if s.active.insert(p.fire_id) {
+                let run = unsent(p.fire_id, p.at_ms, h.id, RunStatus::Unknown);
+                s.runs.push(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run });
             }
         }
-        s.runs.extend(unknown);
-    }
-    for p in direct {
+        plan
+    };
+    for p in plan.send_now {
         dispatch(world, h, p);
     }
+    let (items, pending) = (plan.items, plan.pending);
     if items.is_empty() {
         return;
     }
@@ -321,10 +261,6 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
     }
 }
 
-fn claim(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {
-    ClaimItem { shard, epoch, tenant: job.tenant.clone(), job: job.id, at_ms, kind }
-}
-
 fn unsent(fire_id: FireId, at_ms: i64, node: NodeId, status: RunStatus) -> RunRecord {
     RunRecord {
         fire_id,
@@ -342,7 +278,7 @@ fn unsent(fire_id: FireId, at_ms: i64, node: NodeId, status: RunStatus) -> RunRe
 
 /// `owner::dispatch`: wait for the slot's instant, check the fence, "send", report.
 fn dispatch(world: &Arc<World>, h: &Arc<NodeHandle>, p: Pending) {
-    let fire_id = FireId::scheduled(p.job.id, p.at_ms);
+    let fire_id = p.fire_id;
     if !h.sched.lock().unwrap().active.insert(fire_id) {
         return;
     }
@@ -366,7 +302,7 @@ fn dispatch(world: &Arc<World>, h: &Arc<NodeHandle>, p: Pending) {
         }
         world
             .trace(|| format!("n{} SEND job {} slot {} shard {} epoch {}", me.id, p.job.id, p.at_ms, p.shard, p.epoch));
-        crate::check::on_send(&world, &me, p.job.id, p.at_ms, p.shard, p.again);
+        crate::check::on_send(&world, &me, p.job.id, p.at_ms, p.shard);
         // The request takes a while: a crash now is the documented crash window.
         let took = world.rand(|r| r.range(5, 400));
         tokio::time::sleep(Duration::from_millis(took)).await;

@@ -1,0 +1,264 @@
+//! The owner's round, decided: from this node's applied state and what this process holds in
+//! memory, which slots to claim, which to claim back, which to send at once and which to record
+//! `unknown`. Pure: it reads the state and calls the two callbacks it is given, nothing else;
+//! it must not send, write or wait. `scheduler::owner` acts on the plan; the deterministic
+//! simulation runs the same function against its own state and clocks.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::clock::ms_to_utc;
+use crate::ids::{JobId, NodeId};
+use crate::model::job::{Delivery, JobRecord};
+use crate::model::run::FireState;
+use crate::model::slot::FireId;
+use crate::state::firing::{self, ClaimItem, ClaimKind};
+use crate::state::StateRead;
+use crate::store::{decode, Table};
+
+/// Most slots one job may claim in one round (bounds catch-up work per tick).
+pub const MAX_SLOTS_PER_JOB: usize = 64;
+/// Most items in one claim command.
+pub const MAX_CLAIM_ITEMS: usize = 4096;
+
+/// A slot to send once its claim is known (or at once, see [`RoundPlan::send_now`]).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub job: JobRecord,
+    pub fire_id: FireId,
+    pub at_ms: i64,
+    pub shard: u32,
+    pub epoch: u64,
+}
+
+/// What one round decided.
+#[derive(Debug, Default)]
+pub struct RoundPlan {
+    /// Shards this node owns.
+    pub owned: usize,
+    /// The claim command's items, and for each the slot to send if it is accepted (`None` for
+    /// a slot claimed as missed).
+    pub items: Vec<ClaimItem>,
+    pub pending: Vec<Option<Pending>>,
+    /// Slots this process claimed and never dispatched: the claim committed but its answer was
+    /// lost (the leader died right after the commit). Nobody else sends them.
+    pub send_now: Vec<Pending>,
+    /// At-most-once slots another sender (or an earlier incarnation) may have sent: record them
+    /// `unknown`, never send them.
+    pub unknown: Vec<Pending>,
+}
+
+/// This process, as the round sees it.
+pub struct Process<'a> {
+    pub node: NodeId,
+    pub incarnation: Uuid,
+    /// The cluster's time now, and how far ahead slots are claimed.
+    pub now_ms: i64,
+    pub horizon_ms: i64,
+    /// Whether this process dispatched a slot whose result is not applied here yet.
+    pub active: &'a dyn Fn(&FireId) -> bool,
+    /// Takes a slot out of the set this process dropped unsent; whether it was there.
+    pub take_dropped: &'a mut dyn FnMut(&FireId) -> bool,
+    /// Per job, the last slot this process claimed (its state may lag its own claims).
+    pub claimed_to: &'a HashMap<JobId, i64>,
+}
+
+fn value<T: serde::de::DeserializeOwned>(view: &impl StateRead, t: Table, key: &[u8]) -> Result<Option<T>, String> {
+    match view.get(t, key).map_err(|e| e.to_string())? {
+        Some(bytes) => decode(&bytes).map(Some).map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// Decides one round. Reads `active` before the state a second time for a slot of its own, so
+/// a result applied between the two reads cannot pass for a lost claim answer.
+pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPlan, String> {
+    let assignment = firing::assignment(view).map_err(|e| e.to_string())?;
+    let mut plan = RoundPlan { owned: assignment.owned_by(me.node).len(), ..RoundPlan::default() };
+    for shard in assignment.owned_by(me.node) {
+        let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
+        let rows = view.scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX).map_err(|e| e.to_string())?;
+        for (k, _) in rows {
+            let job_key = k.get(4..).unwrap_or_default();
+            let Some(job) = value::<JobRecord>(view, Table::Jobs, job_key)? else { continue };
+            if !job.spec.is_active {
+                continue;
+            }
+            let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
+            for f in &fs.in_flight {
+                if (me.active)(&f.fire_id) {
+                    continue;
+                }
+                let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
+                if f.node == me.node && f.incarnation == me.incarnation && f.epoch == epoch {
+                    // This process claimed it. If it let it go unsent (the release is committed),
+                    // it claims it back before sending, so the state never says "released" about
+                    // a slot that is being sent.
+                    if f.released {
+                        if (me.take_dropped)(&f.fire_id) {
+                            plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                            plan.pending.push(Some(p));
+                        }
+                    } else if never_dispatched(view, me, job_key, f.fire_id)? {
+                        plan.send_now.push(p);
+                    }
+                } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
+                    // Its sender may or may not have sent it: never send it twice.
+                    plan.unknown.push(p);
+                } else {
+                    plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                    plan.pending.push(Some(p));
+                }
+            }
+            let Some(schedule) = job.spec.schedule() else { continue };
+            let mut mark = me.claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
+            for _ in 0..MAX_SLOTS_PER_JOB {
+                let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else { break };
+                if next > me.horizon_ms {
+                    break;
+                }
+                let missed = next + job.spec.deadline_ms() < me.now_ms;
+                let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
+                plan.items.push(claim_item(&job, shard, epoch, next, kind));
+                let fire_id = FireId::scheduled(job.id, next);
+                plan.pending.push((!missed).then(|| Pending { job: job.clone(), fire_id, at_ms: next, shard, epoch }));
+                mark = next;
+            }
+            if plan.items.len() >= MAX_CLAIM_ITEMS {
+                return Ok(plan);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Whether a slot this process claimed (not released) was never dispatched: `active` holds
+/// every dispatched slot until its result is applied here, so a slot that is not active and
+/// still in flight *after* that check was never sent.
+fn never_dispatched(view: &impl StateRead, me: &Process<'_>, job_key: &[u8], fire_id: FireId) -> Result<bool, String> {
+    if (me.active)(&fire_id) {
+        return Ok(false);
+    }
+    let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
+    Ok(fs.in_flight.iter().any(|f| f.fire_id == fire_id && !f.released))
+}
+
+pub fn claim_item(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {
+    ClaimItem { shard, epoch, tenant: job.tenant.clone(), job: job.id, at_ms, kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use uuid::Uuid;
+
+    use super::{plan_round, Process, RoundPlan};
+    use crate::ids::{JobId, TenantId};
+    use crate::model::assignment::{self, ShardMove};
+    use crate::model::job::{Delivery, JobSpec};
+    use crate::model::run::RUNS_KEPT;
+    use crate::model::slot::FireId;
+    use crate::state::firing::{ClaimItem, ClaimKind, Released};
+    use crate::state::tests::{cmd, MemState};
+    use crate::state::CommandBody;
+
+    const T0: i64 = 1_800_000_000_000; // a whole second
+    const ME: u64 = 1;
+
+    /// One every-second job on 4 shards, all owned by node 1 at epoch 1; the job's slot at
+    /// T0 + 1 s claimed by node `claimant` (incarnation `inc`).
+    fn claimed(delivery: Delivery, claimant: u64, inc: Uuid) -> (MemState, JobId, FireId) {
+        let mut s = MemState::default();
+        s.apply(&cmd(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT }));
+        let moves = (0..4).map(|shard| ShardMove { shard, from: None, to: Some(claimant), new_epoch: 1 }).collect();
+        s.apply(&cmd(T0, CommandBody::AssignShards { moves }));
+        let (tenant, job) = (TenantId::default_tenant(), JobId::new_random());
+        let spec = JobSpec { name: "tick".into(), delivery, ..JobSpec::example("https://example.com/tick") };
+        s.apply(&cmd(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec }));
+        let item = ClaimItem {
+            shard: assignment::shard_of(job, 4),
+            epoch: 1,
+            tenant,
+            job,
+            at_ms: T0 + 1000,
+            kind: ClaimKind::Slot,
+        };
+        s.apply(&cmd(T0, CommandBody::Claim { node: claimant, incarnation: inc, items: vec![item] }));
+        if claimant != ME {
+            // The shard came to this node (epoch 2) with the slot still in flight.
+            let moves =
+                (0..4).map(|shard| ShardMove { shard, from: Some(claimant), to: Some(ME), new_epoch: 2 }).collect();
+            s.apply(&cmd(T0, CommandBody::AssignShards { moves }));
+        }
+        (s, job, FireId::scheduled(job, T0 + 1000))
+    }
+
+    fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, dropped: &mut HashSet<FireId>) -> RoundPlan {
+        let is_active = |id: &FireId| active.contains(id);
+        let mut take = |id: &FireId| dropped.remove(id);
+        let claimed_to = HashMap::new();
+        let mut me = Process {
+            node: ME,
+            incarnation: inc,
+            now_ms: T0 + 500,
+            // Nothing new to claim: only what is in flight is judged.
+            horizon_ms: T0 + 999,
+            active: &is_active,
+            take_dropped: &mut take,
+            claimed_to: &claimed_to,
+        };
+        plan_round(s, &mut me).expect("a plan")
+    }
+
+    fn kinds(p: &RoundPlan) -> Vec<ClaimKind> {
+        p.items.iter().map(|i| i.kind).collect()
+    }
+
+    #[test]
+    fn an_own_claim_whose_answer_was_lost_is_sent_at_once_unless_it_is_already_dispatched() {
+        let inc = Uuid::new_v4();
+        let (s, _, fire) = claimed(Delivery::AtLeastOnce, ME, inc);
+        let p = plan(&s, inc, &HashSet::new(), &mut HashSet::new());
+        assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
+        assert!(p.items.is_empty() && p.unknown.is_empty());
+        let p = plan(&s, inc, &HashSet::from([fire]), &mut HashSet::new());
+        assert!(p.send_now.is_empty() && p.items.is_empty(), "dispatched already: its result is on its way");
+    }
+
+    #[test]
+    fn a_released_own_slot_is_claimed_back_once_before_it_is_sent() {
+        let inc = Uuid::new_v4();
+        let (mut s, job, fire) = claimed(Delivery::AtMostOnce, ME, inc);
+        let tenant = TenantId::default_tenant();
+        s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
+        let mut dropped = HashSet::from([fire]);
+        let p = plan(&s, inc, &HashSet::new(), &mut dropped);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
+        assert!(p.send_now.is_empty(), "never sent without the reclaim");
+        assert!(dropped.is_empty());
+        let p = plan(&s, inc, &HashSet::new(), &mut dropped);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "claimed back once only");
+    }
+
+    #[test]
+    fn another_senders_slot_is_reclaimed_or_recorded_unknown_by_its_delivery() {
+        let (s, _, fire) = claimed(Delivery::AtLeastOnce, 2, Uuid::new_v4());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
+        assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
+        let (s, _, fire) = claimed(Delivery::AtMostOnce, 2, Uuid::new_v4());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
+        assert!(p.items.is_empty() && p.send_now.is_empty());
+        assert_eq!(p.unknown.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
+    }
+
+    #[test]
+    fn an_earlier_incarnations_claim_is_not_taken_for_this_processs_own() {
+        let (s, _, _) = claimed(Delivery::AtLeastOnce, ME, Uuid::new_v4());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a restart re-sends through a reclaim, never directly");
+        assert!(p.send_now.is_empty());
+    }
+}
