@@ -31,6 +31,7 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod raft;
+pub mod request_id;
 pub mod reseal;
 pub mod restore;
 pub mod scheduler;

@@ -232,3 +232,38 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
     assert_eq!(all.iter().map(job_id).collect::<Vec<_>>(), want);
     c.stop()
 }
+
+/// A write sent to a follower is logged on the leader under the request id the client sent
+/// (and got back), so one id follows the request across the hop.
+#[tokio::test]
+async fn a_forwarded_write_keeps_its_request_id_on_the_leader() -> Result<()> {
+    let c =
+        TestCluster::start_with_env(3, &[], &[("RAFTCRON_LOG", "info,raftcron_node::cluster::forward=debug")]).await?;
+    let leader = c.leader().await?;
+    let follower = c.follower().await?;
+    let body = serde_json::to_vec(&job("traced"))?;
+    let r = c
+        .client(follower)
+        .raw(RawRequest {
+            method: "POST".into(),
+            path: "/api/v1/jobs".into(),
+            headers: vec![
+                ("X-Request-Id".into(), "req-forwarded-7".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: Some(body),
+        })
+        .await?
+        .expect(201)?;
+    ensure!(r.headers.get("x-request-id").is_some_and(|v| v == "req-forwarded-7"), "{:?}", r.headers);
+    let line = c
+        .log_text(leader)
+        .lines()
+        .find(|l| l.contains("forwarded request served") && l.contains("req-forwarded-7"))
+        .map(str::to_owned);
+    ensure!(
+        line.as_deref().is_some_and(|l| l.contains("op=\"write\"") || l.contains("op=write")),
+        "leader log: {line:?}"
+    );
+    c.stop()
+}

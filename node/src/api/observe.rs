@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 /// The request id header, in and out.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest request id taken from a client.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
+pub const MAX_REQUEST_ID_LEN: usize = crate::request_id::MAX_LEN;
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The content type of the Prometheus text format.
@@ -35,14 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(metrics))
 }
 
-/// The client's request id, if it is one we may echo and log.
-pub fn sane_request_id(v: &HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= MAX_REQUEST_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then_some(s)
-}
+pub use crate::request_id::sane as sane_request_id;
 
 /// The `method` label: the method, or `other` for methods outside the fixed set.
 fn method_label(m: &Method) -> &'static str {
@@ -70,7 +63,7 @@ pub async fn observe(State(metrics): State<Metrics>, req: Request, next: Next) -
     // At the error level, so the span (and the id) is on the request's lines whatever the filter
     // lets through: a span below the filter's level would be dropped with its fields.
     let span = tracing::error_span!("request", request_id = %id, method, route = %route);
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = crate::request_id::scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     metrics.api.request(&route, method, status, elapsed.as_secs_f64());

@@ -3,10 +3,12 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::cluster::Cluster;
 use crate::ids::NodeId;
@@ -39,6 +41,18 @@ pub enum ForwardOp {
 }
 
 impl ForwardOp {
+    /// A name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardOp::Write(..) => "write",
+            ForwardOp::ReadIndex => "read_index",
+            ForwardOp::AddVoter { .. } => "add_voter",
+            ForwardOp::RemoveMember { .. } => "remove_member",
+            ForwardOp::LeaseGrant { .. } => "lease_grant",
+            ForwardOp::Leases => "leases",
+        }
+    }
+
     /// Whether losing the answer leaves an unknown outcome.
     pub fn is_write(&self) -> bool {
         !matches!(self, ForwardOp::ReadIndex | ForwardOp::Leases)
@@ -66,21 +80,46 @@ pub enum ForwardResult {
     Failed(String),
 }
 
+impl ForwardResult {
+    /// A name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardResult::Written(_) => "written",
+            ForwardResult::ReadIndex(_) => "read_index",
+            ForwardResult::Lease { .. } => "lease",
+            ForwardResult::Leases(_) => "leases",
+            ForwardResult::Done => "done",
+            ForwardResult::NotLeader => "not_leader",
+            ForwardResult::Unknown(_) => "unknown",
+            ForwardResult::Refused(_) => "refused",
+            ForwardResult::Failed(_) => "failed",
+        }
+    }
+}
+
 pub fn routes(cluster: Cluster) -> Router {
     Router::new().route(PATH, post(handle)).with_state(cluster)
 }
 
-async fn handle(State(cluster): State<Cluster>, body: Bytes) -> Response {
+async fn handle(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes) -> Response {
     let op: ForwardOp = match decode_body(&body) {
         Ok(op) => op,
         Err(resp) => return *resp,
     };
+    // The leader's lines for a forwarded API request carry the id the client sees.
+    let request_id = headers.get(crate::request_id::HEADER).and_then(crate::request_id::sane);
+    let span = match request_id {
+        Some(id) => tracing::error_span!("forwarded", request_id = %id),
+        None => tracing::Span::none(),
+    };
+    let kind = op.kind();
     // One hop only: a receiver that is not the leader says so instead of forwarding again.
-    let result = match cluster.run_local(op).await {
+    let result = match cluster.run_local(op).instrument(span.clone()).await {
         Ok(r) => r,
         Err(ProposeError::ForwardTo { .. } | ProposeError::NoLeader) => ForwardResult::NotLeader,
         Err(ProposeError::Refused(m)) => ForwardResult::Refused(m),
         Err(ProposeError::Fatal(m)) => ForwardResult::Failed(m),
     };
+    span.in_scope(|| tracing::debug!(op = kind, answer = result.kind(), "forwarded request served"));
     bincode_answer(&result)
 }

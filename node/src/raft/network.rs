@@ -115,17 +115,16 @@ impl PeerClient {
             status: 0,
             reason: e.to_string(),
         })?;
-        let resp = self
+        let mut request = self
             .http
             .post(format!("{}://{addr}{path}", self.scheme))
             .header(CLUSTER_TOKEN_HEADER, &self.secret)
             .header(KEYRING_HEADER, &self.keyring)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify(addr, &e))?;
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        if let Some(id) = crate::request_id::current() {
+            request = request.header(crate::request_id::HEADER, id);
+        }
+        let resp = request.timeout(timeout).body(body).send().await.map_err(|e| classify(addr, &e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(PeerError::Unauthorized { addr: addr.into() });
