@@ -29,6 +29,7 @@ use crate::scheduler::round::{self, Pending};
 use crate::scheduler::SchedulerConfig;
 use crate::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
+use crate::store::Table;
 
 type Active = Arc<Mutex<HashSet<FireId>>>;
 
@@ -81,6 +82,10 @@ pub async fn run(
         stop.clone(),
     ));
     let mut claimed_to: HashMap<JobId, i64> = HashMap::new();
+    // Jobs with nothing to do soon are skipped until their record, their firing state or the
+    // shard owners change (see `round::IdleJobs`).
+    cluster.store.watch(&[Table::Jobs, Table::FireState, Table::Shards]);
+    let mut idle = round::IdleJobs::default();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -103,7 +108,7 @@ pub async fn run(
             results: &results_tx,
             metrics: &metrics,
         };
-        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to).await {
+        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle).await {
             tracing::warn!(error = %e, "claim round failed");
         }
     }
@@ -129,8 +134,13 @@ async fn round(
     incarnation: Uuid,
     cfg: &SchedulerConfig,
     claimed_to: &mut HashMap<JobId, i64>,
+    idle: &mut round::IdleJobs,
 ) -> Result<(), String> {
     let me = ctx.cluster.node_id();
+    // Taken before reading the state: a write after this is in the next round's take.
+    let changes = ctx.cluster.store.take_changes();
+    let owners_changed = changes.all || changes.keys.iter().any(|(t, _)| *t == Table::Shards);
+    idle.forget(owners_changed, changes.keys.into_iter().map(|(_, k)| k));
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
     let mut take_dropped = |id: &FireId| ctx.dropped.lock().map(|mut d| d.remove(id)).unwrap_or(false);
@@ -144,6 +154,7 @@ async fn round(
             active: &is_active,
             take_dropped: &mut take_dropped,
             claimed_to,
+            idle: Some(idle),
         },
     )?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);

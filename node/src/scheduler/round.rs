@@ -49,6 +49,36 @@ pub struct RoundPlan {
     pub unknown: Vec<Pending>,
 }
 
+/// Jobs this process found with nothing to do before an instant (no slot in flight, the next
+/// slot beyond the horizon, or paused), so a round skips them without reading them: with many
+/// jobs, reading each one every tick is most of a node's work. An entry is valid only while
+/// neither the job, nor its firing state, nor the shard owners changed; the caller forgets
+/// entries from the store's change feed (`Store::take_changes`) *before* each round.
+#[derive(Debug, Default)]
+pub struct IdleJobs(HashMap<Vec<u8>, i64>);
+
+impl IdleJobs {
+    /// Forgets the jobs whose record or firing state was written (both are keyed by the job
+    /// key), or every job when `all` (the shard owners changed, or anything may have).
+    pub fn forget(&mut self, all: bool, job_keys: impl IntoIterator<Item = Vec<u8>>) {
+        if all {
+            self.0.clear();
+        } else {
+            for k in job_keys {
+                self.0.remove(&k);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// This process, as the round sees it.
 pub struct Process<'a> {
     pub node: NodeId,
@@ -62,12 +92,22 @@ pub struct Process<'a> {
     pub take_dropped: &'a mut dyn FnMut(&FireId) -> bool,
     /// Per job, the last slot this process claimed (its state may lag its own claims).
     pub claimed_to: &'a HashMap<JobId, i64>,
+    /// Jobs known idle, kept from round to round (`None`: read every job).
+    pub idle: Option<&'a mut IdleJobs>,
 }
 
 fn value<T: serde::de::DeserializeOwned>(view: &impl StateRead, t: Table, key: &[u8]) -> Result<Option<T>, String> {
     match view.get(t, key).map_err(|e| e.to_string())? {
         Some(bytes) => decode(&bytes).map(Some).map_err(|e| e.to_string()),
         None => Ok(None),
+    }
+}
+
+impl Process<'_> {
+    fn note_idle(&mut self, job_key: &[u8], until_ms: i64) {
+        if let Some(idle) = self.idle.as_deref_mut() {
+            idle.0.insert(job_key.to_vec(), until_ms);
+        }
     }
 }
 
@@ -81,11 +121,16 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
         let rows = view.scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX).map_err(|e| e.to_string())?;
         for (k, _) in rows {
             let job_key = k.get(4..).unwrap_or_default();
+            if me.idle.as_deref().is_some_and(|idle| idle.0.get(job_key).is_some_and(|until| *until > me.horizon_ms)) {
+                continue;
+            }
             let Some(job) = value::<JobRecord>(view, Table::Jobs, job_key)? else { continue };
             if !job.spec.is_active {
+                me.note_idle(job_key, i64::MAX);
                 continue;
             }
             let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
+            let items_before = plan.items.len();
             for f in &fs.in_flight {
                 if (me.active)(&f.fire_id) {
                     continue;
@@ -111,11 +156,26 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                     plan.pending.push(Some(p));
                 }
             }
-            let Some(schedule) = job.spec.schedule() else { continue };
+            // Nothing in flight, nothing claimed now: idle until its next slot (see below).
+            let idle_candidate = fs.in_flight.is_empty();
+            let Some(schedule) = job.spec.schedule() else {
+                if idle_candidate {
+                    me.note_idle(job_key, i64::MAX);
+                }
+                continue;
+            };
             let mut mark = me.claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
             for _ in 0..MAX_SLOTS_PER_JOB {
-                let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else { break };
+                let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else {
+                    if idle_candidate && plan.items.len() == items_before {
+                        me.note_idle(job_key, i64::MAX);
+                    }
+                    break;
+                };
                 if next > me.horizon_ms {
+                    if idle_candidate && plan.items.len() == items_before {
+                        me.note_idle(job_key, next);
+                    }
                     break;
                 }
                 let missed = next + job.spec.deadline_ms() < me.now_ms;
@@ -154,7 +214,7 @@ mod tests {
 
     use uuid::Uuid;
 
-    use super::{plan_round, Process, RoundPlan};
+    use super::{plan_round, IdleJobs, Process, RoundPlan};
     use crate::ids::{JobId, TenantId};
     use crate::model::assignment::{self, ShardMove};
     use crate::model::job::{Delivery, JobSpec};
@@ -208,6 +268,7 @@ mod tests {
             active: &is_active,
             take_dropped: &mut take,
             claimed_to: &claimed_to,
+            idle: None,
         };
         plan_round(s, &mut me).expect("a plan")
     }
@@ -260,5 +321,65 @@ mod tests {
         let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a restart re-sends through a reclaim, never directly");
         assert!(p.send_now.is_empty());
+    }
+
+    /// One every-second job on 4 shards owned by this node, nothing claimed yet.
+    fn fresh() -> (MemState, JobId, Vec<u8>) {
+        let mut s = MemState::default();
+        s.apply(&cmd(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT }));
+        let moves = (0..4).map(|shard| ShardMove { shard, from: None, to: Some(ME), new_epoch: 1 }).collect();
+        s.apply(&cmd(T0, CommandBody::AssignShards { moves }));
+        let (tenant, job) = (TenantId::default_tenant(), JobId::new_random());
+        let spec = JobSpec { name: "tick".into(), ..JobSpec::example("https://example.com/tick") };
+        s.apply(&cmd(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec }));
+        (s, job, crate::state::keys::job(&tenant, job))
+    }
+
+    fn plan_idle(s: &MemState, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {
+        let is_active = |_: &FireId| false;
+        let mut take = |_: &FireId| false;
+        let claimed_to = HashMap::new();
+        let mut me = Process {
+            node: ME,
+            incarnation: inc,
+            now_ms: horizon_ms - 2000,
+            horizon_ms,
+            active: &is_active,
+            take_dropped: &mut take,
+            claimed_to: &claimed_to,
+            idle: Some(idle),
+        };
+        plan_round(s, &mut me).expect("a plan")
+    }
+
+    #[test]
+    fn an_idle_job_is_skipped_until_its_next_slot_nears_or_it_changes() {
+        let inc = Uuid::new_v4();
+        let (mut s, job, key) = fresh();
+        let mut idle = IdleJobs::default();
+        // Its first slot (T0 + 1 s) is beyond the horizon: nothing to do, noted idle until then.
+        assert!(plan_idle(&s, inc, T0 + 999, &mut idle).items.is_empty());
+        assert_eq!(idle.len(), 1);
+        // A manual trigger puts a slot in flight; a round that was not told is blind to it...
+        let trigger = CommandBody::Trigger { id: job, tenant: TenantId::default_tenant(), trigger: Uuid::new_v4() };
+        s.apply(&cmd(T0, trigger));
+        assert!(plan_idle(&s, inc, T0 + 999, &mut idle).items.is_empty(), "skipped without reading");
+        // ...which is why the owner forgets the keys the store says were written, first.
+        idle.forget(false, [key]);
+        assert_eq!(kinds(&plan_idle(&s, inc, T0 + 999, &mut idle)), vec![ClaimKind::Reclaim]);
+        assert!(idle.is_empty(), "a job with a slot in flight is never idle");
+    }
+
+    #[test]
+    fn an_idle_job_is_read_again_once_its_next_slot_is_within_the_horizon() {
+        let inc = Uuid::new_v4();
+        let (s, _, _) = fresh();
+        let mut idle = IdleJobs::default();
+        assert!(plan_idle(&s, inc, T0 + 999, &mut idle).items.is_empty());
+        let p = plan_idle(&s, inc, T0 + 2000, &mut idle);
+        assert_eq!(p.items.iter().map(|i| i.at_ms).collect::<Vec<_>>(), vec![T0 + 1000, T0 + 2000]);
+        // New shard owners: everything is forgotten.
+        idle.forget(true, []);
+        assert!(idle.is_empty());
     }
 }

@@ -138,6 +138,20 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 pub struct Store {
     db: Arc<DB>,
     dir: PathBuf,
+    watch: Arc<std::sync::Mutex<Option<Changes>>>,
+}
+
+/// What was written to the watched tables since the last [`Store::take_changes`]: how a reader
+/// that keeps derived data in memory (the scheduler) learns what to read again instead of
+/// reading everything. Recorded after each write succeeds, so a reader that takes the changes
+/// *before* it reads never misses one: a later write is in the next take.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    tables: Vec<Table>,
+    /// Keys written (put or deleted), per table.
+    pub keys: std::collections::HashSet<(Table, Vec<u8>)>,
+    /// Everything may have changed: the first take, a range delete, a cleared table.
+    pub all: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -160,7 +174,7 @@ impl Store {
         opts.set_keep_log_file_num(4);
         let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
-        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf() })
+        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf(), watch: Arc::default() })
     }
 
     /// The data directory.
@@ -209,17 +223,62 @@ impl Store {
     /// Applies a batch atomically. `sync` makes it durable (fsync of the WAL) before returning.
     pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
+        let watching = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        // (table, key) per op; `None`: a range.
+        let mut touched: Vec<(Table, Option<Vec<u8>>)> = Vec::new();
         for op in batch.ops {
             match op {
-                BatchOp::Put(t, k, v) => wb.put_cf(self.cf(t)?, k, v),
-                BatchOp::Delete(t, k) => wb.delete_cf(self.cf(t)?, k),
-                BatchOp::DeleteRange(t, from, to) => wb.delete_range_cf(self.cf(t)?, from, to),
+                BatchOp::Put(t, k, v) => {
+                    wb.put_cf(self.cf(t)?, &k, v);
+                    if watching {
+                        touched.push((t, Some(k)));
+                    }
+                }
+                BatchOp::Delete(t, k) => {
+                    wb.delete_cf(self.cf(t)?, &k);
+                    if watching {
+                        touched.push((t, Some(k)));
+                    }
+                }
+                BatchOp::DeleteRange(t, from, to) => {
+                    wb.delete_range_cf(self.cf(t)?, from, to);
+                    touched.push((t, None));
+                }
             }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(wb, &wo)?;
+        if let Some(w) = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            for (t, key) in touched {
+                match key {
+                    Some(k) if w.tables.contains(&t) => {
+                        w.keys.insert((t, k));
+                    }
+                    None if w.tables.contains(&t) => w.all = true,
+                    _ => {}
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Starts recording the keys written to `tables` (see [`Changes`]); the first take says
+    /// everything changed.
+    pub fn watch(&self, tables: &[Table]) {
+        let mut w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *w = Some(Changes { tables: tables.to_vec(), keys: Default::default(), all: true });
+    }
+
+    /// The changes since the last take (everything, when nothing is watched).
+    pub fn take_changes(&self) -> Changes {
+        let mut w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match w.as_mut() {
+            Some(c) => {
+                Changes { tables: c.tables.clone(), keys: std::mem::take(&mut c.keys), all: std::mem::take(&mut c.all) }
+            }
+            None => Changes { all: true, ..Changes::default() },
+        }
     }
 
     /// Makes every earlier write durable.
@@ -264,6 +323,9 @@ impl Store {
 
     /// Deletes every pair of a table (used when a snapshot replaces the state).
     pub fn clear(&self, t: Table) -> Result<(), StoreError> {
+        if let Some(w) = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            w.all |= w.tables.contains(&t);
+        }
         let cf = self.cf(t)?;
         let mut wb = WriteBatch::default();
         let mut n = 0usize;
@@ -276,6 +338,10 @@ impl Store {
             }
         }
         self.db.write(wb)?;
+        // Again once done: a reader that took the changes midway has seen a half-cleared table.
+        if let Some(w) = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            w.all |= w.tables.contains(&t);
+        }
         Ok(())
     }
 
@@ -393,6 +459,35 @@ fn check_format(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watcher_hears_of_every_write_to_its_tables_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write(Batch::default(), false).unwrap();
+        assert!(store.take_changes().all, "nothing watched: everything may have changed");
+        store.watch(&[Table::Jobs, Table::Shards]);
+        assert!(store.take_changes().all, "the first take after watching");
+        let mut b = Batch::default();
+        b.put(Table::Jobs, b"j1".to_vec(), b"v".to_vec());
+        b.delete(Table::Jobs, b"j2".to_vec());
+        b.put(Table::Runs, b"r".to_vec(), b"v".to_vec());
+        store.write(b, false).unwrap();
+        let c = store.take_changes();
+        assert!(!c.all);
+        let want: std::collections::HashSet<_> =
+            [(Table::Jobs, b"j1".to_vec()), (Table::Jobs, b"j2".to_vec())].into_iter().collect();
+        assert_eq!(c.keys, want);
+        assert!(store.take_changes().keys.is_empty(), "taken once");
+        let mut b = Batch::default();
+        b.delete_range(Table::Shards, vec![0], vec![9]);
+        store.write(b, false).unwrap();
+        assert!(store.take_changes().all, "a range delete");
+        store.clear(Table::Jobs).unwrap();
+        assert!(store.take_changes().all, "a cleared table");
+        store.clear(Table::Runs).unwrap();
+        assert!(!store.take_changes().all, "an unwatched table");
+    }
 
     #[test]
     fn refuses_a_data_dir_of_another_format() {

@@ -41,6 +41,8 @@ pub struct Sched {
     pub active: BTreeSet<FireId>,
     pub dropped: BTreeSet<FireId>,
     pub claimed_to: HashMap<JobId, i64>,
+    /// Jobs known idle (`scheduler::round::IdleJobs`), as the node keeps them.
+    pub idle: round::IdleJobs,
     pub runs: Vec<RunOutcome>,
     pub releases: Vec<Released>,
 }
@@ -206,9 +208,13 @@ async fn owner_loop(world: Arc<World>, h: Arc<NodeHandle>) {
 async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
     let now = h.firing_now_ms();
     let plan = {
-        let disk = h.disk.lock().unwrap();
+        let mut disk = h.disk.lock().unwrap();
         let mut guard = h.sched.lock().unwrap();
         let s = &mut *guard;
+        // As `scheduler::owner`: forget what changed before reading the state.
+        let changed = std::mem::take(&mut disk.sm.changed);
+        let owners_changed = changed.iter().any(|(t, _)| *t == Table::Shards);
+        s.idle.forget(owners_changed, changed.into_iter().map(|(_, k)| k));
         let active = s.active.clone();
         let is_active = |id: &FireId| active.contains(id);
         let dropped = &mut s.dropped;
@@ -223,6 +229,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 active: &is_active,
                 take_dropped: &mut take_dropped,
                 claimed_to: &s.claimed_to,
+                idle: Some(&mut s.idle),
             },
         );
         let Ok(plan) = plan else { return };

@@ -49,7 +49,13 @@ pub struct SmData {
     /// Order-independent digest of `kv` (the wrapping sum of one hash per pair), kept up to
     /// date on every write, so that comparing replicas after every entry costs nothing.
     pub digest: u64,
+    /// Keys written to the tables the scheduler watches (`Store::watch` in the node), drained
+    /// by the owner's round.
+    pub changed: Vec<(Table, Vec<u8>)>,
 }
+
+/// The tables whose writes the owner's round must hear of (as `scheduler::owner` watches them).
+const WATCHED: [Table; 3] = [Table::Jobs, Table::FireState, Table::Shards];
 
 impl StateRead for SmData {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -68,7 +74,14 @@ impl StateRead for SmData {
 }
 
 impl SmData {
+    fn note(&mut self, tag: u8, key: &[u8]) {
+        if let Some(t) = WATCHED.iter().find(|t| t.tag() == tag) {
+            self.changed.push((*t, key.to_vec()));
+        }
+    }
+
     fn put(&mut self, tag: u8, key: Vec<u8>, value: Vec<u8>) {
+        self.note(tag, &key);
         self.digest = self.digest.wrapping_add(pair_hash(tag, &key, &value));
         if let Some(old) = self.kv.insert((tag, key.clone()), value) {
             self.digest = self.digest.wrapping_sub(pair_hash(tag, &key, &old));
@@ -76,6 +89,7 @@ impl SmData {
     }
 
     fn delete(&mut self, tag: u8, key: Vec<u8>) {
+        self.note(tag, &key);
         if let Some(old) = self.kv.remove(&(tag, key.clone())) {
             self.digest = self.digest.wrapping_sub(pair_hash(tag, &key, &old));
         }
