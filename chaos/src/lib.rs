@@ -32,6 +32,7 @@ pub mod config;
 pub mod faults;
 pub mod history;
 pub mod judge;
+pub mod netns;
 pub mod observe;
 pub mod procs;
 pub mod progress;
