@@ -2,7 +2,8 @@
 //! that never left is *failed*, a request whose answer was lost (timeout, cut connection, 5xx)
 //! is *unknown*, and only a 2xx is *ok*.
 //!
-//! It talks to 127.0.0.1 only, opens a fresh connection per request (no stale pooled socket to
+//! It talks to 127.0.0.1 only (with `--netns`, to the nodes' addresses in the run's own
+//! namespaces), opens a fresh connection per request (no stale pooled socket to
 //! a killed node, so "refused" reliably means "not sent"), and never retries a write: retries
 //! would blur the outcome the checkers judge. Wire shapes come from `raftcron_client`.
 
@@ -105,7 +106,7 @@ pub struct NodeApi {
     http: reqwest::Client,
 }
 
-/// The shared HTTP client: loopback only, no proxy, a fresh connection per request.
+/// The shared HTTP client: no proxy, a fresh connection per request.
 pub fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()

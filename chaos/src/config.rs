@@ -83,8 +83,8 @@ impl FaultKind {
         }
     }
 
-    /// Whether the fault goes through the per-link proxies (needs `--peer-override`).
-    pub fn needs_proxy(self) -> bool {
+    /// Whether the fault cuts node-to-node links (the partition group).
+    pub fn is_cut(self) -> bool {
         matches!(
             self,
             FaultKind::IsolateLeader
@@ -92,9 +92,13 @@ impl FaultKind {
                 | FaultKind::Split
                 | FaultKind::Bridge
                 | FaultKind::OneWay
-                | FaultKind::Delay
-                | FaultKind::Loss
         )
+    }
+
+    /// Whether the fault goes through the per-link proxies (needs `--peer-override`): delay and
+    /// loss always, cuts unless the run cuts links with nftables (`--netns`).
+    pub fn needs_proxy(self, netns: bool) -> bool {
+        matches!(self, FaultKind::Delay | FaultKind::Loss) || (self.is_cut() && !netns)
     }
 
     /// Whether the fault kills or freezes a process (the only faults that excuse a re-send).
@@ -226,6 +230,32 @@ impl Default for Timing {
     }
 }
 
+/// How the run's node-to-node network is built and faulted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum NetworkBackend {
+    /// Every node on 127.0.0.1, every directed link through the fault-injecting proxy (no root).
+    #[default]
+    Proxy,
+    /// `--netns`: every node in its own network namespace, cuts made with nftables inside them,
+    /// delay and loss still through the proxy; the controller runs in the hub namespace named by
+    /// `prefix` (`rcchaos<pid>`). Needs root.
+    Netns { prefix: String },
+}
+
+impl NetworkBackend {
+    pub fn is_netns(&self) -> bool {
+        matches!(self, NetworkBackend::Netns { .. })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            NetworkBackend::Proxy => "proxy",
+            NetworkBackend::Netns { .. } => "netns",
+        }
+    }
+}
+
 /// One run of the suite.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -249,6 +279,8 @@ pub struct Config {
     pub timing: Timing,
     /// Print the progress line while running.
     pub progress: bool,
+    /// The node-to-node network: the proxy on 127.0.0.1, or network namespaces (`--netns`).
+    pub network: NetworkBackend,
 }
 
 impl Config {
@@ -300,6 +332,9 @@ impl Config {
         if self.excuse_partition_resends {
             cmd.push_str(" --excuse-partition-resends");
         }
+        if self.network.is_netns() {
+            cmd.push_str(" --netns");
+        }
         cmd
     }
 }
@@ -324,6 +359,16 @@ mod tests {
         assert_eq!(FaultKind::parse_list("all").unwrap().len(), FaultKind::ALL.len());
         assert!(FaultKind::parse_list("none").unwrap().is_empty());
         assert!(matches!(FaultKind::parse_list("kil"), Err(ConfigError::UnknownFault(_))));
+    }
+
+    #[test]
+    fn netns_runs_cuts_without_the_proxy_but_not_delay_or_loss() {
+        for k in FaultKind::ALL {
+            let shaping = matches!(k, FaultKind::Delay | FaultKind::Loss);
+            assert_eq!(k.needs_proxy(false), k.is_cut() || shaping, "{k}");
+            assert_eq!(k.needs_proxy(true), shaping, "{k}");
+        }
+        assert_eq!(FaultKind::parse_list("partition").unwrap().iter().filter(|k| k.is_cut()).count(), 5);
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! A run starts N real `raftcron` processes (their own ports and data dirs on 127.0.0.1), a
 //! recording HTTP sink, a fault-injecting TCP proxy on every directed node-to-node link, and a
 //! workload (firing jobs plus concurrent API clients on every node); a nemesis injects faults
-//! drawn from the seed; then checkers judge what was recorded.
+//! drawn from the seed; then checkers judge what was recorded. With `--netns` (root), the nodes
+//! run in network namespaces the run creates, the controller in their hub, and partitions are
+//! nftables rules ([`netns`]).
 //!
 //! Map (arrows: "uses"):
 //!
 //! ```text
+//! main -> netns::supervise (--netns: namespaces, re-exec in the hub) -> main (inside the hub)
 //! main -> runner -> procs (processes, signals)      proxy (links)      sink (deliveries)
-//!                -> faults::{plan, nemesis, converge} -> procs, proxy, api
+//!                -> faults::{plan, nemesis, converge} -> procs, network, api
+//!                   network -> proxy, netns::links (nftables cuts)
 //!                -> workload::{firing, writers, keys} -> api, history
 //!                -> observe (leaders, shard epochs)   -> api, history
 //!                -> collect (final reads)             -> api
@@ -19,7 +23,8 @@
 //!                -> progress (the line on the terminal)
 //! ```
 //!
-//! Rules kept everywhere: traffic only to 127.0.0.1; every loop bounded in time and count;
+//! Rules kept everywhere: traffic only to 127.0.0.1, or with `--netns` only inside the run's own
+//! namespaces (10.213.0.0/24, never the root namespace); every loop bounded in time and count;
 //! every process killed when the run ends, also on error or Ctrl-C; all randomness from the
 //! seed ([`rng`]). This crate talks to the node only through its HTTP API and command line, and
 //! must never depend on the node crate.
@@ -32,6 +37,8 @@ pub mod config;
 pub mod faults;
 pub mod history;
 pub mod judge;
+pub mod netns;
+pub mod network;
 pub mod observe;
 pub mod procs;
 pub mod progress;
@@ -43,7 +50,7 @@ pub mod sink;
 pub mod svg;
 pub mod workload;
 
-pub use config::{Config, FaultKind, Profile, Timing};
+pub use config::{Config, FaultKind, NetworkBackend, Profile, Timing};
 pub use report::{Report, Verdict};
 pub use runner::run;
 

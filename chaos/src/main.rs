@@ -1,13 +1,19 @@
 //! The `raftcron-chaos` command: parses flags into a [`Config`], runs the suite (Ctrl-C stops
 //! it and kills every node), prints the summary table and exits 0 (pass), 1 (fail), 2
 //! (invalid) or 3 (could not run).
+//!
+//! With `--netns` it first checks that it can (root, `ip`, `nft`; else exit 3 with one line),
+//! then hands over to [`raftcron_chaos::netns::supervise`], which creates the namespaces and
+//! runs this same command again inside the hub namespace with the hidden `--netns-inner`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use raftcron_chaos::{Config, FaultKind, Profile, Timing};
+use raftcron_chaos::netns::Layout;
+use raftcron_chaos::{Config, FaultKind, NetworkBackend, Profile, Timing};
 
 /// Seeded fault injection on real raftcron processes.
 #[derive(Debug, Parser)]
@@ -57,6 +63,14 @@ struct Args {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Run the nodes in network namespaces created for the run and make partitions with
+    /// nftables (needs root and the ip and nft commands); delay and loss stay on the proxy.
+    #[arg(long)]
+    netns: bool,
+    /// Internal: this process is the controller inside the hub namespace of the `--netns` run
+    /// whose namespaces start with this prefix.
+    #[arg(long, hide = true, requires = "netns")]
+    netns_inner: Option<String>,
 }
 
 fn config(a: Args) -> Result<Config, String> {
@@ -75,6 +89,14 @@ fn config(a: Args) -> Result<Config, String> {
     if let Some(w) = a.workload.iter().find(|w| !matches!(w.as_str(), "keys" | "jobs" | "")) {
         return Err(format!("unknown workload {w:?}: use keys"));
     }
+    let network = match &a.netns_inner {
+        Some(prefix) => {
+            Layout::from_prefix(prefix, a.nodes)
+                .ok_or_else(|| format!("--netns-inner {prefix:?}: not a run prefix"))?;
+            NetworkBackend::Netns { prefix: prefix.clone() }
+        }
+        None => NetworkBackend::Proxy,
+    };
     let cfg = Config {
         seed,
         duration: Duration::from_secs(a.duration),
@@ -93,19 +115,38 @@ fn config(a: Args) -> Result<Config, String> {
         },
         timing: Timing::default(),
         progress: !a.quiet,
+        network,
     };
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
 }
 
 fn main() -> ExitCode {
-    let cfg = match config(Args::parse()) {
+    let args = Args::parse();
+    let supervise = args.netns && args.netns_inner.is_none();
+    if supervise {
+        if let Err(needs) = raftcron_chaos::netns::preflight() {
+            eprintln!("raftcron-chaos: {needs}");
+            return ExitCode::from(3);
+        }
+    }
+    let seed_given = args.seed.is_some();
+    let cfg = match config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("raftcron-chaos: {e}");
             return ExitCode::from(3);
         }
     };
+    if supervise {
+        // The same arguments inside the hub, with the seed fixed (the default comes from the clock).
+        let mut inner: Vec<OsString> = std::env::args_os().skip(1).collect();
+        if !seed_given {
+            inner.extend([OsString::from("--seed"), OsString::from(cfg.seed.to_string())]);
+        }
+        eprintln!("raftcron-chaos: seed {} -> {} (network namespaces)", cfg.seed, cfg.out.display());
+        return raftcron_chaos::netns::supervise::supervise(inner, cfg.nodes, cfg.duration);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

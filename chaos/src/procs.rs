@@ -1,5 +1,7 @@
 //! The `raftcron serve` processes of a run: their ports, data dirs, logs and signals (SIGKILL,
-//! SIGSTOP, SIGCONT), restarts and wipes.
+//! SIGSTOP, SIGCONT), restarts and wipes. With `--netns`, each node is started inside its own
+//! network namespace (`ip netns exec <ns> raftcron serve ...`: `ip` execs the node, so the child's
+//! pid is the node's and signals reach it) and listens on its namespace's address.
 //!
 //! Owns the child processes and nothing else: it does not talk HTTP and makes no decision about
 //! when to fault. Invariant: every process it starts is killed when [`Processes`] drops (panic,
@@ -17,6 +19,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use tokio::process::{Child, Command};
 
 use crate::config::Timing;
+use crate::netns::Layout;
 
 /// One node's files and process.
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub struct NodeProc {
     initial_cluster: Option<String>,
     /// `--peer-override`, when the proxy is in use.
     peer_override: Option<String>,
+    /// The network namespace the node runs in (`--netns`).
+    netns: Option<String>,
     child: Option<Child>,
     paused: bool,
     pub starts: u32,
@@ -90,6 +95,7 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
 
 impl Processes {
     /// Lays out `n` nodes (ids 1..=n) under `root` with one `--initial-cluster`; starts nothing.
+    /// Without `netns` they listen on free loopback ports; with it, each in its namespace.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         root: &Path,
@@ -101,10 +107,13 @@ impl Processes {
         run_history: u32,
         features: BinaryFeatures,
         master_key: Option<String>,
+        netns: Option<&Layout>,
     ) -> Result<Processes> {
-        let ports = free_ports(n as usize)?;
-        let initial =
-            (1..=n).zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
+        let addrs: Vec<SocketAddr> = match netns {
+            Some(l) => (1..=n).map(|id| l.node_addr(id)).collect(),
+            None => free_ports(n as usize)?.into_iter().map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect(),
+        };
+        let initial = (1..=n).zip(&addrs).map(|(id, addr)| format!("{id}={addr}")).collect::<Vec<_>>().join(",");
         let mut common_args: Vec<String> = vec![
             "--allow-private-targets".into(),
             "--election-timeout-ms".into(),
@@ -126,7 +135,7 @@ impl Processes {
             }
         }
         let mut nodes = BTreeMap::new();
-        for (id, port) in (1..=n).zip(ports) {
+        for (id, addr) in (1..=n).zip(addrs) {
             let dir = root.join(format!("node-{id}"));
             let data_dir = dir.join("data");
             std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
@@ -134,11 +143,12 @@ impl Processes {
                 id,
                 NodeProc {
                     id,
-                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                    addr,
                     data_dir,
                     log_path: dir.join("node.log"),
                     initial_cluster: Some(initial.clone()),
                     peer_override: None,
+                    netns: netns.map(|l| l.node_ns(id)),
                     child: None,
                     paused: false,
                     starts: 0,
@@ -197,9 +207,17 @@ impl Processes {
         let node = self.get_mut(id)?;
         ensure!(node.child.is_none(), "node {id} is already running");
         node.starts += 1;
-        Self::log_line(&node.log_path, &format!("start #{} of node {id} on {}", node.starts, node.addr));
+        let inside = node.netns.as_ref().map(|ns| format!(" in the network namespace {ns}")).unwrap_or_default();
+        Self::log_line(&node.log_path, &format!("start #{} of node {id} on {}{inside}", node.starts, node.addr));
         let log = OpenOptions::new().create(true).append(true).open(&node.log_path)?;
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match &node.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("serve")
             .args(["--node-id", &id.to_string()])
             .args(["--listen", &node.addr.to_string()])

@@ -6,10 +6,11 @@
 //! It must not know about Raft or HTTP: it moves bytes. Invariants: a change of a link's mode
 //! closes every connection open on that link (a stream that lost bytes cannot be resumed, and a
 //! healed link must not carry a stream that was cut); every task ends when the [`Proxy`] drops.
-//! Needs no root: it is plain sockets on 127.0.0.1.
+//! Needs no root: it is plain sockets on 127.0.0.1 (in a `--netns` run, on the hub's address,
+//! where it carries delay and loss only).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,21 +78,27 @@ const CHUNK: usize = 16 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Proxy {
-    /// Starts a listener for every ordered pair of distinct `nodes` (id -> real address).
+    /// Starts a listener on 127.0.0.1 for every ordered pair of distinct `nodes` (id -> real
+    /// address).
     pub async fn start(nodes: &BTreeMap<u64, SocketAddr>, seed: u64) -> Result<Proxy> {
+        Proxy::start_on(nodes, seed, IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// [`Proxy::start`] with the listeners on `bind`.
+    pub async fn start_on(nodes: &BTreeMap<u64, SocketAddr>, seed: u64, bind: IpAddr) -> Result<Proxy> {
         let mut p = Proxy { links: BTreeMap::new(), stats: Arc::default(), tasks: JoinSet::new() };
         for (&from, _) in nodes.iter() {
             for (&to, &target) in nodes.iter() {
                 if from != to {
-                    p.add_link(from, to, target, seed).await?;
+                    p.add_link(from, to, target, seed, bind).await?;
                 }
             }
         }
         Ok(p)
     }
 
-    async fn add_link(&mut self, from: u64, to: u64, target: SocketAddr, seed: u64) -> Result<()> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding a proxy listener")?;
+    async fn add_link(&mut self, from: u64, to: u64, target: SocketAddr, seed: u64, bind: IpAddr) -> Result<()> {
+        let listener = TcpListener::bind(SocketAddr::new(bind, 0)).await.context("binding a proxy listener")?;
         let listen = listener.local_addr()?;
         let (tx, rx) = watch::channel(LinkState { mode: LinkMode::Pass, generation: 0 });
         let stats = self.stats.clone();
@@ -109,6 +116,11 @@ impl Proxy {
             .map(|((_, t), l)| format!("{t}={}", l.listen))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Where node `from` connects to reach `to`: the listener of link `from -> to`.
+    pub fn endpoint(&self, from: u64, to: u64) -> Option<SocketAddr> {
+        self.links.get(&(from, to)).map(|l| l.listen)
     }
 
     /// Sets the mode of link `from -> to` (no-op for an unknown link); closes its connections.

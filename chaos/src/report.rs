@@ -64,6 +64,10 @@ pub struct Facts {
     pub observer_rounds: u64,
     pub elapsed_s: f64,
     pub proxy: BTreeMap<String, crate::proxy::LinkStats>,
+    /// Which network backend ran: `proxy: ...` or `netns: ...`.
+    pub network: String,
+    /// With `--netns`: per link, how often it was cut and the packets its nftables rule swallowed.
+    pub netns_cuts: BTreeMap<String, crate::netns::links::CutStats>,
 }
 
 /// The whole report.
@@ -92,7 +96,7 @@ pub fn invalid_reasons(cfg: &Config, f: &Facts, faults: &[FaultRecord], checks: 
     }
     let ran: BTreeSet<FaultKind> = faults.iter().filter(|r| r.error.is_none()).map(|r| r.kind).collect();
     for k in &cfg.faults {
-        if k.needs_proxy() && !f.features.peer_override {
+        if k.needs_proxy(cfg.network.is_netns()) && !f.features.peer_override {
             out.push(format!("fault {k} not run: the node binary has no --peer-override"));
         } else if *k == FaultKind::ClockJump && !f.features.clock_drills {
             out.push(format!("fault {k} not run: the node binary has no --clock-drills"));
@@ -168,6 +172,12 @@ pub fn table(r: &Report) -> String {
         f.elapsed_s,
         r.config.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     );
+    let _ = writeln!(s, "network: {}", f.network);
+    if !f.netns_cuts.is_empty() {
+        let cuts: Vec<String> =
+            f.netns_cuts.iter().map(|(l, c)| format!("{l} cut {}x, {} packets dropped", c.cuts, c.packets)).collect();
+        let _ = writeln!(s, "nftables cuts: {}", cuts.join("; "));
+    }
     let _ = writeln!(
         s,
         "load: {:.1} fires/s (planned {:.1}) from {} jobs in {} of {} shards, {} of {} slots delivered in a {:.0} s window; writes {} (ok {}, failed {}, unknown {}); reads ok {} failed {}; keys created {} revoked {}",

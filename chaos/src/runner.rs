@@ -1,5 +1,6 @@
 //! One run from start to verdict: lay out and start the nodes (behind the proxy when the binary
-//! supports it), form the cluster, create the firing jobs, start the observer and the clients,
+//! supports it; with `--netns`, each in its network namespace, the cuts made with nftables),
+//! form the cluster, create the firing jobs, start the observer and the clients,
 //! let the nemesis carry out the plan, heal, let the cluster settle, stop the clients, pause
 //! the firing jobs, read the final state, stop every node, scan the data dirs, judge, and write
 //! the report and the picture.
@@ -9,21 +10,25 @@
 //! with the run (processes are killed when [`Processes`] drops, even on error or Ctrl-C).
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use rand::Rng;
 
 use crate::api::{http_client, NodeApi};
 use crate::check::{canary, Window};
 use crate::clock::now_ms;
 use crate::collect;
-use crate::config::Config;
+use crate::config::{Config, NetworkBackend};
 use crate::faults::converge;
 use crate::faults::nemesis::Nemesis;
 use crate::faults::plan;
 use crate::history::History;
+use crate::netns::links::NetnsLinks;
+use crate::netns::Layout;
+use crate::network::Network;
 use crate::observe;
 use crate::procs::{BinaryFeatures, Processes};
 use crate::proxy::Proxy;
@@ -50,6 +55,15 @@ pub async fn run(cfg: Config) -> Result<Report> {
     if nodes_root.exists() {
         std::fs::remove_dir_all(&nodes_root).with_context(|| format!("clearing {}", nodes_root.display()))?;
     }
+    let layout = match &cfg.network {
+        NetworkBackend::Proxy => None,
+        NetworkBackend::Netns { prefix } => {
+            let l = Layout::from_prefix(prefix, cfg.nodes).ok_or_else(|| anyhow!("{prefix:?} names no --netns run"))?;
+            crate::netns::ensure_inside(&l.hub())?;
+            Some(l)
+        }
+    };
+    let local_ip = layout.as_ref().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), Layout::hub_ip);
     let features = BinaryFeatures::probe(&cfg.bin).await?;
     let mut secrets = rng::stream(cfg.seed, "secrets");
     let admin_key = format!("chaos-admin-{:032x}", secrets.gen::<u128>());
@@ -59,7 +73,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
         base64::engine::general_purpose::STANDARD.encode(secrets.gen::<[u8; 32]>())
     });
     let canary_prefix = firing::canary_prefix(cfg.seed);
-    let sink = Sink::start(&canary_prefix).await?;
+    let sink = Sink::start(&canary_prefix, local_ip).await?;
     let run_history = (cfg.duration.as_secs() + 300).clamp(100, 10_000) as u32;
     let mut procs = Processes::new(
         &nodes_root,
@@ -71,15 +85,32 @@ pub async fn run(cfg: Config) -> Result<Report> {
         run_history,
         features,
         master_key,
+        layout.as_ref(),
     )?;
-    let wants_proxy = cfg.faults.iter().any(|k| k.needs_proxy());
-    let proxy =
-        if features.peer_override && wants_proxy { Some(Proxy::start(&procs.addrs(), cfg.seed).await?) } else { None };
+    let wants_proxy = cfg.faults.iter().any(|k| k.needs_proxy(layout.is_some()));
+    let proxy = if features.peer_override && wants_proxy {
+        Some(Proxy::start_on(&procs.addrs(), cfg.seed, local_ip).await?)
+    } else {
+        None
+    };
     if let Some(p) = &proxy {
         for id in procs.ids() {
             procs.set_peer_override(id, p.override_arg(id));
         }
     }
+    // With --netns, a cut drops what `from` sends to the address it uses for `to`: the node, or
+    // the proxy listener of the link when the proxy is in the path (for delay and loss).
+    let netns_links = layout.as_ref().map(|l| {
+        let addrs = procs.addrs();
+        let mut endpoints = BTreeMap::new();
+        for &f in addrs.keys() {
+            for (&t, &addr) in addrs.iter().filter(|(t, _)| **t != f) {
+                endpoints.insert((f, t), proxy.as_ref().and_then(|p| p.endpoint(f, t)).unwrap_or(addr));
+            }
+        }
+        NetnsLinks::new(l.clone(), endpoints)
+    });
+    let net = Network { proxy: proxy.as_ref(), netns: netns_links.as_ref() };
     let http = http_client()?;
     let apis: BTreeMap<u64, NodeApi> =
         procs.addrs().into_iter().map(|(id, addr)| (id, NodeApi::new(id, addr, &admin_key, http.clone()))).collect();
@@ -87,11 +118,13 @@ pub async fn run(cfg: Config) -> Result<Report> {
     let history = History::default();
     let mut facts = Facts {
         features,
+        network: describe_network(&cfg, layout.as_ref(), proxy.is_some()),
         planned_fires_per_s: 0.0,
         writers: (cfg.nodes as usize) * cfg.profile.writers_per_node as usize,
         ..Facts::default()
     };
-    let plan = plan::plan(cfg.seed, &runnable(&cfg, features), cfg.duration.as_millis() as u64, &cfg.timing);
+    let plan =
+        plan::plan(cfg.seed, &runnable(&cfg, features, layout.is_some()), cfg.duration.as_millis() as u64, &cfg.timing);
     facts.faults_planned = plan.len();
 
     // Formation and the firing jobs.
@@ -196,7 +229,7 @@ pub async fn run(cfg: Config) -> Result<Report> {
     {
         let mut nemesis = Nemesis {
             procs: &mut procs,
-            proxy: proxy.as_ref(),
+            net,
             apis: apis.clone(),
             history: history.clone(),
             health: health.clone(),
@@ -249,6 +282,9 @@ pub async fn run(cfg: Config) -> Result<Report> {
     if let Some(p) = &proxy {
         facts.proxy = p.stats();
     }
+    if let Some(n) = &netns_links {
+        facts.netns_cuts = n.stats().await;
+    }
     let scan = canary::scan(&procs.data_dirs(), &canary_prefix);
     if !cfg.keep_data {
         for d in procs.data_dirs() {
@@ -293,13 +329,30 @@ async fn wait_formed(procs: &mut Processes, apis: &[NodeApi]) -> Result<()> {
 }
 
 /// The fault kinds this binary can run (the others make the run invalid).
-fn runnable(cfg: &Config, f: BinaryFeatures) -> Vec<crate::config::FaultKind> {
+fn runnable(cfg: &Config, f: BinaryFeatures, netns: bool) -> Vec<crate::config::FaultKind> {
     cfg.faults
         .iter()
         .copied()
-        .filter(|k| !k.needs_proxy() || f.peer_override)
+        .filter(|k| !k.needs_proxy(netns) || f.peer_override)
         .filter(|k| *k != crate::config::FaultKind::ClockJump || f.clock_drills)
         .collect()
+}
+
+/// Which network ran, for the report.
+fn describe_network(cfg: &Config, layout: Option<&Layout>, proxy: bool) -> String {
+    match layout {
+        None if proxy => "proxy: nodes on 127.0.0.1, every node-to-node link through the fault-injecting proxy".into(),
+        None => "proxy (not started: no fault needs it, or the binary has no --peer-override)".into(),
+        Some(l) => format!(
+            "netns: nodes in the namespaces {}-n1..n{}, controller in {} ({}/24); cuts by nftables in the \
+             senders' namespaces; {}",
+            l.prefix,
+            cfg.nodes,
+            l.hub(),
+            l.node_ip(0),
+            if proxy { "delay and loss by the proxy on the hub" } else { "no proxy (no delay or loss asked for)" }
+        ),
+    }
 }
 
 fn set(status: &Arc<Mutex<String>>, s: &str) {

@@ -4,7 +4,7 @@
 //!
 //! It must not judge anything (the checkers do) and never logs header values.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -65,12 +65,13 @@ async fn record(State(s): State<SinkState>, headers: HeaderMap) -> &'static str 
 }
 
 impl Sink {
-    /// Starts the sink on an ephemeral loopback port.
-    pub async fn start(canary_prefix: &str) -> Result<Sink> {
+    /// Starts the sink on an ephemeral port of `ip` (127.0.0.1, or the hub's address with
+    /// `--netns`).
+    pub async fn start(canary_prefix: &str, ip: IpAddr) -> Result<Sink> {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let state = SinkState { hits: hits.clone(), canary_prefix: canary_prefix.to_string() };
         let app = Router::new().route("/hit", any(record)).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftcron_chaos::check::Status;
-use raftcron_chaos::{Config, FaultKind, Profile, Timing, Verdict};
+use raftcron_chaos::{Config, FaultKind, NetworkBackend, Profile, Timing, Verdict};
 
 const CANARY_CHECK: &str = "no plaintext secret at rest";
 
@@ -55,6 +55,7 @@ async fn kill_pause_and_partition_pass_every_check() {
         profile: Profile::default(),
         timing: Timing::default(),
         progress: false,
+        network: NetworkBackend::Proxy,
     };
     let started = std::time::Instant::now();
     let report = raftcron_chaos::run(cfg).await.expect("the run completes");

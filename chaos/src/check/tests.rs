@@ -10,7 +10,7 @@ use raftcron_client::{Job, Run};
 
 use super::*;
 use crate::collect::FinalState;
-use crate::config::{Config, FaultKind, Profile, Timing};
+use crate::config::{Config, FaultKind, NetworkBackend, Profile, Timing};
 use crate::history::{FaultRecord, Outcome, ShardChange, Snapshot, StopEvent, WriteOp, WriteRecord};
 use crate::sink::Hit;
 use crate::workload::firing::FiringJob;
@@ -32,6 +32,7 @@ fn config() -> Config {
         profile: Profile::default(),
         timing: Timing::default(),
         progress: false,
+        network: NetworkBackend::Proxy,
     }
 }
 

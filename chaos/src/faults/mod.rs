@@ -1,5 +1,5 @@
 //! Faults: the seeded plan ([`plan`]) and the nemesis that carries it out on the processes and
-//! the proxy ([`nemesis`]), plus the convergence probe both the nemesis and the runner use
+//! the network (the proxy, or nftables with `--netns`: [`crate::network`]) ([`nemesis`]), plus the convergence probe both the nemesis and the runner use
 //! ([`converge`]).
 
 pub mod converge;

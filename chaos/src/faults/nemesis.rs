@@ -1,5 +1,6 @@
 //! The nemesis: carries out the fault plan, one fault at a time, on the processes (kill,
-//! SIGSTOP/SIGCONT, wipe), the proxy links (partitions, delay, loss), the membership API and the
+//! SIGSTOP/SIGCONT, wipe), the network (partitions through the proxy or, with `--netns`,
+//! nftables; delay and loss through the proxy: [`crate::network`]), the membership API and the
 //! clock drill; heals each fault and measures the time until the cluster is whole again.
 //!
 //! Faults never overlap: the next starts only after the previous one converged (or gave up). A
@@ -24,9 +25,10 @@ use crate::config::{FaultKind, Timing};
 use crate::faults::converge;
 use crate::faults::plan::PlannedFault;
 use crate::history::{FaultRecord, History, StopEvent};
+use crate::network::{pairs_between, Network};
 use crate::observe::Wiped;
 use crate::procs::Processes;
-use crate::proxy::{LinkMode, Proxy};
+use crate::proxy::LinkMode;
 use crate::workload::Health;
 
 /// How long the cluster may take to be whole again after a heal.
@@ -37,7 +39,7 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 /// What the nemesis acts on.
 pub struct Nemesis<'a> {
     pub procs: &'a mut Processes,
-    pub proxy: Option<&'a Proxy>,
+    pub net: Network<'a>,
     /// Admin clients of every node.
     pub apis: BTreeMap<u64, NodeApi>,
     pub history: History,
@@ -164,10 +166,6 @@ impl Nemesis<'_> {
         self.history.stop_event(StopEvent { node, at_ms: now_ms(), kind });
     }
 
-    fn proxy(&self) -> Result<&Proxy> {
-        self.proxy.ok_or_else(|| anyhow!("the node binary has no --peer-override: no proxy on the links"))
-    }
-
     async fn inject(&mut self, f: &PlannedFault, leader: Option<u64>) -> Result<Injected> {
         let ids = self.procs.ids();
         let mut rng = StdRng::seed_from_u64(f.pick);
@@ -223,7 +221,7 @@ impl Nemesis<'_> {
             }
             FaultKind::IsolateLeader | FaultKind::IsolateFollower => {
                 let t = if f.kind == FaultKind::IsolateLeader { leader_id()? } else { follower(&mut rng)? };
-                self.proxy()?.cut_between(&[t], &others(t), blackhole);
+                self.net.cut(&pairs_between(&[t], &others(t)), blackhole).await?;
                 Injected {
                     targets: vec![t],
                     minority: vec![t],
@@ -238,7 +236,7 @@ impl Nemesis<'_> {
                 order.shuffle(&mut rng);
                 let k = (ids.len() - 1) / 2;
                 let (minority, majority) = order.split_at(k);
-                self.proxy()?.cut_between(minority, majority, blackhole);
+                self.net.cut(&pairs_between(minority, majority), blackhole).await?;
                 Injected {
                     targets: minority.to_vec(),
                     minority: minority.to_vec(),
@@ -254,7 +252,7 @@ impl Nemesis<'_> {
                 let bridge = order[0];
                 let rest = &order[1..];
                 let (a, b) = rest.split_at(rest.len() / 2);
-                self.proxy()?.cut_between(a, b, blackhole);
+                self.net.cut(&pairs_between(a, b), blackhole).await?;
                 Injected {
                     targets: vec![bridge],
                     minority: vec![],
@@ -266,10 +264,8 @@ impl Nemesis<'_> {
             }
             FaultKind::OneWay => {
                 let t = if rng.gen_bool(0.5) { leader_id()? } else { follower(&mut rng)? };
-                let p = self.proxy()?;
-                for o in others(t) {
-                    p.set(t, o, blackhole);
-                }
+                let links: Vec<(u64, u64)> = others(t).into_iter().map(|o| (t, o)).collect();
+                self.net.cut(&links, blackhole).await?;
                 Injected {
                     targets: vec![t],
                     minority: vec![],
@@ -281,7 +277,7 @@ impl Nemesis<'_> {
             }
             FaultKind::Delay => {
                 let ms = f.param.max(1) as u64;
-                self.proxy()?.set_all(LinkMode::Delay { ms });
+                self.net.shape_all(LinkMode::Delay { ms })?;
                 Injected {
                     targets: ids.clone(),
                     minority: vec![],
@@ -294,7 +290,7 @@ impl Nemesis<'_> {
             FaultKind::Loss => {
                 let stall = f.param as f64 / 1000.0;
                 let mode = LinkMode::Lossy { stall, stall_ms: 400, reset: stall / 10.0 };
-                self.proxy()?.set_all(mode);
+                self.net.shape_all(mode)?;
                 Injected {
                     targets: ids.clone(),
                     minority: vec![],
@@ -358,7 +354,7 @@ impl Nemesis<'_> {
                     self.procs.resume(id)?;
                 }
             }
-            Heal::Links => self.proxy()?.heal(),
+            Heal::Links => self.net.heal().await?,
             Heal::Clock(t) => {
                 let secret = self.procs.cluster_secret.clone();
                 self.api(t)?.clock_drill(&secret, 0).await?;
@@ -404,8 +400,8 @@ impl Nemesis<'_> {
 
     /// Makes sure nothing stays faulted: links pass, every node runs and is thawed.
     pub async fn heal_everything(&mut self) {
-        if let Some(p) = self.proxy {
-            p.heal();
+        if let Err(e) = self.net.heal().await {
+            self.history.note(format!("could not heal the links: {e:#}"));
         }
         for id in self.procs.ids() {
             if self.procs.is_paused(id) {
