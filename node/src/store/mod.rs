@@ -141,6 +141,9 @@ pub struct Store {
     watch: Arc<std::sync::Mutex<Option<Changes>>>,
 }
 
+/// Keys a watcher may have pending before they collapse into "everything changed".
+const MAX_WATCHED_KEYS: usize = 100_000;
+
 /// What was written to the watched tables since the last [`Store::take_changes`]: how a reader
 /// that keeps derived data in memory (the scheduler) learns what to read again instead of
 /// reading everything. Recorded after each write succeeds, so a reader that takes the changes
@@ -258,6 +261,11 @@ impl Store {
                     None if w.tables.contains(&t) => w.all = true,
                     _ => {}
                 }
+            }
+            // A watcher that stopped taking (its loop is waiting) costs bounded memory.
+            if w.keys.len() > MAX_WATCHED_KEYS {
+                w.keys.clear();
+                w.all = true;
             }
         }
         Ok(())
