@@ -53,8 +53,9 @@ struct Args {
     /// Concurrent job writers per node.
     #[arg(long, default_value_t = Profile::default().writers_per_node)]
     writers_per_node: u32,
-    /// List, instead of failing on, duplicates whose claimant was cut off by a partition while
-    /// its lease was still valid (at-least-once across a cut; not in the documented guarantee).
+    /// List, instead of failing on, duplicates whose claimant was cut off (a partition, or loss
+    /// on every link) while its lease was still valid: the re-send across a cut that
+    /// docs/design/firing.md names; a strict run without it fails on them.
     #[arg(long)]
     excuse_partition_resends: bool,
     /// Keep the node data dirs after the run.

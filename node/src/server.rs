@@ -105,6 +105,10 @@ pub async fn run(
             // With TLS on, a plain-HTTP client fails the handshake and is disconnected.
             Some(tls) => crate::tls::serve_tls(listener, tls, app, stopped).await,
             None => {
+                // Answers leave at once (Raft replies are small; Nagle would hold them back).
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                     .with_graceful_shutdown(stopped)
                     .await;

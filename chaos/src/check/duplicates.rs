@@ -9,9 +9,9 @@
 //! - every later delivery arrived after that stop (it is the new owner's re-send);
 //! - there are no more extra deliveries than such stops.
 //!
-//! Anything else is a violation. Duplicates whose claimant was cut off by a partition (its
-//! links cut no longer than a lease before the first delivery, and at most [`RESULT_BOUND_MS`]
-//! after it) are named as such: the cut-off owner still had a valid lease, sent, could not
+//! Anything else is a violation. Duplicates whose claimant was cut off by a partition or by
+//! packet loss on every link (the fault began no longer than a lease before the first
+//! delivery, and at most [`RESULT_BOUND_MS`] after it) are named as such: the cut-off owner still had a valid lease, sent, could not
 //! record the result, and the next owner re-sent. The documented guarantee does not name this
 //! case, so it fails the check unless the run was asked to excuse it
 //! (`--excuse-partition-resends`), in which case each is listed. A slot delivered under two
@@ -61,7 +61,8 @@ fn excusing_stops<'a>(
         .collect()
 }
 
-/// Partitions that cut off an owner of the slot's shard within its send window.
+/// Partitions (and loss, which cuts every node off now and then) that cut off an owner of the
+/// slot's shard within its send window.
 fn cutting_faults<'a>(
     e: &'a Evidence<'_>,
     shard: Option<u32>,

@@ -294,7 +294,9 @@ impl Nemesis<'_> {
                 Injected {
                     targets: ids.clone(),
                     minority: vec![],
-                    cut_off: vec![],
+                    // Stalls and resets on every link cut each node off from the leader for a
+                    // while, like a short partition: an owner may send and fail to record.
+                    cut_off: ids.clone(),
                     affected: ids.clone(),
                     detail: format!("stall {:.0}% of chunks 400 ms, reset {:.1}%", stall * 100.0, stall * 10.0),
                     heal: Heal::Links,
