@@ -7,7 +7,7 @@
 //! packet of the run inside namespaces the run created: nothing is routed to or from the root
 //! namespace. This module owns that process boundary only; the run itself is the inner
 //! process's business. Every wait is bounded: the inner run by its duration plus a generous
-//! margin, its shutdown after a signal by [`SHUTDOWN`].
+//! margin, its shutdown after a signal by `SHUTDOWN`.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
