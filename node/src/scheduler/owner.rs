@@ -22,10 +22,10 @@ use crate::executor::notify::Notifier;
 use crate::ids::JobId;
 use crate::metrics::{FireOutcome, Metrics};
 use crate::model::job::ConcurrencyPolicy;
-use crate::model::run::{RunRecord, RunStatus};
+use crate::model::run::RunStatus;
 use crate::model::slot::FireId;
 use crate::scheduler::lease::Lease;
-use crate::scheduler::round::{self, Pending};
+use crate::scheduler::round::{self, unsent_run, Pending};
 use crate::scheduler::SchedulerConfig;
 use crate::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
@@ -206,22 +206,6 @@ async fn round(
 
 const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";
 const SKIPPED_REASON: &str = "the previous run was still in flight (concurrency_policy: forbid)";
-
-/// A run that was not sent.
-fn unsent_run(fire_id: FireId, at_ms: i64, node: u64, status: RunStatus, why: &str) -> RunRecord {
-    RunRecord {
-        fire_id,
-        scheduled_at_ms: at_ms,
-        started_at_ms: None,
-        finished_at_ms: None,
-        attempts: 0,
-        node: Some(node),
-        status,
-        http_status: None,
-        error: Some(why.to_string()),
-        body_prefix: None,
-    }
-}
 
 fn running_add(running: &Running, job: JobId, delta: i32) -> u32 {
     let Ok(mut m) = running.lock() else { return 0 };

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::clock::ms_to_utc;
 use crate::ids::{JobId, NodeId};
 use crate::model::job::{Delivery, JobRecord};
-use crate::model::run::FireState;
+use crate::model::run::{FireState, RunRecord, RunStatus};
 use crate::model::slot::FireId;
 use crate::state::firing::{self, ClaimItem, ClaimKind};
 use crate::state::StateRead;
@@ -202,6 +202,22 @@ fn never_dispatched(view: &impl StateRead, me: &Process<'_>, job_key: &[u8], fir
     }
     let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
     Ok(fs.in_flight.iter().any(|f| f.fire_id == fire_id && !f.released))
+}
+
+/// A run that was not sent (skipped, unknown), with why.
+pub fn unsent_run(fire_id: FireId, at_ms: i64, node: u64, status: RunStatus, why: &str) -> RunRecord {
+    RunRecord {
+        fire_id,
+        scheduled_at_ms: at_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+        attempts: 0,
+        node: Some(node),
+        status,
+        http_status: None,
+        error: Some(why.to_string()),
+        body_prefix: None,
+    }
 }
 
 pub fn claim_item(job: &JobRecord, shard: u32, epoch: u64, at_ms: i64, kind: ClaimKind) -> ClaimItem {

@@ -235,7 +235,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
         let Ok(plan) = plan else { return };
         for p in &plan.unknown {
             if s.active.insert(p.fire_id) {
-                let run = unsent(p.fire_id, p.at_ms, h.id, RunStatus::Unknown);
+                let run = round::unsent_run(p.fire_id, p.at_ms, h.id, RunStatus::Unknown, "not sent");
                 s.runs.push(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run });
             }
         }
@@ -265,21 +265,6 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 dispatch(world, h, p);
             }
         }
-    }
-}
-
-fn unsent(fire_id: FireId, at_ms: i64, node: NodeId, status: RunStatus) -> RunRecord {
-    RunRecord {
-        fire_id,
-        scheduled_at_ms: at_ms,
-        started_at_ms: None,
-        finished_at_ms: None,
-        attempts: 0,
-        node: Some(node),
-        status,
-        http_status: None,
-        error: Some("not sent".into()),
-        body_prefix: None,
     }
 }
 
