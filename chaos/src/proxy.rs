@@ -133,16 +133,6 @@ impl Proxy {
         }
     }
 
-    /// Cuts both directions between every node of `a` and every node of `b`.
-    pub fn cut_between(&self, a: &[u64], b: &[u64], mode: LinkMode) {
-        for &x in a {
-            for &y in b {
-                self.set(x, y, mode);
-                self.set(y, x, mode);
-            }
-        }
-    }
-
     /// Sets every link to `mode`.
     pub fn set_all(&self, mode: LinkMode) {
         for &(f, t) in self.links.keys() {

@@ -132,11 +132,6 @@ impl ClusterClock {
         ClusterClock { own, reading: Arc::default() }
     }
 
-    /// This node's own wall clock.
-    pub fn own(&self) -> &Arc<dyn Clock> {
-        &self.own
-    }
-
     /// The leader's reading: the timeline now, first moved toward this node's own wall clock by
     /// at most the slew allowed since the last reading. Only the leader calls it.
     pub fn lead_ms(&self) -> i64 {
