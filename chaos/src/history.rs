@@ -92,7 +92,12 @@ pub struct FaultRecord {
     pub affected: Vec<u64>,
     /// Human-readable parameters (links cut, delay, offset).
     pub detail: String,
+    /// When the nemesis began injecting it (before the first kill, signal or rule).
     pub start_ms: i64,
+    /// When the injection had fully taken effect (every rule applied, every signal sent).
+    pub in_effect_ms: i64,
+    /// When the nemesis began healing it.
+    pub heal_ms: i64,
     /// When the fault was healed (restart, SIGCONT, links restored, clock reset).
     pub end_ms: i64,
     /// When the cluster was whole again after the heal; `None`: it did not converge in time.

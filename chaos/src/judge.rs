@@ -112,7 +112,7 @@ fn write_outputs(
     let json = serde_json::to_vec_pretty(report)?;
     std::fs::write(out.join("report.json"), json).context("writing report.json")?;
     let history = serde_json::to_vec(
-        &serde_json::json!({ "writes": snap.writes, "faults": snap.faults, "stops": snap.stops, "leaders": snap.leaders, "revocations": snap.revocations }),
+        &serde_json::json!({ "writes": snap.writes, "faults": snap.faults, "stops": snap.stops, "leaders": snap.leaders, "revocations": snap.revocations, "shard_changes": snap.shard_changes }),
     )?;
     std::fs::write(out.join("history.json"), history).context("writing history.json")?;
     let mut lines = Vec::with_capacity(hits.len() * 120);

@@ -222,6 +222,8 @@ mod tests {
             affected: vec![1],
             detail: "<cut>".into(),
             start_ms: 2_000,
+            in_effect_ms: 2_010,
+            heal_ms: 5_990,
             end_ms: 6_000,
             converged_ms: Some(8_000),
             error: None,

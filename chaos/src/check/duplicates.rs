@@ -9,9 +9,10 @@
 //! - every later delivery arrived after that stop (it is the new owner's re-send);
 //! - there are no more extra deliveries than such stops.
 //!
-//! Anything else is a violation. Duplicates whose claimant was cut off by a partition or by
-//! packet loss on every link (the fault began no longer than a lease before the first
-//! delivery, and at most [`RESULT_BOUND_MS`] after it) are named as such: the cut-off owner still had a valid lease, sent, could not
+//! Anything else is a violation. Duplicates whose claimant was cut off by a partition (that
+//! began no longer than a lease before the first delivery, and at most [`RESULT_BOUND_MS`]
+//! after it) or by packet loss on every link (that held at some moment of that window) are
+//! named as such: the cut-off owner still had a valid lease, sent, could not
 //! record the result, and the next owner re-sent. The documented guarantee does not name this
 //! case, so it fails the check unless the run was asked to excuse it
 //! (`--excuse-partition-resends`), in which case each is listed. A slot delivered under two
@@ -74,9 +75,23 @@ fn cutting_faults<'a>(
     e.history
         .faults
         .iter()
-        .filter(|f| f.start_ms >= first.received_ms - lease && f.start_ms <= first.received_ms + RESULT_BOUND_MS)
+        .filter(|f| cut_off_in_send_window(f, first.received_ms, lease))
         .filter_map(|f| f.cut_off.iter().find(|n| owners.contains(n)).map(|n| (f, *n)))
         .collect()
+}
+
+/// Whether fault `f` may have cut its `cut_off` nodes off between sending a slot (first
+/// delivery at `first_ms`) and recording its result. A partition cuts for good: it must have
+/// begun at most a lease before the send (an owner cut off longer has no lease left to send
+/// with). Loss cuts now and then, for as long as it holds: it must hold at some moment of the
+/// send window.
+fn cut_off_in_send_window(f: &crate::history::FaultRecord, first_ms: i64, lease_ms: i64) -> bool {
+    let window_end = first_ms + RESULT_BOUND_MS;
+    if f.kind == crate::config::FaultKind::Loss {
+        f.start_ms <= window_end && f.end_ms >= first_ms
+    } else {
+        f.start_ms >= first_ms - lease_ms && f.start_ms <= window_end
+    }
 }
 
 pub fn check(e: &Evidence<'_>) -> CheckResult {
@@ -190,5 +205,37 @@ mod tests {
         assert_eq!(owners_between(&changes, 3, 1000, 6000), BTreeSet::from([1, 2]));
         assert_eq!(owners_between(&changes, 3, 6000, 8000), BTreeSet::from([1, 2]));
         assert_eq!(owners_between(&changes, 4, 0, 10_000), BTreeSet::new());
+    }
+
+    fn fault(kind: crate::config::FaultKind, start_ms: i64, end_ms: i64) -> crate::history::FaultRecord {
+        crate::history::FaultRecord {
+            kind,
+            targets: vec![1, 2, 3],
+            minority: vec![],
+            cut_off: vec![1, 2, 3],
+            affected: vec![1, 2, 3],
+            detail: String::new(),
+            start_ms,
+            in_effect_ms: start_ms,
+            heal_ms: end_ms,
+            end_ms,
+            converged_ms: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn loss_cuts_for_as_long_as_it_holds_and_a_partition_from_its_start() {
+        use crate::config::FaultKind::{IsolateLeader, Loss};
+        // Loss from 0 to 14 s: a send at 10 s whose result could not be recorded is cut off.
+        assert!(cut_off_in_send_window(&fault(Loss, 0, 14_000), 10_000, 4_000));
+        // ... and one 2 s before the loss began too (its result was still pending).
+        assert!(cut_off_in_send_window(&fault(Loss, 12_000, 20_000), 10_000, 4_000));
+        // Not a send after the loss ended, nor one long before it.
+        assert!(!cut_off_in_send_window(&fault(Loss, 0, 9_000), 10_000, 4_000));
+        assert!(!cut_off_in_send_window(&fault(Loss, 14_000, 20_000), 10_000, 4_000));
+        // A partition that began 9.5 s before the send left no lease to send with.
+        assert!(!cut_off_in_send_window(&fault(IsolateLeader, 500, 14_000), 10_000, 4_000));
+        assert!(cut_off_in_send_window(&fault(IsolateLeader, 7_000, 14_000), 10_000, 4_000));
     }
 }

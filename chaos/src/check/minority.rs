@@ -8,6 +8,10 @@
 //! - no slot scheduled later than `claim_ahead + 1 s` after the cut (the furthest a claim made
 //!   before the cut can reach ahead) was sent by a minority node before the heal, per the
 //!   node id the run lists record for each slot.
+//!
+//! "While cut off" is from the moment every rule of the cut was in place (`in_effect_ms`) to the
+//! moment the heal began (`heal_ms`): a write acknowledged while the rules were still being
+//! applied, or while the heal was lifting them, was not made by a minority.
 
 use super::{scheduled_runs, CheckResult, Evidence};
 
@@ -25,8 +29,9 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
     let mut slots_judged = 0usize;
     let mut reads_judged = 0usize;
     for f in &parts {
+        let (cut_ms, heal_ms) = (f.in_effect_ms, f.heal_ms);
         for w in e.history.writes.iter().filter(|w| f.minority.contains(&w.node)) {
-            if w.invoked_ms >= f.start_ms && w.completed_ms <= f.end_ms {
+            if w.invoked_ms >= cut_ms && w.completed_ms <= heal_ms {
                 writes_judged += 1;
                 if w.outcome.is_ok() {
                     r.violation(format!(
@@ -35,14 +40,14 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
                         f.minority,
                         w.node,
                         w.op,
-                        w.completed_ms - f.start_ms
+                        w.completed_ms - cut_ms
                     ));
                 }
             }
         }
-        let lease_end = f.start_ms + 4 * e.config.timing.election_timeout_ms as i64;
+        let lease_end = cut_ms + 4 * e.config.timing.election_timeout_ms as i64;
         for rd in e.history.linear_reads.iter().filter(|r| f.minority.contains(&r.node)) {
-            if rd.invoked_ms >= lease_end && rd.completed_ms <= f.end_ms {
+            if rd.invoked_ms >= lease_end && rd.completed_ms <= heal_ms {
                 reads_judged += 1;
                 if rd.ok {
                     r.violation(format!(
@@ -51,28 +56,28 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
                         f.minority,
                         rd.node,
                         rd.path,
-                        rd.completed_ms - f.start_ms
+                        rd.completed_ms - cut_ms
                     ));
                 }
             }
         }
         let Some(fs) = e.final_state else { continue };
         let Some(per_job) = fs.runs.values().next() else { continue };
-        let earliest = f.start_ms + e.config.timing.claim_ahead_ms + 1000 + SLACK_MS;
+        let earliest = cut_ms + e.config.timing.claim_ahead_ms + 1000 + SLACK_MS;
         for (job, slots) in scheduled_runs(per_job) {
-            for (at, runs) in slots.range(earliest..=f.end_ms) {
+            for (at, runs) in slots.range(earliest..=heal_ms) {
                 for run in runs {
                     slots_judged += 1;
                     let sent = matches!(run.status.as_str(), "succeeded" | "failed");
                     let by_minority = run.node_id.is_some_and(|n| f.minority.contains(&n));
-                    let sent_during = run.started_at.is_some_and(|s| s.timestamp_millis() <= f.end_ms);
+                    let sent_during = run.started_at.is_some_and(|s| s.timestamp_millis() <= heal_ms);
                     if sent && by_minority && sent_during {
                         r.violation(format!(
                             "{} {:?}: node {:?} sent job {job} slot {at} ({} ms after the cut)",
                             f.kind,
                             f.minority,
                             run.node_id,
-                            at - f.start_ms
+                            at - cut_ms
                         ));
                     }
                 }

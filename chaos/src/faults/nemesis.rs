@@ -118,6 +118,8 @@ impl Nemesis<'_> {
             affected: vec![],
             detail: String::new(),
             start_ms,
+            in_effect_ms: now_ms(),
+            heal_ms: start_ms,
             end_ms: start_ms,
             converged_ms: None,
             error: None,
@@ -141,6 +143,7 @@ impl Nemesis<'_> {
         };
         if let Some(h) = heal {
             self.set_status(format!("healing {}", f.kind));
+            record.heal_ms = now_ms();
             let healed = self.heal(h).await;
             record.end_ms = now_ms();
             match healed {

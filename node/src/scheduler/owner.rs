@@ -166,8 +166,21 @@ async fn round(
                 ctx.results.send(Report::Run(RunOutcome { tenant: p.job.tenant.clone(), job: p.job.id, run })).await;
         }
     }
+    if !plan.send_now.is_empty() {
+        let first = &plan.send_now[0];
+        tracing::info!(
+            slots = plan.send_now.len(),
+            job = %first.job.id,
+            at_ms = first.at_ms,
+            "sending slots this process claimed whose claim answer was lost"
+        );
+    }
     for p in plan.send_now {
         dispatch(ctx, p);
+    }
+    let reclaims = plan.items.iter().filter(|i| i.kind == ClaimKind::Reclaim).count();
+    if reclaims > 0 {
+        tracing::info!(slots = reclaims, "claiming back in-flight slots (released, or held by an earlier owner)");
     }
     let (items, pending) = (plan.items, plan.pending);
     if items.is_empty() {
