@@ -143,7 +143,7 @@ async fn round(
     idle.forget(owners_changed, changes.keys.into_iter().map(|(_, k)| k));
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
-    let mut take_dropped = |id: &FireId| ctx.dropped.lock().map(|mut d| d.remove(id)).unwrap_or(false);
+    let is_dropped = |id: &FireId| ctx.dropped.lock().map(|d| d.contains(id)).unwrap_or(false);
     let plan = round::plan_round(
         &ctx.cluster.store,
         &mut round::Process {
@@ -152,7 +152,7 @@ async fn round(
             now_ms,
             horizon_ms: now_ms + cfg.claim_ahead.as_millis() as i64,
             active: &is_active,
-            take_dropped: &mut take_dropped,
+            dropped: &is_dropped,
             claimed_to,
             idle: Some(idle),
         },
@@ -199,10 +199,12 @@ async fn round(
     ));
     crate::crash_point!("claim-committed-before-send");
     for ((item, verdict), p) in items.iter().zip(verdicts).zip(pending) {
-        if item.kind != ClaimKind::Reclaim && matches!(verdict, ClaimVerdict::Accepted | ClaimVerdict::NotNextSlot) {
-            // NotNextSlot: already claimed (our local state lagged); either way we are past it.
-            let e = claimed_to.entry(item.job).or_insert(i64::MIN);
-            *e = (*e).max(item.at_ms);
+        round::note_verdict(claimed_to, item, verdict);
+        if let (ClaimKind::Reclaim, Some(p)) = (item.kind, p.as_ref()) {
+            // Judged: claimed back now, or no longer this process's to claim back.
+            if let Ok(mut d) = ctx.dropped.lock() {
+                d.remove(&p.fire_id);
+            }
         }
         if verdict == ClaimVerdict::Accepted {
             ctx.metrics.scheduler.claims.inc();

@@ -13,7 +13,7 @@ use crate::ids::{JobId, NodeId};
 use crate::model::job::{Delivery, JobRecord};
 use crate::model::run::{FireState, RunRecord, RunStatus};
 use crate::model::slot::FireId;
-use crate::state::firing::{self, ClaimItem, ClaimKind};
+use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict};
 use crate::state::StateRead;
 use crate::store::{decode, Table};
 
@@ -88,8 +88,10 @@ pub struct Process<'a> {
     pub horizon_ms: i64,
     /// Whether this process dispatched a slot whose result is not applied here yet.
     pub active: &'a dyn Fn(&FireId) -> bool,
-    /// Takes a slot out of the set this process dropped unsent; whether it was there.
-    pub take_dropped: &'a mut dyn FnMut(&FireId) -> bool,
+    /// Whether this process dropped a slot unsent and has not claimed it back yet. The caller
+    /// forgets a slot only once its reclaim was judged (see [`note_verdict`]): a reclaim whose
+    /// claim is lost on the way is planned again, or the slot would stay released forever.
+    pub dropped: &'a dyn Fn(&FireId) -> bool,
     /// Per job, the last slot this process claimed (its state may lag its own claims).
     pub claimed_to: &'a HashMap<JobId, i64>,
     /// Jobs known idle, kept from round to round (`None`: read every job).
@@ -141,7 +143,7 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                     // it claims it back before sending, so the state never says "released" about
                     // a slot that is being sent.
                     if f.released {
-                        if (me.take_dropped)(&f.fire_id) {
+                        if (me.dropped)(&f.fire_id) {
                             plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
                             plan.pending.push(Some(p));
                         }
@@ -204,6 +206,31 @@ fn never_dispatched(view: &impl StateRead, me: &Process<'_>, job_key: &[u8], fir
     Ok(fs.in_flight.iter().any(|f| f.fire_id == fire_id && !f.released))
 }
 
+/// What a claim's verdict tells this process about how far it has claimed a job (its
+/// `claimed_to`, which runs ahead of its applied state while its own claims are on the way).
+///
+/// Only an accepted slot moves it forward. A slot refused as not the job's next one means the
+/// state's watermark knows better: the slot was claimed already (this node's state lags), or a
+/// pause or a new schedule moved the watermark while the claim was on its way. Either way the
+/// process forgets its own mark and plans from the state's watermark again: keeping a mark past
+/// a slot of the new schedule would have it claim later and later slots, each refused, and the
+/// job would never fire again.
+pub fn note_verdict(claimed_to: &mut HashMap<JobId, i64>, item: &ClaimItem, verdict: ClaimVerdict) {
+    if item.kind == ClaimKind::Reclaim {
+        return;
+    }
+    match verdict {
+        ClaimVerdict::Accepted => {
+            let e = claimed_to.entry(item.job).or_insert(i64::MIN);
+            *e = (*e).max(item.at_ms);
+        }
+        ClaimVerdict::NotNextSlot => {
+            claimed_to.remove(&item.job);
+        }
+        _ => {}
+    }
+}
+
 /// A run that was not sent (skipped, unknown), with why.
 pub fn unsent_run(fire_id: FireId, at_ms: i64, node: u64, status: RunStatus, why: &str) -> RunRecord {
     RunRecord {
@@ -230,15 +257,15 @@ mod tests {
 
     use uuid::Uuid;
 
-    use super::{plan_round, IdleJobs, Process, RoundPlan};
+    use super::{note_verdict, plan_round, IdleJobs, Process, RoundPlan};
     use crate::ids::{JobId, TenantId};
     use crate::model::assignment::{self, ShardMove};
-    use crate::model::job::{Delivery, JobSpec};
+    use crate::model::job::{Delivery, JobPatch, JobSpec};
     use crate::model::run::RUNS_KEPT;
     use crate::model::slot::FireId;
-    use crate::state::firing::{ClaimItem, ClaimKind, Released};
+    use crate::state::firing::{ClaimItem, ClaimKind, ClaimVerdict, Released};
     use crate::state::tests::{cmd, MemState};
-    use crate::state::CommandBody;
+    use crate::state::{CommandBody, CommandResult};
 
     const T0: i64 = 1_800_000_000_000; // a whole second
     const ME: u64 = 1;
@@ -271,9 +298,9 @@ mod tests {
         (s, job, FireId::scheduled(job, T0 + 1000))
     }
 
-    fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, dropped: &mut HashSet<FireId>) -> RoundPlan {
+    fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, dropped: &HashSet<FireId>) -> RoundPlan {
         let is_active = |id: &FireId| active.contains(id);
-        let mut take = |id: &FireId| dropped.remove(id);
+        let is_dropped = |id: &FireId| dropped.contains(id);
         let claimed_to = HashMap::new();
         let mut me = Process {
             node: ME,
@@ -282,7 +309,7 @@ mod tests {
             // Nothing new to claim: only what is in flight is judged.
             horizon_ms: T0 + 999,
             active: &is_active,
-            take_dropped: &mut take,
+            dropped: &is_dropped,
             claimed_to: &claimed_to,
             idle: None,
         };
@@ -297,36 +324,43 @@ mod tests {
     fn an_own_claim_whose_answer_was_lost_is_sent_at_once_unless_it_is_already_dispatched() {
         let inc = Uuid::new_v4();
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, ME, inc);
-        let p = plan(&s, inc, &HashSet::new(), &mut HashSet::new());
+        let p = plan(&s, inc, &HashSet::new(), &HashSet::new());
         assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
         assert!(p.items.is_empty() && p.unknown.is_empty());
-        let p = plan(&s, inc, &HashSet::from([fire]), &mut HashSet::new());
+        let p = plan(&s, inc, &HashSet::from([fire]), &HashSet::new());
         assert!(p.send_now.is_empty() && p.items.is_empty(), "dispatched already: its result is on its way");
     }
 
     #[test]
-    fn a_released_own_slot_is_claimed_back_once_before_it_is_sent() {
+    fn a_released_own_slot_is_claimed_back_before_it_is_sent_until_the_reclaim_is_judged() {
         let inc = Uuid::new_v4();
         let (mut s, job, fire) = claimed(Delivery::AtMostOnce, ME, inc);
         let tenant = TenantId::default_tenant();
         s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
-        let mut dropped = HashSet::from([fire]);
-        let p = plan(&s, inc, &HashSet::new(), &mut dropped);
+        let dropped = HashSet::from([fire]);
+        let p = plan(&s, inc, &HashSet::new(), &dropped);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert!(p.send_now.is_empty(), "never sent without the reclaim");
-        assert!(dropped.is_empty());
-        let p = plan(&s, inc, &HashSet::new(), &mut dropped);
+        // The claim carrying the reclaim was lost on its way: the next round plans it again.
+        let p = plan(&s, inc, &HashSet::new(), &dropped);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a lost reclaim is retried");
+        // It arrives: accepted, the slot is dispatched (active) and leaves `dropped`.
+        let reclaim = CommandBody::Claim { node: ME, incarnation: inc, items: p.items.clone() };
+        assert_eq!(s.apply(&cmd(T0, reclaim.clone())), CommandResult::Claims(vec![ClaimVerdict::Accepted]));
+        let p = plan(&s, inc, &HashSet::from([fire]), &HashSet::new());
         assert!(p.items.is_empty() && p.send_now.is_empty(), "claimed back once only");
+        // A second copy of the reclaim (planned while this node's state lagged) changes nothing.
+        assert_eq!(s.apply(&cmd(T0, reclaim)), CommandResult::Claims(vec![ClaimVerdict::NotInFlight]));
     }
 
     #[test]
     fn another_senders_slot_is_reclaimed_or_recorded_unknown_by_its_delivery() {
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, 2, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &HashSet::new());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
         let (s, _, fire) = claimed(Delivery::AtMostOnce, 2, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &HashSet::new());
         assert!(p.items.is_empty() && p.send_now.is_empty());
         assert_eq!(p.unknown.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
     }
@@ -334,7 +368,7 @@ mod tests {
     #[test]
     fn an_earlier_incarnations_claim_is_not_taken_for_this_processs_own() {
         let (s, _, _) = claimed(Delivery::AtLeastOnce, ME, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut HashSet::new());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &HashSet::new());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a restart re-sends through a reclaim, never directly");
         assert!(p.send_now.is_empty());
     }
@@ -353,7 +387,7 @@ mod tests {
 
     fn plan_idle(s: &MemState, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {
         let is_active = |_: &FireId| false;
-        let mut take = |_: &FireId| false;
+        let is_dropped = |_: &FireId| false;
         let claimed_to = HashMap::new();
         let mut me = Process {
             node: ME,
@@ -361,7 +395,7 @@ mod tests {
             now_ms: horizon_ms - 2000,
             horizon_ms,
             active: &is_active,
-            take_dropped: &mut take,
+            dropped: &is_dropped,
             claimed_to: &claimed_to,
             idle: Some(idle),
         };
@@ -384,6 +418,82 @@ mod tests {
         idle.forget(false, [key]);
         assert_eq!(kinds(&plan_idle(&s, inc, T0 + 999, &mut idle)), vec![ClaimKind::Reclaim]);
         assert!(idle.is_empty(), "a job with a slot in flight is never idle");
+    }
+
+    /// Plans, claims and notes verdicts as the owner does, for `rounds` rounds of 200 ms from
+    /// `now_ms`; the slots accepted.
+    fn own_rounds(s: &mut MemState, claimed_to: &mut HashMap<JobId, i64>, now_ms: i64, rounds: i64) -> Vec<i64> {
+        let inc = Uuid::new_v4();
+        let mut accepted = Vec::new();
+        for r in 0..rounds {
+            let now_ms = now_ms + r * 200;
+            let is_active = |_: &FireId| true;
+            let is_dropped = |_: &FireId| false;
+            let snapshot = claimed_to.clone();
+            let mut me = Process {
+                node: ME,
+                incarnation: inc,
+                now_ms,
+                horizon_ms: now_ms + 2000,
+                active: &is_active,
+                dropped: &is_dropped,
+                claimed_to: &snapshot,
+                idle: None,
+            };
+            let p = plan_round(s, &mut me).expect("a plan");
+            if p.items.is_empty() {
+                continue;
+            }
+            let res = s.apply(&cmd(now_ms, CommandBody::Claim { node: ME, incarnation: inc, items: p.items.clone() }));
+            let CommandResult::Claims(verdicts) = res else { panic!("{res:?}") };
+            for (item, v) in p.items.iter().zip(verdicts) {
+                note_verdict(claimed_to, item, v);
+                if v == ClaimVerdict::Accepted {
+                    accepted.push(item.at_ms);
+                }
+            }
+        }
+        accepted
+    }
+
+    #[test]
+    fn a_new_schedule_applied_while_a_claim_is_on_its_way_does_not_stop_the_job() {
+        let (mut s, job, _) = fresh();
+        let tenant = TenantId::default_tenant();
+        let reschedule = |cron: &str| CommandBody::UpdateJob {
+            id: job,
+            tenant: tenant.clone(),
+            patch: JobPatch { cron_expression: Some(cron.into()), ..JobPatch::default() },
+        };
+        s.apply(&cmd(T0, reschedule("*/3 * * * * *")));
+        let mut claimed_to = HashMap::new();
+        // Every 3 s: the round at T0 + 1 s claims T0 + 3 s...
+        assert_eq!(own_rounds(&mut s, &mut claimed_to, T0 + 1000, 1), vec![T0 + 3000]);
+        // ...and the one at T0 + 3.1 s plans T0 + 6 s, but the job becomes an every-second job
+        // before that claim arrives: the claim is refused, the next slot is T0 + 4 s.
+        let inc = Uuid::new_v4();
+        let snapshot = claimed_to.clone();
+        let (is_active, is_dropped) = (|_: &FireId| true, |_: &FireId| false);
+        let mut me = Process {
+            node: ME,
+            incarnation: inc,
+            now_ms: T0 + 4100,
+            horizon_ms: T0 + 6100,
+            active: &is_active,
+            dropped: &is_dropped,
+            claimed_to: &snapshot,
+            idle: None,
+        };
+        let p = plan_round(&s, &mut me).expect("a plan");
+        assert_eq!(p.items.iter().map(|i| i.at_ms).collect::<Vec<_>>(), vec![T0 + 6000]);
+        s.apply(&cmd(T0 + 4100, reschedule("* * * * * *")));
+        let res = s.apply(&cmd(T0 + 4100, CommandBody::Claim { node: ME, incarnation: inc, items: p.items.clone() }));
+        let CommandResult::Claims(verdicts) = res else { panic!("{res:?}") };
+        assert_eq!(verdicts, vec![ClaimVerdict::NotNextSlot]);
+        note_verdict(&mut claimed_to, &p.items[0], verdicts[0]);
+        // The next rounds claim the new schedule's slots from the watermark (T0 + 4.1 s) on.
+        let accepted = own_rounds(&mut s, &mut claimed_to, T0 + 4300, 3);
+        assert_eq!(accepted.first(), Some(&(T0 + 5000)), "{accepted:?}");
     }
 
     #[test]

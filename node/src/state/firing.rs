@@ -122,6 +122,17 @@ pub fn apply_init_shards(
         Some(c) => Ok(CommandResult::ShardCount(c)),
         None => {
             let count = count.clamp(1, 65_536);
+            // Jobs created before the count was fixed were indexed under the default count:
+            // move them to their shard under the real one, or no owner would ever scan them.
+            for (_, bytes) in view.scan_prefix(Table::Jobs, &[], usize::MAX)? {
+                let job: JobRecord = crate::store::decode(&bytes)?;
+                let (before, after) =
+                    (assignment::shard_of(job.id, DEFAULT_SHARDS), assignment::shard_of(job.id, count));
+                if before != after {
+                    batch.delete(Table::ShardJobs, keys::shard_job(before, &job.tenant, job.id));
+                    batch.put(Table::ShardJobs, keys::shard_job(after, &job.tenant, job.id), Vec::new());
+                }
+            }
             batch.put_value(Table::SmMeta, keys::SHARD_COUNT.to_vec(), &count)?;
             batch.put_value(Table::SmMeta, keys::RUNS_KEPT.to_vec(), &runs_kept.clamp(1, 10_000))?;
             Ok(CommandResult::ShardCount(count))

@@ -266,3 +266,24 @@ fn a_holder_reclaims_its_own_released_slot_once_before_sending_it() {
     assert!(!f.released && f.node == 1, "the mark is cleared: a crash now means possibly sent");
     assert_eq!(w.claim(T0 + 30, 1, inc, 1, T0 + 1000, ClaimKind::Reclaim), ClaimVerdict::NotInFlight, "once");
 }
+
+#[test]
+fn a_job_created_before_the_shard_count_was_fixed_is_indexed_under_its_real_shard() {
+    let mut s = MemState::default();
+    let tenant = TenantId::default_tenant();
+    // Enough jobs that some fall in another shard under 4 shards than under the default count.
+    let jobs: Vec<JobId> = (0..16).map(|_| JobId::new_random()).collect();
+    for &job in &jobs {
+        s.apply(&at(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec: every_second() }));
+    }
+    assert_eq!(
+        s.apply(&at(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT })),
+        CommandResult::ShardCount(4)
+    );
+    for &job in &jobs {
+        let shard = assignment::shard_of(job, 4);
+        let listed = s.scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX).unwrap();
+        assert!(listed.iter().any(|(k, _)| *k == keys::shard_job(shard, &tenant, job)), "job {job} in shard {shard}");
+    }
+    assert_eq!(s.scan_prefix(Table::ShardJobs, &[], usize::MAX).unwrap().len(), jobs.len(), "no stale entries");
+}

@@ -73,6 +73,8 @@ pub struct History {
     pub slots: BTreeMap<(JobId, i64), u64>,
     pub claims: BTreeMap<(JobId, i64), Vec<ClaimFact>>,
     pub sends: BTreeMap<FireId, Vec<SendRec>>,
+    /// Slots whose run (sent or not: unknown, skipped) was recorded.
+    pub recorded: std::collections::BTreeSet<FireId>,
     /// Processes started so far (numbers incarnations).
     pub incarnations: u64,
     /// Incarnation number -> when it died.
@@ -228,6 +230,9 @@ fn first_apply(
                 });
             }
         }
+        (Some(CommandBody::RecordRuns { outcomes }), _) => {
+            h.recorded.extend(outcomes.iter().map(|o| o.run.fire_id));
+        }
         _ => {}
     }
 }
@@ -326,9 +331,66 @@ pub fn step_checks(world: &World) {
     }
 }
 
+/// How long before the scheduler stopped a slot must be settled (sent or recorded), and how far
+/// behind that instant an active job's next unclaimed slot may be: a lease, the safety margin
+/// and the nodes' clock drift over a run (their rates differ from true time by up to 4.5 %).
+const SETTLE_MS: i64 = 8_000;
+
+/// No slot silently missed, judged once the scheduler ran `RECOVERY` on a healed cluster and
+/// stopped at `stopped_ms` (true time): every job that exists and is active at the end
+/// - has claimed (as sent or as missed) every slot up to `SETTLE_MS` before the stop: claims
+///   are for the next slot after the watermark only, so the watermark is where a skip would show;
+/// - and every slot it claimed to send, up to then, was sent or has a recorded run.
+fn silent_misses(hist: &History, sm: &SmData, stopped_ms: i64, problems: &mut Vec<String>) {
+    use raftcron_node::model::job::JobRecord;
+    use raftcron_node::model::run::FireState;
+    use raftcron_node::state::StateRead;
+    use raftcron_node::store::{decode, Table};
+    let settled = stopped_ms - SETTLE_MS;
+    let Ok(jobs) = sm.scan_prefix(Table::Jobs, &[], usize::MAX) else {
+        problems.push("the final state's jobs could not be read".into());
+        return;
+    };
+    for (key, bytes) in jobs {
+        let Ok(job) = decode::<JobRecord>(&bytes) else { continue };
+        if !job.spec.is_active {
+            continue;
+        }
+        let Some(schedule) = job.spec.schedule() else { continue };
+        let fs: FireState =
+            sm.get(Table::FireState, &key).ok().flatten().and_then(|b| decode(&b).ok()).unwrap_or_default();
+        let next = schedule.next_after(raftcron_node::clock::ms_to_utc(fs.watermark_ms)).map(|t| t.timestamp_millis());
+        if next.is_some_and(|n| n < settled) {
+            let shard = raftcron_node::model::assignment::shard_of(job.id, firing::shard_count(sm).unwrap_or(0));
+            let owner = firing::assignment(sm).ok().and_then(|a| a.owner(shard).cloned());
+            problems.push(format!(
+                "job {} (shard {shard}, owner {owner:?}, watermark {}, {} in flight): its next unclaimed slot {next:?} is {} ms before the scheduler stopped",
+                job.id,
+                fs.watermark_ms,
+                fs.in_flight.len(),
+                stopped_ms - next.unwrap_or_default()
+            ));
+        }
+        for (&(j, at_ms), facts) in hist.claims.range((job.id, i64::MIN)..=(job.id, i64::MAX)) {
+            let fire_id = FireId::scheduled(j, at_ms);
+            let claimed_to_send = facts.iter().any(|f| f.kind == ClaimKind::Slot);
+            if claimed_to_send
+                && at_ms < settled
+                && !hist.sends.contains_key(&fire_id)
+                && !hist.recorded.contains(&fire_id)
+            {
+                problems.push(format!(
+                    "slot {at_ms} of job {j} was claimed but neither sent nor recorded ({} ms before the stop)",
+                    stopped_ms - at_ms
+                ));
+            }
+        }
+    }
+}
+
 /// After healing: every node holds the same log up to the same applied index, the same state
-/// bytes, and every acknowledged write.
-pub fn final_checks(world: &World) {
+/// bytes, and every acknowledged write; and no slot was silently missed ([`silent_misses`]).
+pub fn final_checks(world: &World, stopped_ms: i64) {
     let handles = world.handles();
     let mut problems = Vec::new();
     let hist = world.hist.lock().unwrap();
@@ -362,6 +424,9 @@ pub fn final_checks(world: &World) {
                 }
             }
         }
+    }
+    if let Some((_, sm)) = &reference {
+        silent_misses(&hist, sm, stopped_ms, &mut problems);
     }
     drop(hist);
     for p in problems {

@@ -132,6 +132,7 @@ async fn heal_and_converge(world: &Arc<World>) -> Result<(), String> {
             return Err("recovering after healing".into());
         }
     }
+    let stopped_ms = crate::world::WALL0_MS + (world.now_s() * 1000.0) as i64;
     for h in world.handles() {
         drop(h.tasks.lock().unwrap().take());
     }
@@ -147,7 +148,7 @@ async fn heal_and_converge(world: &Arc<World>) -> Result<(), String> {
             return Err("converging after healing".into());
         }
     }
-    final_checks(world);
+    final_checks(world, stopped_ms);
     if failed(world) {
         return Err("the final checks".into());
     }

@@ -217,8 +217,8 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
         s.idle.forget(owners_changed, changed.into_iter().map(|(_, k)| k));
         let active = s.active.clone();
         let is_active = |id: &FireId| active.contains(id);
-        let dropped = &mut s.dropped;
-        let mut take_dropped = |id: &FireId| dropped.remove(id);
+        let dropped = &s.dropped;
+        let is_dropped = |id: &FireId| dropped.contains(id);
         let plan = round::plan_round(
             &disk.sm,
             &mut round::Process {
@@ -227,7 +227,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 now_ms: now,
                 horizon_ms: now + world.cfg.claim_ahead.as_millis() as i64,
                 active: &is_active,
-                take_dropped: &mut take_dropped,
+                dropped: &is_dropped,
                 claimed_to: &s.claimed_to,
                 idle: Some(&mut s.idle),
             },
@@ -255,10 +255,12 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
         return;
     };
     for ((item, verdict), p) in items.iter().zip(verdicts).zip(pending) {
-        if item.kind != ClaimKind::Reclaim && matches!(verdict, ClaimVerdict::Accepted | ClaimVerdict::NotNextSlot) {
+        {
             let mut s = h.sched.lock().unwrap();
-            let e = s.claimed_to.entry(item.job).or_insert(i64::MIN);
-            *e = (*e).max(item.at_ms);
+            round::note_verdict(&mut s.claimed_to, item, verdict);
+            if let (ClaimKind::Reclaim, Some(p)) = (item.kind, p.as_ref()) {
+                s.dropped.remove(&p.fire_id);
+            }
         }
         if verdict == ClaimVerdict::Accepted {
             if let Some(p) = p {
