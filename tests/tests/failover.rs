@@ -136,3 +136,36 @@ async fn data_survives_a_whole_cluster_restart() -> Result<()> {
     }
     c.stop()
 }
+
+/// A frozen leader (SIGSTOP) keeps the follower's forwarded write waiting on a silent
+/// connection, as a leader cut off by a partition does. Once the follower follows the newly
+/// elected leader it answers "outcome unknown" instead of waiting out its whole write timeout
+/// (10 s), so callers (API clients, the owner's result recorder) retry on the new leader early.
+#[tokio::test]
+async fn a_write_forwarded_to_a_frozen_leader_gives_up_once_a_new_leader_is_elected() -> Result<()> {
+    let mut c = TestCluster::start(3).await?;
+    let old_leader = c.leader().await?;
+    let follower = c.followers().await?[0];
+    c.client(follower).create_job(&job("before-freeze")).await?;
+    c.pause(old_leader)?;
+    let frozen_at = Instant::now();
+    let r = c.client(follower).with_timeout(Duration::from_secs(30)).post("/api/v1/jobs", &job("during-freeze")).await;
+    let answered = frozen_at.elapsed();
+    let status = c.client(follower).cluster_status().await;
+    c.resume(old_leader)?;
+    let r = r?;
+    eprintln!("forwarded write answered {} after {answered:.2?}", r.status);
+    ensure!(
+        r.status == 201 || r.error_code() == Some("OUTCOME_UNKNOWN"),
+        "a forwarded write to a frozen leader must succeed or be unknown, got {} {}",
+        r.status,
+        r.message()
+    );
+    let new_leader = status.ok().as_ref().and_then(common::leader_of);
+    ensure!(new_leader.is_some_and(|l| l != old_leader), "no new leader while node {old_leader} was frozen");
+    // Well inside the 10 s write timeout: the answer came with the new leader, not the timeout.
+    ensure!(answered < Duration::from_secs(8), "the forwarded write waited {answered:.2?} on the frozen leader");
+    // And the next write succeeds through the same follower.
+    c.client(follower).create_job(&job("after-freeze")).await?;
+    c.stop()
+}

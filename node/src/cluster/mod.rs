@@ -133,7 +133,21 @@ impl Cluster {
                 }
                 Err(ProposeError::ForwardTo { leader_id, addr }) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match self.peers.call::<_, ForwardResult>(leader_id, &addr, forward::PATH, &op, left).await {
+                    // A leader cut off from the rest keeps an open connection silent until the
+                    // timeout; once this node follows another leader, waiting on it is pointless.
+                    let answer = tokio::select! {
+                        r = self.peers.call::<_, ForwardResult>(leader_id, &addr, forward::PATH, &op, left) => r,
+                        () = self.raft.leader_moved_from(leader_id) => {
+                            if op.is_write() {
+                                return Err(ClusterError::OutcomeUnknown(format!(
+                                    "the leader changed from node {leader_id} while the write was forwarded to it"
+                                )));
+                            }
+                            hops += 1;
+                            continue;
+                        }
+                    };
+                    match answer {
                         Ok(ForwardResult::NotLeader) => {
                             hops += 1;
                             tracing::debug!(leader_id, "forward target is no longer the leader");

@@ -167,6 +167,21 @@ impl RaftHandle {
         self.raft.wait(Some(timeout)).applied_index_at_least(Some(index), "read barrier").await.is_ok()
     }
 
+    /// Resolves once this node follows a leader other than `old` (at once if it already does).
+    /// Callers bound it by racing it against their own work.
+    pub async fn leader_moved_from(&self, old: NodeId) {
+        let mut rx = self.raft.metrics();
+        loop {
+            if rx.borrow().current_leader.is_some_and(|l| l != old) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The Raft task ended: no leader will be seen again.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Waits until some leader is known, up to `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
         let mut rx = self.raft.metrics();
