@@ -147,7 +147,10 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                             plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
                             plan.pending.push(Some(p));
                         }
-                    } else if never_dispatched(view, me, job_key, f.fire_id)? {
+                    } else if !(me.dropped)(&f.fire_id) && never_dispatched(view, me, job_key, f.fire_id)? {
+                        // (A slot this process let go waits for its release to show, then is
+                        // claimed back above: sent before that, a late release would mark a
+                        // slot "never sent" that was sent.)
                         plan.send_now.push(p);
                     }
                 } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
@@ -335,9 +338,14 @@ mod tests {
     fn a_released_own_slot_is_claimed_back_before_it_is_sent_until_the_reclaim_is_judged() {
         let inc = Uuid::new_v4();
         let (mut s, job, fire) = claimed(Delivery::AtMostOnce, ME, inc);
+        let before_release = s.clone();
         let tenant = TenantId::default_tenant();
         s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
         let dropped = HashSet::from([fire]);
+        // Before the release shows in this node's state, a dropped slot is neither sent nor
+        // claimed back.
+        let p = plan(&before_release, inc, &HashSet::new(), &dropped);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "{p:?}");
         let p = plan(&s, inc, &HashSet::new(), &dropped);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert!(p.send_now.is_empty(), "never sent without the reclaim");
