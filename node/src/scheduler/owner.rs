@@ -41,8 +41,8 @@ enum Report {
     /// A claimed slot let go unsent.
     Release(Released),
 }
-/// Slots this process claimed and then dropped unsent (its lease lapsed at their instant).
-type Dropped = Arc<Mutex<HashSet<FireId>>>;
+/// Slots this process claimed and then let go unsent (see `round::LetGo`).
+type Dropped = Arc<Mutex<round::LetGo>>;
 /// Runs executing now, per job (for `concurrency_policy: forbid`).
 type Running = Arc<Mutex<HashMap<JobId, u32>>>;
 
@@ -143,20 +143,23 @@ async fn round(
     idle.forget(owners_changed, changes.keys.into_iter().map(|(_, k)| k));
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
-    let is_dropped = |id: &FireId| ctx.dropped.lock().map(|d| d.contains(id)).unwrap_or(false);
-    let plan = round::plan_round(
-        &ctx.cluster.store,
-        &mut round::Process {
-            node: me,
-            incarnation,
-            now_ms,
-            horizon_ms: now_ms + cfg.claim_ahead.as_millis() as i64,
-            active: &is_active,
-            dropped: &is_dropped,
-            claimed_to,
-            idle: Some(idle),
-        },
-    )?;
+    let plan = {
+        let Ok(mut let_go) = ctx.dropped.lock() else { return Err("the let-go slots are unreadable".into()) };
+        round::plan_round(
+            &ctx.cluster.store,
+            &mut round::Process {
+                node: me,
+                incarnation,
+                now_ms,
+                horizon_ms: now_ms + cfg.claim_ahead.as_millis() as i64,
+                active: &is_active,
+                let_go: &mut let_go,
+                claimed_to,
+                idle: Some(idle),
+            },
+        )
+    };
+    let plan = plan?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);
     for p in plan.unknown {
         if active_insert(ctx.active, p.fire_id) {
@@ -203,7 +206,7 @@ async fn round(
         if let (ClaimKind::Reclaim, Some(p)) = (item.kind, p.as_ref()) {
             // Judged: claimed back now, or no longer this process's to claim back.
             if let Ok(mut d) = ctx.dropped.lock() {
-                d.remove(&p.fire_id);
+                d.forget(&p.fire_id);
             }
         }
         if verdict == ClaimVerdict::Accepted {
@@ -260,13 +263,17 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         if !lease.valid() || !still_mine {
             tracing::debug!(job = %p.job.id, at_ms = p.at_ms, "not sending: lease or ownership lost");
             if let Ok(mut d) = dropped.lock() {
-                d.insert(fire_id);
+                d.dropped(fire_id);
             }
             active_remove(&active, &fire_id);
             // Say so, so that the next owner sends it even for an at-most-once job.
             let _ =
                 results.send(Report::Release(Released { tenant: p.job.tenant.clone(), job: p.job.id, fire_id })).await;
             return;
+        }
+        // Sent (or skipped) now: no longer a let-go slot.
+        if let Ok(mut d) = dropped.lock() {
+            d.forget(&fire_id);
         }
         if p.job.spec.concurrency_policy == ConcurrencyPolicy::Forbid && running_add(&running, p.job.id, 0) > 0 {
             metrics.scheduler.fire(FireOutcome::Skipped);

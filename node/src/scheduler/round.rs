@@ -1,8 +1,9 @@
 //! The owner's round, decided: from this node's applied state and what this process holds in
 //! memory, which slots to claim, which to claim back, which to send at once and which to record
-//! `unknown`. Pure: it reads the state and calls the two callbacks it is given, nothing else;
-//! it must not send, write or wait. `scheduler::owner` acts on the plan; the deterministic
-//! simulation runs the same function against its own state and clocks.
+//! `unknown`. Pure: it reads the state, calls the callback it is given and updates the two
+//! memories it is handed (`IdleJobs`, `LetGo`), nothing else; it must not send, write or wait.
+//! `scheduler::owner` acts on the plan; the deterministic simulation runs the same function
+//! against its own state and clocks.
 
 use std::collections::HashMap;
 
@@ -79,6 +80,44 @@ impl IdleJobs {
     }
 }
 
+/// The slots this process let go unsent (its lease lapsed, or the shard was revoked, at their
+/// instant), from the drop until they are claimed back or sent, each with whether this process
+/// has seen its release in its own state yet.
+///
+/// A let-go slot is sent only through a reclaim, and the reclaim only once the release shows:
+/// sent earlier, a release that commits later would mark a sent slot "never sent". So a round
+/// tells apart a let-go slot that shows "not released" because its release is still on its way
+/// (wait) from one whose release was seen and that shows "not released" again because this
+/// process's reclaim committed while its answer was lost (send it now). The caller forgets a
+/// slot once its reclaim was judged (a reclaim lost on its way is planned again) or it is sent.
+#[derive(Debug, Default)]
+pub struct LetGo(HashMap<FireId, bool>);
+
+impl LetGo {
+    /// Dispatch reached the slot's instant and did not send it.
+    pub fn dropped(&mut self, id: FireId) {
+        self.0.insert(id, false);
+    }
+
+    /// Its reclaim was judged (accepted, or no longer this process's to claim back), or it
+    /// was sent.
+    pub fn forget(&mut self, id: &FireId) {
+        self.0.remove(id);
+    }
+
+    pub fn contains(&self, id: &FireId) -> bool {
+        self.0.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// This process, as the round sees it.
 pub struct Process<'a> {
     pub node: NodeId,
@@ -88,10 +127,8 @@ pub struct Process<'a> {
     pub horizon_ms: i64,
     /// Whether this process dispatched a slot whose result is not applied here yet.
     pub active: &'a dyn Fn(&FireId) -> bool,
-    /// Whether this process dropped a slot unsent and has not claimed it back yet. The caller
-    /// forgets a slot only once its reclaim was judged (see [`note_verdict`]): a reclaim whose
-    /// claim is lost on the way is planned again, or the slot would stay released forever.
-    pub dropped: &'a dyn Fn(&FireId) -> bool,
+    /// The slots this process let go unsent and has not claimed back yet.
+    pub let_go: &'a mut LetGo,
     /// Per job, the last slot this process claimed (its state may lag its own claims).
     pub claimed_to: &'a HashMap<JobId, i64>,
     /// Jobs known idle, kept from round to round (`None`: read every job).
@@ -142,15 +179,18 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                     // This process claimed it. If it let it go unsent (the release is committed),
                     // it claims it back before sending, so the state never says "released" about
                     // a slot that is being sent.
+                    let let_go = me.let_go.0.get(&f.fire_id).copied();
                     if f.released {
-                        if (me.dropped)(&f.fire_id) {
+                        if let Some(seen) = me.let_go.0.get_mut(&f.fire_id) {
+                            *seen = true;
                             plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
                             plan.pending.push(Some(p));
                         }
-                    } else if !(me.dropped)(&f.fire_id) && never_dispatched(view, me, job_key, f.fire_id)? {
-                        // (A slot this process let go waits for its release to show, then is
-                        // claimed back above: sent before that, a late release would mark a
-                        // slot "never sent" that was sent.)
+                    } else if let_go == Some(false) {
+                        // Let go, and its release has not shown yet: wait for it (see `LetGo`).
+                    } else if never_dispatched(view, me, job_key, f.fire_id)? {
+                        // A claim, or a reclaim of a let-go slot, that committed while its answer
+                        // was lost.
                         plan.send_now.push(p);
                     }
                 } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
@@ -260,7 +300,7 @@ mod tests {
 
     use uuid::Uuid;
 
-    use super::{note_verdict, plan_round, IdleJobs, Process, RoundPlan};
+    use super::{note_verdict, plan_round, IdleJobs, LetGo, Process, RoundPlan};
     use crate::ids::{JobId, TenantId};
     use crate::model::assignment::{self, ShardMove};
     use crate::model::job::{Delivery, JobPatch, JobSpec};
@@ -301,9 +341,8 @@ mod tests {
         (s, job, FireId::scheduled(job, T0 + 1000))
     }
 
-    fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, dropped: &HashSet<FireId>) -> RoundPlan {
+    fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, let_go: &mut LetGo) -> RoundPlan {
         let is_active = |id: &FireId| active.contains(id);
-        let is_dropped = |id: &FireId| dropped.contains(id);
         let claimed_to = HashMap::new();
         let mut me = Process {
             node: ME,
@@ -312,7 +351,7 @@ mod tests {
             // Nothing new to claim: only what is in flight is judged.
             horizon_ms: T0 + 999,
             active: &is_active,
-            dropped: &is_dropped,
+            let_go,
             claimed_to: &claimed_to,
             idle: None,
         };
@@ -327,10 +366,10 @@ mod tests {
     fn an_own_claim_whose_answer_was_lost_is_sent_at_once_unless_it_is_already_dispatched() {
         let inc = Uuid::new_v4();
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, ME, inc);
-        let p = plan(&s, inc, &HashSet::new(), &HashSet::new());
+        let p = plan(&s, inc, &HashSet::new(), &mut LetGo::default());
         assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
         assert!(p.items.is_empty() && p.unknown.is_empty());
-        let p = plan(&s, inc, &HashSet::from([fire]), &HashSet::new());
+        let p = plan(&s, inc, &HashSet::from([fire]), &mut LetGo::default());
         assert!(p.send_now.is_empty() && p.items.is_empty(), "dispatched already: its result is on its way");
     }
 
@@ -341,21 +380,28 @@ mod tests {
         let before_release = s.clone();
         let tenant = TenantId::default_tenant();
         s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
-        let dropped = HashSet::from([fire]);
-        // Before the release shows in this node's state, a dropped slot is neither sent nor
+        let mut let_go = LetGo::default();
+        let_go.dropped(fire);
+        // Before the release shows in this node's state, a let-go slot is neither sent nor
         // claimed back.
-        let p = plan(&before_release, inc, &HashSet::new(), &dropped);
+        let p = plan(&before_release, inc, &HashSet::new(), &mut let_go);
         assert!(p.items.is_empty() && p.send_now.is_empty(), "{p:?}");
-        let p = plan(&s, inc, &HashSet::new(), &dropped);
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert!(p.send_now.is_empty(), "never sent without the reclaim");
         // The claim carrying the reclaim was lost on its way: the next round plans it again.
-        let p = plan(&s, inc, &HashSet::new(), &dropped);
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a lost reclaim is retried");
-        // It arrives: accepted, the slot is dispatched (active) and leaves `dropped`.
+        // It committed, but its answer was lost: the slot shows "not released" again after its
+        // release was seen, so it is this process's reclaim, and the slot is sent at once.
         let reclaim = CommandBody::Claim { node: ME, incarnation: inc, items: p.items.clone() };
         assert_eq!(s.apply(&cmd(T0, reclaim.clone())), CommandResult::Claims(vec![ClaimVerdict::Accepted]));
-        let p = plan(&s, inc, &HashSet::from([fire]), &HashSet::new());
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
+        assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
+        assert!(p.items.is_empty());
+        // Dispatched (active) and forgotten: nothing more.
+        let_go.forget(&fire);
+        let p = plan(&s, inc, &HashSet::from([fire]), &mut let_go);
         assert!(p.items.is_empty() && p.send_now.is_empty(), "claimed back once only");
         // A second copy of the reclaim (planned while this node's state lagged) changes nothing.
         assert_eq!(s.apply(&cmd(T0, reclaim)), CommandResult::Claims(vec![ClaimVerdict::NotInFlight]));
@@ -364,11 +410,11 @@ mod tests {
     #[test]
     fn another_senders_slot_is_reclaimed_or_recorded_unknown_by_its_delivery() {
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, 2, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &HashSet::new());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut LetGo::default());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
         let (s, _, fire) = claimed(Delivery::AtMostOnce, 2, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &HashSet::new());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut LetGo::default());
         assert!(p.items.is_empty() && p.send_now.is_empty());
         assert_eq!(p.unknown.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
     }
@@ -376,7 +422,7 @@ mod tests {
     #[test]
     fn an_earlier_incarnations_claim_is_not_taken_for_this_processs_own() {
         let (s, _, _) = claimed(Delivery::AtLeastOnce, ME, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &HashSet::new());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut LetGo::default());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a restart re-sends through a reclaim, never directly");
         assert!(p.send_now.is_empty());
     }
@@ -395,7 +441,7 @@ mod tests {
 
     fn plan_idle(s: &MemState, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {
         let is_active = |_: &FireId| false;
-        let is_dropped = |_: &FireId| false;
+        let mut let_go = LetGo::default();
         let claimed_to = HashMap::new();
         let mut me = Process {
             node: ME,
@@ -403,7 +449,7 @@ mod tests {
             now_ms: horizon_ms - 2000,
             horizon_ms,
             active: &is_active,
-            dropped: &is_dropped,
+            let_go: &mut let_go,
             claimed_to: &claimed_to,
             idle: Some(idle),
         };
@@ -436,7 +482,7 @@ mod tests {
         for r in 0..rounds {
             let now_ms = now_ms + r * 200;
             let is_active = |_: &FireId| true;
-            let is_dropped = |_: &FireId| false;
+            let mut let_go = LetGo::default();
             let snapshot = claimed_to.clone();
             let mut me = Process {
                 node: ME,
@@ -444,7 +490,7 @@ mod tests {
                 now_ms,
                 horizon_ms: now_ms + 2000,
                 active: &is_active,
-                dropped: &is_dropped,
+                let_go: &mut let_go,
                 claimed_to: &snapshot,
                 idle: None,
             };
@@ -481,14 +527,15 @@ mod tests {
         // before that claim arrives: the claim is refused, the next slot is T0 + 4 s.
         let inc = Uuid::new_v4();
         let snapshot = claimed_to.clone();
-        let (is_active, is_dropped) = (|_: &FireId| true, |_: &FireId| false);
+        let is_active = |_: &FireId| true;
+        let mut let_go = LetGo::default();
         let mut me = Process {
             node: ME,
             incarnation: inc,
             now_ms: T0 + 4100,
             horizon_ms: T0 + 6100,
             active: &is_active,
-            dropped: &is_dropped,
+            let_go: &mut let_go,
             claimed_to: &snapshot,
             idle: None,
         };

@@ -181,6 +181,16 @@ fn a_released_slot_is_claimed_back_before_its_holder_sends_it() {
     assert!(o.failure.is_none(), "{:?}", o.failure);
 }
 
+/// Finding 7 of docs/design/simulation.md, fixed: seed 842 showed a slot its holder let go
+/// (lease lapsed at the instant) sent by the same process as a "lost claim answer" before its
+/// release showed; the release then marked the sent slot "never sent", and after the holder's
+/// restart another node sent the at-most-once slot again.
+#[test]
+fn a_let_go_slot_waits_for_its_release_before_it_is_sent() {
+    let o = run_seed(842, 100);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+}
+
 /// Pins finding 1 of docs/design/simulation.md: with shard moves written through
 /// `Cluster::write` (forwarded to whoever leads by then), as `scheduler::leader` does today, a
 /// deposed leader's moves are committed by its successor while the moved node holds the

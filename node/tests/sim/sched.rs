@@ -39,7 +39,7 @@ pub struct Sched {
     /// As leader: when each node was last granted its lease (own monotonic, µs).
     pub grants: BTreeMap<NodeId, i64>,
     pub active: BTreeSet<FireId>,
-    pub dropped: BTreeSet<FireId>,
+    pub dropped: round::LetGo,
     pub claimed_to: HashMap<JobId, i64>,
     /// Jobs known idle (`scheduler::round::IdleJobs`), as the node keeps them.
     pub idle: round::IdleJobs,
@@ -217,8 +217,6 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
         s.idle.forget(owners_changed, changed.into_iter().map(|(_, k)| k));
         let active = s.active.clone();
         let is_active = |id: &FireId| active.contains(id);
-        let dropped = &s.dropped;
-        let is_dropped = |id: &FireId| dropped.contains(id);
         let plan = round::plan_round(
             &disk.sm,
             &mut round::Process {
@@ -227,7 +225,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 now_ms: now,
                 horizon_ms: now + world.cfg.claim_ahead.as_millis() as i64,
                 active: &is_active,
-                dropped: &is_dropped,
+                let_go: &mut s.dropped,
                 claimed_to: &s.claimed_to,
                 idle: Some(&mut s.idle),
             },
@@ -259,7 +257,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
             let mut s = h.sched.lock().unwrap();
             round::note_verdict(&mut s.claimed_to, item, verdict);
             if let (ClaimKind::Reclaim, Some(p)) = (item.kind, p.as_ref()) {
-                s.dropped.remove(&p.fire_id);
+                s.dropped.forget(&p.fire_id);
             }
         }
         if verdict == ClaimVerdict::Accepted {
@@ -287,13 +285,14 @@ fn dispatch(world: &Arc<World>, h: &Arc<NodeHandle>, p: Pending) {
         let still_mine = owner.is_some_and(|o| o.node == Some(me.id) && o.epoch == p.epoch);
         if !me.lease_valid() || !still_mine {
             let mut s = me.sched.lock().unwrap();
-            s.dropped.insert(fire_id);
+            s.dropped.dropped(fire_id);
             s.active.remove(&fire_id);
             s.releases.push(Released { tenant: p.job.tenant.clone(), job: p.job.id, fire_id });
             drop(s);
             world.trace(|| format!("n{} drop job {} slot {} (lease or ownership lost)", me.id, p.job.id, p.at_ms));
             return;
         }
+        me.sched.lock().unwrap().dropped.forget(&fire_id);
         world
             .trace(|| format!("n{} SEND job {} slot {} shard {} epoch {}", me.id, p.job.id, p.at_ms, p.shard, p.epoch));
         crate::check::on_send(&world, &me, p.job.id, p.at_ms, p.shard);
