@@ -75,26 +75,42 @@ struct ReadQueue {
     running: bool,
 }
 
-/// When the leader last granted each node its firing lease.
+/// When the leader last granted each node its firing lease; and the exclusion between granting
+/// a lease and moving shards.
+///
+/// The leader moves a shard off a node it judged dead (no grant for `lease + safety_margin`)
+/// in one step. A grant to that node made after the judgement and before the move commits would
+/// come with a read index short of the move: the node would apply up to it, see itself still
+/// owning the shard and fire with a fresh lease while the new owner fires too. So a move holds
+/// [`LeaseGrants::exclusive`] from reading the grants until it committed, and a grant takes it
+/// before its read index: a grant is either seen by the judgement or carries the move.
 #[derive(Debug, Clone, Default)]
-pub struct LeaseGrants(Arc<std::sync::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>>);
+pub struct LeaseGrants {
+    last: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>>,
+    moving: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl LeaseGrants {
+    /// Held by a shard move from judging the grants until its commit, and by a grant.
+    pub async fn exclusive(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.moving.clone().lock_owned().await
+    }
+
     fn record(&self, node: NodeId) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut m) = self.last.lock() {
             m.insert(node, std::time::Instant::now());
         }
     }
 
     /// Milliseconds since each node's last grant by this node.
     fn ages_ms(&self) -> Vec<(NodeId, u64)> {
-        let Ok(m) = self.0.lock() else { return Vec::new() };
+        let Ok(m) = self.last.lock() else { return Vec::new() };
         m.iter().map(|(n, t)| (*n, t.elapsed().as_millis() as u64)).collect()
     }
 
     /// The last grant to `node` made by this node.
     pub fn last(&self, node: NodeId) -> Option<std::time::Instant> {
-        self.0.lock().ok().and_then(|m| m.get(&node).copied())
+        self.last.lock().ok().and_then(|m| m.get(&node).copied())
     }
 }
 
@@ -217,6 +233,8 @@ impl Cluster {
             }
             ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
             ForwardOp::LeaseGrant { node_id } => {
+                // Never between a move's judgement and its commit (see `LeaseGrants`).
+                let _moving = self.grants.exclusive().await;
                 // Leadership is confirmed with a quorum first; only then is the grant recorded.
                 let index = self.raft.read_index().await?;
                 self.grants.record(node_id);

@@ -120,6 +120,8 @@ async fn step(
             .await
             .map_err(|e| e.to_string())?;
     }
+    // No grant between reading the grants and the moves' commit (see `LeaseGrants`).
+    let moving = cluster.grants.exclusive().await;
     let current = firing::assignment(&cluster.store).map_err(|e| e.to_string())?;
     let voters: Vec<u64> = view.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
     let now = Instant::now();
@@ -138,6 +140,10 @@ async fn step(
     let Some((live, moves)) = planned else { return Ok(()) };
     if moves.is_empty() {
         return Ok(());
+    }
+    if !moves.iter().any(|m| m.from.is_some() && m.to.is_some()) {
+        // Revokes and hand-overs of unowned shards: no owner loses a shard it may fire for.
+        drop(moving);
     }
     let n = moves.len();
     // Only as the leader that judged the leases: a successor must judge them itself.

@@ -105,6 +105,14 @@ impl LetGo {
         self.0.remove(id);
     }
 
+    /// Its release shows in this process's state (or it is being claimed back at a new epoch):
+    /// from now on "not released" means this process's reclaim committed.
+    fn saw_release(&mut self, id: &FireId) {
+        if let Some(seen) = self.0.get_mut(id) {
+            *seen = true;
+        }
+    }
+
     pub fn contains(&self, id: &FireId) -> bool {
         self.0.contains_key(id)
     }
@@ -175,19 +183,23 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                     continue;
                 }
                 let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
-                if f.node == me.node && f.incarnation == me.incarnation && f.epoch == epoch {
-                    // This process claimed it. If it let it go unsent (the release is committed),
-                    // it claims it back before sending, so the state never says "released" about
-                    // a slot that is being sent.
-                    let let_go = me.let_go.0.get(&f.fire_id).copied();
+                let this_process = f.node == me.node && f.incarnation == me.incarnation;
+                if !this_process {
+                    // Another holder has it now: no longer this process's to claim back.
+                    me.let_go.forget(&f.fire_id);
+                } else if !f.released && me.let_go.0.get(&f.fire_id) == Some(&false) {
+                    // Let go, and its release has not shown yet: wait for it (see `LetGo`),
+                    // whatever the shard's epoch is now.
+                    continue;
+                }
+                if this_process && f.epoch == epoch {
                     if f.released {
-                        if let Some(seen) = me.let_go.0.get_mut(&f.fire_id) {
-                            *seen = true;
-                            plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                            plan.pending.push(Some(p));
-                        }
-                    } else if let_go == Some(false) {
-                        // Let go, and its release has not shown yet: wait for it (see `LetGo`).
+                        // This process let it go unsent (the release is committed): it claims it
+                        // back before sending, so the state never says "released" about a slot
+                        // that is being sent.
+                        me.let_go.saw_release(&f.fire_id);
+                        plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                        plan.pending.push(Some(p));
                     } else if never_dispatched(view, me, job_key, f.fire_id)? {
                         // A claim, or a reclaim of a let-go slot, that committed while its answer
                         // was lost.
@@ -197,6 +209,7 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                     // Its sender may or may not have sent it: never send it twice.
                     plan.unknown.push(p);
                 } else {
+                    me.let_go.saw_release(&f.fire_id);
                     plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
                     plan.pending.push(Some(p));
                 }
@@ -405,6 +418,39 @@ mod tests {
         assert!(p.items.is_empty() && p.send_now.is_empty(), "claimed back once only");
         // A second copy of the reclaim (planned while this node's state lagged) changes nothing.
         assert_eq!(s.apply(&cmd(T0, reclaim)), CommandResult::Claims(vec![ClaimVerdict::NotInFlight]));
+    }
+
+    #[test]
+    fn a_let_go_slot_is_claimed_back_at_a_new_epoch_once_released_and_sent_if_that_answer_is_lost() {
+        let inc = Uuid::new_v4();
+        let (mut s, job, fire) = claimed(Delivery::AtMostOnce, ME, inc);
+        // The shard is revoked and comes back (epoch 3) while the slot is let go.
+        let back = |s: &mut MemState| {
+            for (to, new_epoch) in [(None, 2), (Some(ME), 3)] {
+                let from = if to.is_none() { Some(ME) } else { None };
+                let moves = (0..4).map(|shard| ShardMove { shard, from, to, new_epoch }).collect();
+                s.apply(&cmd(T0, CommandBody::AssignShards { moves }));
+            }
+        };
+        let mut before_release = s.clone();
+        back(&mut before_release);
+        let tenant = TenantId::default_tenant();
+        s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
+        back(&mut s);
+        let mut let_go = LetGo::default();
+        let_go.dropped(fire);
+        // Its release has not shown: neither recorded unknown, nor claimed back, nor sent.
+        let p = plan(&before_release, inc, &HashSet::new(), &mut let_go);
+        assert!(p.items.is_empty() && p.send_now.is_empty() && p.unknown.is_empty(), "{p:?}");
+        // Released: claimed back at epoch 3, although at-most-once (its holder never sent it).
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
+        assert_eq!(p.items[0].epoch, 3);
+        let reclaim = CommandBody::Claim { node: ME, incarnation: inc, items: p.items.clone() };
+        assert_eq!(s.apply(&cmd(T0, reclaim)), CommandResult::Claims(vec![ClaimVerdict::Accepted]));
+        // That answer was lost: the slot now shows this process's reclaim, and is sent.
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
+        assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
     }
 
     #[test]

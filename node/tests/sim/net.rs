@@ -195,15 +195,19 @@ pub async fn run_local(world: &Arc<World>, h: &Arc<NodeHandle>, op: Fwd) -> FwdR
             Ok((read, _)) => FwdResult::ReadIndex(read.map_or(0, |l| l.index)),
             Err(_) => FwdResult::NotLeader,
         },
-        Fwd::LeaseGrant(node) => match h.raft.get_read_log_id().await {
-            // Leadership is confirmed with a quorum first; only then is the grant recorded.
-            Ok((read, _)) => {
-                let now = h.mono_us();
-                h.sched.lock().unwrap().grants.insert(node, now);
-                FwdResult::Lease { index: read.map_or(0, |l| l.index), leader_wall_ms: h.lead_ms() }
+        Fwd::LeaseGrant(node) => {
+            // Never between a shard move's judgement and its commit (`cluster::LeaseGrants`).
+            let _moving = h.moving.clone().lock_owned().await;
+            match h.raft.get_read_log_id().await {
+                // Leadership is confirmed with a quorum first; only then is the grant recorded.
+                Ok((read, _)) => {
+                    let now = h.mono_us();
+                    h.sched.lock().unwrap().grants.insert(node, now);
+                    FwdResult::Lease { index: read.map_or(0, |l| l.index), leader_wall_ms: h.lead_ms() }
+                }
+                Err(_) => FwdResult::NotLeader,
             }
-            Err(_) => FwdResult::NotLeader,
-        },
+        }
     }
 }
 

@@ -214,6 +214,7 @@ pub async fn start(world: &Arc<World>, id: NodeId) {
         disk,
         sched: Mutex::new(Sched::default()),
         tasks: Mutex::new(Some(JoinSet::new())),
+        moving: Arc::default(),
     });
     world.slots.lock().unwrap().get_mut(&id).unwrap().handle = Some(handle.clone());
     world.trace(|| format!("n{id} start (incarnation {inc}, election timeout {election} ms)"));

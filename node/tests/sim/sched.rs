@@ -162,6 +162,8 @@ async fn leader_step(
             return;
         }
     }
+    // No grant between reading the grants and the moves' commit (as the node).
+    let moving = h.moving.clone().lock_owned().await;
     // The node's own decision (`scheduler::leader::plan`), on this node's simulated clock.
     let now = h.mono_us();
     let grants = h.sched.lock().unwrap().grants.clone();
@@ -181,6 +183,9 @@ async fn leader_step(
     let Some((_live, moves)) = planned else { return };
     if moves.is_empty() {
         return;
+    }
+    if !moves.iter().any(|m| m.from.is_some() && m.to.is_some()) {
+        drop(moving);
     }
     world.trace(|| format!("n{} proposes {} shard moves", h.id, moves.len()));
     let write = Fwd::Write(Box::new(CommandBody::AssignShards { moves }));
@@ -329,14 +334,17 @@ async fn recorder_loop(world: Arc<World>, h: Arc<NodeHandle>) {
         if !releases.is_empty() {
             let body = CommandBody::ReleaseSlots { node: h.id, items: releases.clone() };
             if let Some(FwdResult::Written(..)) = on_leader(&world, &h, Fwd::Write(Box::new(body))).await {
-                h.sched.lock().unwrap().releases.retain(|r| !releases.contains(r));
+                // Exactly those written (the first ones): a release of the same slot queued
+                // while this write was on its way is a new one (the node's recorder moves
+                // reports out of its channel only between writes).
+                h.sched.lock().unwrap().releases.drain(..releases.len());
             }
         }
         if !runs.is_empty() {
             let body = CommandBody::RecordRuns { outcomes: runs.clone() };
             if let Some(FwdResult::Written(..)) = on_leader(&world, &h, Fwd::Write(Box::new(body))).await {
                 let done: Vec<FireId> = runs.iter().map(|o| o.run.fire_id).collect();
-                h.sched.lock().unwrap().runs.retain(|o| !done.contains(&o.run.fire_id));
+                h.sched.lock().unwrap().runs.drain(..runs.len());
                 awaiting.extend(done);
             }
         }

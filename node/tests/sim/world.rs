@@ -66,6 +66,9 @@ pub struct NodeHandle {
     pub sched: Mutex<Sched>,
     /// The scheduler model's tasks: dropped (aborted) when the process dies.
     pub tasks: Mutex<Option<JoinSet<()>>>,
+    /// As `cluster::LeaseGrants::exclusive`: no lease grant between a shard move's judgement
+    /// and its commit.
+    pub moving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl NodeHandle {
