@@ -9,7 +9,8 @@
 //! - every later delivery arrived after that stop (it is the new owner's re-send);
 //! - there are no more extra deliveries than such stops.
 //!
-//! Anything else is a violation. Duplicates whose claimant was cut off by a partition (that
+//! Anything else is a violation. Duplicates whose claimant was cut off (or, when the cut took the
+//! leader away, could commit nothing for want of a leader) by a partition (that
 //! began no longer than a lease before the first delivery, and at most [`RESULT_BOUND_MS`]
 //! after it) or by packet loss on every link (that held at some moment of that window) are
 //! named as such: the cut-off owner still had a valid lease, sent, could not
@@ -76,8 +77,21 @@ fn cutting_faults<'a>(
         .faults
         .iter()
         .filter(|f| cut_off_in_send_window(f, first.received_ms, lease))
-        .filter_map(|f| f.cut_off.iter().find(|n| owners.contains(n)).map(|n| (f, *n)))
+        .filter_map(|f| kept_from_committing(f).into_iter().find(|n| owners.contains(n)).map(|n| (f, n)))
         .collect()
+}
+
+/// The nodes a cut kept from committing a result: the nodes cut off, and every node when the
+/// cut took the leader away (`affected`: the others commit nothing until a new leader is elected,
+/// and may be judged dead by the old one when it comes back).
+fn kept_from_committing(f: &crate::history::FaultRecord) -> Vec<u64> {
+    if f.cut_off.is_empty() {
+        return Vec::new();
+    }
+    let mut nodes: Vec<u64> = f.cut_off.iter().chain(&f.affected).copied().collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
 }
 
 /// Whether fault `f` may have cut its `cut_off` nodes off between sending a slot (first
@@ -222,6 +236,23 @@ mod tests {
             converged_ms: None,
             error: None,
         }
+    }
+
+    #[test]
+    fn a_cut_that_took_the_leader_away_kept_every_node_from_committing() {
+        use crate::config::FaultKind::{IsolateFollower, OneWay};
+        // One-way cut of the leader (node 1): every node is affected.
+        let mut f = fault(OneWay, 0, 7_000);
+        f.cut_off = vec![1];
+        assert_eq!(kept_from_committing(&f), vec![1, 2, 3]);
+        // A follower cut off alone: only it.
+        let mut f = fault(IsolateFollower, 0, 7_000);
+        (f.cut_off, f.affected) = (vec![3], vec![3]);
+        assert_eq!(kept_from_committing(&f), vec![3]);
+        // Not a cut (a pause, a kill): nobody here (the stop rule covers those).
+        let mut f = fault(crate::config::FaultKind::PauseLeader, 0, 7_000);
+        f.cut_off.clear();
+        assert!(kept_from_committing(&f).is_empty());
     }
 
     #[test]
