@@ -77,6 +77,7 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
     let mut tick = tokio::time::interval(cfg.tick * 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term_since: Option<(u64, Instant)> = None;
+    let mut quorum_lost_at: Option<Instant> = None;
     let mut revoked_at: HashMap<u32, Instant> = HashMap::new();
     loop {
         tokio::select! {
@@ -89,19 +90,36 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
             revoked_at.clear();
             continue;
         }
-        let since = match term_since {
+        let term_start = match term_since {
             Some((term, t)) if term == view.term => t,
             _ => {
                 let now = Instant::now();
                 term_since = Some((view.term, now));
+                quorum_lost_at = None;
                 revoked_at.clear();
                 now
             }
         };
+        // While this leader reaches no majority it grants nothing, so the missing grants of
+        // that spell say nothing about the nodes: it starts judging them afresh after it, as
+        // after an election (otherwise, healed, it would take every node it could not hear for
+        // dead and move all their shards at once, re-sending what they could not record).
+        if !has_quorum_contact(&view.members, cfg.lease / 4) {
+            quorum_lost_at = Some(Instant::now());
+        }
+        let since = quorum_lost_at.map_or(term_start, |t| t.max(term_start));
         if let Err(e) = step(&cluster, &cfg, since, &mut revoked_at, &view).await {
             tracing::warn!(error = %e, "shard assignment round failed");
         }
     }
+}
+
+/// Whether this leader heard from a majority of the voters (itself included) within `within`.
+pub fn has_quorum_contact(members: &[crate::raft::handle::MemberView], within: Duration) -> bool {
+    let voters: Vec<_> = members.iter().filter(|m| m.voter).collect();
+    let within_ms = within.as_millis() as u64;
+    let reached = voters.iter().filter(|m| m.last_contact_ms.is_some_and(|ms| ms <= within_ms)).count();
+    reached * 2 > voters.len()
 }
 
 async fn step(
@@ -201,6 +219,26 @@ mod tests {
         };
         plan(&round, &cfg(), revoked)
             .map(|(live, moves)| (live.into_iter().collect(), moves.iter().map(|m| (m.shard, m.from, m.to)).collect()))
+    }
+
+    #[test]
+    fn a_quorum_is_a_majority_of_voters_heard_from_lately() {
+        use crate::raft::handle::MemberView;
+        let m = |node_id, voter, last_contact_ms| MemberView {
+            node_id,
+            addr: String::new(),
+            voter,
+            matched_index: None,
+            last_contact_ms,
+        };
+        let within = Duration::from_millis(1000);
+        let healthy = [m(1, true, Some(0)), m(2, true, Some(40)), m(3, true, Some(3000))];
+        assert!(super::has_quorum_contact(&healthy, within));
+        let cut_off = [m(1, true, Some(0)), m(2, true, Some(2500)), m(3, true, None)];
+        assert!(!super::has_quorum_contact(&cut_off, within));
+        // Learners do not count.
+        let learners = [m(1, true, Some(0)), m(2, true, Some(5000)), m(3, false, Some(0)), m(4, false, Some(0))];
+        assert!(!super::has_quorum_contact(&learners, within));
     }
 
     #[test]
