@@ -112,18 +112,6 @@ impl LetGo {
             *seen = true;
         }
     }
-
-    pub fn contains(&self, id: &FireId) -> bool {
-        self.0.contains_key(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// This process, as the round sees it.
