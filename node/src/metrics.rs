@@ -147,6 +147,7 @@ pub struct RaftMetrics {
     pub voters: IntGauge,
     pub reachable_voters: IntGauge,
     pub proposals: IntCounter,
+    pub proposal_batch_size: Histogram,
     snapshots: IntCounterVec,
     pub snapshot_duration: Histogram,
     pub storage_size_bytes: IntGauge,
@@ -245,6 +246,7 @@ const REQUEST_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 const API_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Buckets of snapshot builds, in seconds.
 const SNAPSHOT_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 struct Builder(Registry);
 
@@ -306,6 +308,11 @@ impl Metrics {
                 "On the leader: voters (itself included) heard from within the lease (4 s); 0 elsewhere",
             )?,
             proposals: b.counter("raftcron_raft_proposals_total", "Commands proposed to Raft on this node")?,
+            proposal_batch_size: b.histogram(
+                "raftcron_raft_proposal_batch_size",
+                "Commands in each log entry this node, as leader, proposed",
+                &BATCH_BUCKETS,
+            )?,
             snapshots: b.counters(
                 "raftcron_raft_snapshots_total",
                 "Snapshots built by this node or installed from the leader",
@@ -447,6 +454,7 @@ mod tests {
             ("raftcron_raft_term", "gauge"),
             ("raftcron_raft_replication_lag_entries", "gauge"),
             ("raftcron_raft_proposals_total", "counter"),
+            ("raftcron_raft_proposal_batch_size", "histogram"),
             ("raftcron_raft_snapshot_duration_seconds", "histogram"),
             ("raftcron_scheduler_fires_total", "counter"),
             ("raftcron_scheduler_fire_lateness_seconds", "histogram"),

@@ -12,6 +12,7 @@ use openraft::ServerState;
 use crate::ids::NodeId;
 use crate::metrics::{Metrics, RaftGauges};
 use crate::raft::network::LastContact;
+use crate::raft::proposals::Proposals;
 use crate::raft::{log_store, BasicNode, Raft, RaftMetrics};
 use crate::state::{Command, CommandResult};
 use crate::store::Store;
@@ -94,10 +95,10 @@ impl RaftView {
 #[derive(Clone)]
 pub struct RaftHandle {
     raft: Raft,
+    proposals: Proposals,
     node_id: NodeId,
     store: Store,
     contact: LastContact,
-    metrics: Metrics,
 }
 
 impl std::fmt::Debug for RaftHandle {
@@ -106,7 +107,7 @@ impl std::fmt::Debug for RaftHandle {
     }
 }
 
-fn from_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+pub(crate) fn from_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match (f.leader_id, f.leader_node) {
             (Some(leader_id), Some(node)) => ProposeError::ForwardTo { leader_id, addr: node.addr },
@@ -119,21 +120,18 @@ fn from_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -
 
 impl RaftHandle {
     pub fn new(raft: Raft, node_id: NodeId, store: Store, contact: LastContact, metrics: Metrics) -> RaftHandle {
-        RaftHandle { raft, node_id, store, contact, metrics }
+        let proposals = Proposals::new(raft.clone(), metrics);
+        RaftHandle { raft, proposals, node_id, store, contact }
     }
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }
 
-    /// Proposes a command. Only the leader accepts; others answer `ForwardTo`.
+    /// Proposes a command. Only the leader accepts; others answer `ForwardTo`. Concurrent
+    /// proposals share log entries (see [`Proposals`]).
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
-        let result = self.raft.client_write(cmd).await.map(|r| r.data).map_err(from_write_error);
-        // Counted when this node (the leader) took the command into its log, not when refused.
-        if !matches!(result, Err(ProposeError::ForwardTo { .. } | ProposeError::NoLeader)) {
-            self.metrics.raft.proposals.inc();
-        }
-        result
+        self.proposals.propose(cmd).await
     }
 
     /// Sends a heartbeat to every follower now, so they learn the latest commit index (and

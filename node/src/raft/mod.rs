@@ -3,8 +3,9 @@
 //! It declares the type configuration, stores the log and vote in RocksDB ([`log_store`]),
 //! applies committed entries through `state::apply` ([`state_machine`]), builds and installs
 //! snapshots as streamed files ([`snapshot`]), and carries Raft RPCs between nodes
-//! ([`network`] on the sending side, [`rpc`] on the receiving side). It knows nothing of HTTP
-//! routes other than its own internal ones and nothing of jobs beyond the `Command` type.
+//! ([`network`] on the sending side, [`rpc`] on the receiving side); concurrent proposals
+//! share log entries ([`proposals`]). It knows nothing of HTTP routes other than its own
+//! internal ones and nothing of jobs beyond the `Command` type.
 
 // openraft's `StorageError` is large and not ours to shrink; its trait methods return it anyway.
 #![allow(clippy::result_large_err)]
@@ -12,6 +13,7 @@
 pub mod handle;
 pub mod log_store;
 pub mod network;
+pub mod proposals;
 pub mod rpc;
 pub mod snapshot;
 pub mod state_machine;
@@ -101,6 +103,9 @@ pub async fn start(
         // Purge in batches no larger than what is kept, so short intervals purge too.
         purge_batch_size: tuning.keep_after_snapshot.clamp(1, 1024),
         snapshot_max_chunk_size: 1024 * 1024,
+        // An entry may hold a batch of up to `proposals::MAX_BYTES` of commands: 64 of them keep
+        // one AppendEntries well under the internal body limit.
+        max_payload_entries: 64,
         install_snapshot_timeout: 10_000,
         ..Default::default()
     };

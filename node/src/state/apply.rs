@@ -4,6 +4,7 @@ use crate::model::apikey::ApiKeyRecord;
 use crate::model::job::JobRecord;
 use crate::model::tenant::TenantRecord;
 use crate::state::command::{Command, CommandBody, CommandResult, Rejection};
+use crate::state::overlay::Overlay;
 use crate::state::{access, firing, keys, StateError};
 use crate::store::{decode, Batch, Pair, Table};
 
@@ -156,5 +157,16 @@ fn apply_body(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result
             Ok(CommandResult::Done)
         }
         CommandBody::Noop => Ok(CommandResult::Done),
+        CommandBody::Batch(cmds) => {
+            let mut overlay = Overlay::new(view);
+            let mut results = Vec::with_capacity(cmds.len());
+            for cmd in cmds {
+                let mut effects = Batch::default();
+                results.push(apply(&overlay, cmd, &mut effects)?);
+                overlay.record(&effects);
+                batch.append(effects);
+            }
+            Ok(CommandResult::Batch(results))
+        }
     }
 }

@@ -121,6 +121,10 @@ pub enum CommandBody {
     },
     /// Does nothing; used to commit an entry of the current term.
     Noop,
+    /// Several commands proposed together, applied in order as one entry: each sees the
+    /// effects of those before it, and the entry takes effect all or nothing. Each answers for
+    /// itself (a rejected one does not stop the rest). See `raft::proposals`.
+    Batch(Vec<Command>),
 }
 
 /// Why a well-formed command changed nothing.
@@ -197,4 +201,6 @@ pub enum CommandResult {
     },
     Rejected(Rejection),
     Done,
+    /// The answers of a [`CommandBody::Batch`], in order.
+    Batch(Vec<CommandResult>),
 }

@@ -11,6 +11,7 @@ mod apply;
 mod command;
 pub mod firing;
 pub mod keys;
+mod overlay;
 pub mod read;
 
 pub use apply::{apply, StateRead};

@@ -32,6 +32,12 @@ impl MemState {
     pub(crate) fn apply(&mut self, cmd: &Command) -> CommandResult {
         let mut batch = Batch::default();
         let result = apply(self, cmd, &mut batch).unwrap();
+        self.write(batch);
+        result
+    }
+
+    /// Takes `batch`'s writes, in order.
+    pub(crate) fn write(&mut self, batch: Batch) {
         for op in batch.into_ops() {
             match op {
                 BatchOp::Put(t, k, v) => {
@@ -45,7 +51,6 @@ impl MemState {
                 }
             }
         }
-        result
     }
 }
 
@@ -121,6 +126,51 @@ fn replicas_applying_the_same_log_hold_the_same_bytes() {
     let rb: Vec<_> = log.iter().map(|c| b.apply(c)).collect();
     assert_eq!(ra, rb);
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_batch_applies_exactly_like_its_commands_one_by_one() {
+    // The same log, once command by command and once cut into batches of 1 to 7: the same
+    // answers and the same bytes, audit trail and counters included. Commands in one batch
+    // touch the same job (create, update, delete, create again), so each must see the ones
+    // before it.
+    let t = TenantId::default_tenant();
+    let ids: Vec<JobId> = (0..6).map(|_| JobId::new_random()).collect();
+    let mut log = Vec::new();
+    for round in 0..4i64 {
+        for (i, id) in ids.iter().enumerate() {
+            let at = round * 100 + i as i64;
+            let body = match (round + i as i64) % 4 {
+                0 => CommandBody::CreateJob { id: *id, tenant: t.clone(), spec: spec(&format!("j{i}")) },
+                1 => {
+                    let patch = JobPatch { max_retries: Some(round as u32), ..JobPatch::default() };
+                    CommandBody::UpdateJob { id: *id, tenant: t.clone(), patch }
+                }
+                2 => CommandBody::DeleteJob { id: *id, tenant: t.clone() },
+                _ => CommandBody::CreateJob { id: *id, tenant: t.clone(), spec: spec("again") },
+            };
+            log.push(Command { actor: Some(crate::model::audit::Actor::system()), ..cmd(at, body) });
+        }
+    }
+    let mut one_by_one = MemState::default();
+    let expected: Vec<_> = log.iter().map(|c| one_by_one.apply(c)).collect();
+
+    let mut batched = MemState::default();
+    let mut answers = Vec::new();
+    let mut rest = log.as_slice();
+    let mut n = 0;
+    while !rest.is_empty() {
+        n = n % 7 + 1;
+        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let r = batched.apply(&cmd(0, CommandBody::Batch(chunk.to_vec())));
+        let CommandResult::Batch(rs) = r else { panic!("{r:?}") };
+        assert_eq!(rs.len(), chunk.len());
+        answers.extend(rs);
+    }
+    assert_eq!(answers, expected);
+    assert_eq!(batched, one_by_one);
+    assert!(expected.iter().any(|r| matches!(r, CommandResult::Rejected(Rejection::JobExists { .. }))));
 }
 
 #[test]

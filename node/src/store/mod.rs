@@ -442,6 +442,16 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// The writes so far, in order.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// Adds `other`'s writes after this batch's.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+
     /// The writes, in order (for stores other than RocksDB, such as test doubles).
     pub fn into_ops(self) -> Vec<BatchOp> {
         self.ops
