@@ -50,33 +50,118 @@ pub struct RoundPlan {
     pub unknown: Vec<Pending>,
 }
 
-/// Jobs this process found with nothing to do before an instant (no slot in flight, the next
-/// slot beyond the horizon, or paused), so a round skips them without reading them: with many
-/// jobs, reading each one every tick is most of a node's work. An entry is valid only while
-/// neither the job, nor its firing state, nor the shard owners changed; the caller forgets
-/// entries from the store's change feed (`Store::take_changes`) *before* each round.
+/// What this process knows of the jobs of the shards it owns, so that a round reads only the
+/// jobs that may have work instead of every job: with many jobs, reading (or even listing)
+/// each one every tick is most of a node's work.
+///
+/// After one full scan of a shard, every job of it is either *busy* (read every round: a slot
+/// in flight, one due within the horizon, or unknown) or *idle until* an instant (nothing in
+/// flight, the next slot beyond the horizon, or paused), kept in time order so a round finds
+/// the ones whose instant came within the horizon without looking at the rest. Knowledge is
+/// valid only while neither the job, nor its firing state, nor the shard owners changed: the
+/// caller hands over the store's change feed (`Store::take_changes`) *before* each round, and a
+/// changed job is read again (busy) at the next round; new owners (or a new shard count)
+/// forget everything, so every shard is scanned in full again.
 #[derive(Debug, Default)]
-pub struct IdleJobs(HashMap<Vec<u8>, i64>);
+pub struct IdleJobs {
+    /// Shards scanned in full since the last `forget(true, ..)`, and what is known of their jobs.
+    shards: HashMap<u32, ShardJobs>,
+    /// Jobs written since the last round, not yet put back into their shard's busy set.
+    changed: Vec<Vec<u8>>,
+    /// The shard count the knowledge was gathered under.
+    shard_count: u32,
+}
+
+#[derive(Debug, Default)]
+struct ShardJobs {
+    busy: std::collections::BTreeSet<Vec<u8>>,
+    idle: HashMap<Vec<u8>, i64>,
+    /// `(until, job key)` of every idle job.
+    wake: std::collections::BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl ShardJobs {
+    /// The jobs a round must read: the busy ones and those idle until within the horizon, in
+    /// key order.
+    fn to_read(&self, horizon_ms: i64) -> Vec<Vec<u8>> {
+        let due = self.wake.range(..(horizon_ms.saturating_add(1), Vec::new())).map(|(_, k)| k);
+        let keys: std::collections::BTreeSet<&Vec<u8>> = self.busy.iter().chain(due).collect();
+        keys.into_iter().cloned().collect()
+    }
+
+    fn unidle(&mut self, job_key: &[u8]) {
+        if let Some(until) = self.idle.remove(job_key) {
+            self.wake.remove(&(until, job_key.to_vec()));
+        }
+    }
+
+    fn note(&mut self, job_key: &[u8], seen: Seen) {
+        self.unidle(job_key);
+        match seen {
+            Seen::Gone => {
+                self.busy.remove(job_key);
+            }
+            Seen::Busy => {
+                self.busy.insert(job_key.to_vec());
+            }
+            Seen::IdleUntil(until) => {
+                self.busy.remove(job_key);
+                self.idle.insert(job_key.to_vec(), until);
+                self.wake.insert((until, job_key.to_vec()));
+            }
+        }
+    }
+}
+
+/// What one read of a job found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// The job no longer exists.
+    Gone,
+    /// It may have work next round.
+    Busy,
+    /// Nothing to do before this instant.
+    IdleUntil(i64),
+}
 
 impl IdleJobs {
     /// Forgets the jobs whose record or firing state was written (both are keyed by the job
     /// key), or every job when `all` (the shard owners changed, or anything may have).
     pub fn forget(&mut self, all: bool, job_keys: impl IntoIterator<Item = Vec<u8>>) {
         if all {
-            self.0.clear();
+            self.shards.clear();
+            self.changed.clear();
         } else {
-            for k in job_keys {
-                self.0.remove(&k);
-            }
+            self.changed.extend(job_keys);
         }
     }
 
+    /// Jobs known idle.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.shards.values().map(|s| s.idle.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+
+    /// Puts the changed jobs back into their shards' busy sets, under `shard_count` shards.
+    fn settle(&mut self, shard_count: u32) {
+        if shard_count != self.shard_count {
+            self.shards.clear();
+            self.changed.clear();
+            self.shard_count = shard_count;
+        }
+        for key in std::mem::take(&mut self.changed) {
+            // A job key ends with the job id (`state::keys::job`).
+            let Some(id) = key.len().checked_sub(16).and_then(|at| uuid::Uuid::from_slice(&key[at..]).ok()) else {
+                continue;
+            };
+            let shard = crate::model::assignment::shard_of(JobId(id), shard_count);
+            if let Some(s) = self.shards.get_mut(&shard) {
+                s.note(&key, Seen::Busy);
+            }
+        }
     }
 }
 
@@ -138,105 +223,121 @@ fn value<T: serde::de::DeserializeOwned>(view: &impl StateRead, t: Table, key: &
     }
 }
 
-impl Process<'_> {
-    fn note_idle(&mut self, job_key: &[u8], until_ms: i64) {
-        if let Some(idle) = self.idle.as_deref_mut() {
-            idle.0.insert(job_key.to_vec(), until_ms);
-        }
-    }
-}
-
 /// Decides one round. Reads `active` before the state a second time for a slot of its own, so
 /// a result applied between the two reads cannot pass for a lost claim answer.
 pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPlan, String> {
     let assignment = firing::assignment(view).map_err(|e| e.to_string())?;
     let mut plan = RoundPlan { owned: assignment.owned_by(me.node).len(), ..RoundPlan::default() };
+    if let Some(idle) = me.idle.as_deref_mut() {
+        idle.settle(assignment.shard_count());
+    }
     for shard in assignment.owned_by(me.node) {
         let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
-        let rows = view.scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX).map_err(|e| e.to_string())?;
-        for (k, _) in rows {
-            let job_key = k.get(4..).unwrap_or_default();
-            if me.idle.as_deref().is_some_and(|idle| idle.0.get(job_key).is_some_and(|until| *until > me.horizon_ms)) {
-                continue;
-            }
-            let Some(job) = value::<JobRecord>(view, Table::Jobs, job_key)? else { continue };
-            if !job.spec.is_active {
-                me.note_idle(job_key, i64::MAX);
-                continue;
-            }
-            let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
-            let items_before = plan.items.len();
-            for f in &fs.in_flight {
-                if (me.active)(&f.fire_id) {
-                    continue;
-                }
-                let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
-                let this_process = f.node == me.node && f.incarnation == me.incarnation;
-                if !this_process {
-                    // Another holder has it now: no longer this process's to claim back.
-                    me.let_go.forget(&f.fire_id);
-                } else if !f.released && me.let_go.0.get(&f.fire_id) == Some(&false) {
-                    // Let go, and its release has not shown yet: wait for it (see `LetGo`),
-                    // whatever the shard's epoch is now.
-                    continue;
-                }
-                if this_process && f.epoch == epoch {
-                    if f.released {
-                        // This process let it go unsent (the release is committed): it claims it
-                        // back before sending, so the state never says "released" about a slot
-                        // that is being sent.
-                        me.let_go.saw_release(&f.fire_id);
-                        plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                        plan.pending.push(Some(p));
-                    } else if never_dispatched(view, me, job_key, f.fire_id)? {
-                        // A claim, or a reclaim of a let-go slot, that committed while its answer
-                        // was lost.
-                        plan.send_now.push(p);
-                    }
-                } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
-                    // Its sender may or may not have sent it: never send it twice.
-                    plan.unknown.push(p);
-                } else {
-                    me.let_go.saw_release(&f.fire_id);
-                    plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
-                    plan.pending.push(Some(p));
-                }
-            }
-            // Nothing in flight, nothing claimed now: idle until its next slot (see below).
-            let idle_candidate = fs.in_flight.is_empty();
-            let Some(schedule) = job.spec.schedule() else {
-                if idle_candidate {
-                    me.note_idle(job_key, i64::MAX);
-                }
-                continue;
-            };
-            let mut mark = me.claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
-            for _ in 0..MAX_SLOTS_PER_JOB {
-                let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else {
-                    if idle_candidate && plan.items.len() == items_before {
-                        me.note_idle(job_key, i64::MAX);
-                    }
-                    break;
-                };
-                if next > me.horizon_ms {
-                    if idle_candidate && plan.items.len() == items_before {
-                        me.note_idle(job_key, next);
-                    }
-                    break;
-                }
-                let missed = next + job.spec.deadline_ms() < me.now_ms;
-                let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
-                plan.items.push(claim_item(&job, shard, epoch, next, kind));
-                let fire_id = FireId::scheduled(job.id, next);
-                plan.pending.push((!missed).then(|| Pending { job: job.clone(), fire_id, at_ms: next, shard, epoch }));
-                mark = next;
+        let known = me.idle.as_deref().and_then(|idle| idle.shards.get(&shard)).map(|s| s.to_read(me.horizon_ms));
+        // A shard not scanned yet is read in full, and what is learnt is kept only if the
+        // scan finishes (a round cut short by the claim limit scans it again).
+        let mut fresh = (known.is_none() && me.idle.is_some()).then(ShardJobs::default);
+        let keys = match known {
+            Some(keys) => keys,
+            None => view
+                .scan_prefix(Table::ShardJobs, &shard.to_be_bytes(), usize::MAX)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(k, _)| k.get(4..).unwrap_or_default().to_vec())
+                .collect(),
+        };
+        for job_key in keys {
+            let seen = read_job(view, me, &mut plan, shard, epoch, &job_key)?;
+            match (fresh.as_mut(), me.idle.as_deref_mut().and_then(|idle| idle.shards.get_mut(&shard))) {
+                (Some(f), _) => f.note(&job_key, seen),
+                (None, Some(s)) => s.note(&job_key, seen),
+                (None, None) => {}
             }
             if plan.items.len() >= MAX_CLAIM_ITEMS {
                 return Ok(plan);
             }
         }
+        if let (Some(f), Some(idle)) = (fresh, me.idle.as_deref_mut()) {
+            idle.shards.insert(shard, f);
+        }
     }
     Ok(plan)
+}
+
+/// Reads one job of an owned shard into the plan; what it found.
+fn read_job(
+    view: &impl StateRead,
+    me: &mut Process<'_>,
+    plan: &mut RoundPlan,
+    shard: u32,
+    epoch: u64,
+    job_key: &[u8],
+) -> Result<Seen, String> {
+    let Some(job) = value::<JobRecord>(view, Table::Jobs, job_key)? else { return Ok(Seen::Gone) };
+    if !job.spec.is_active {
+        return Ok(Seen::IdleUntil(i64::MAX));
+    }
+    let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
+    let items_before = plan.items.len();
+    for f in &fs.in_flight {
+        if (me.active)(&f.fire_id) {
+            continue;
+        }
+        let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
+        let this_process = f.node == me.node && f.incarnation == me.incarnation;
+        if !this_process {
+            // Another holder has it now: no longer this process's to claim back.
+            me.let_go.forget(&f.fire_id);
+        } else if !f.released && me.let_go.0.get(&f.fire_id) == Some(&false) {
+            // Let go, and its release has not shown yet: wait for it (see `LetGo`),
+            // whatever the shard's epoch is now.
+            continue;
+        }
+        if this_process && f.epoch == epoch {
+            if f.released {
+                // This process let it go unsent (the release is committed): it claims it
+                // back before sending, so the state never says "released" about a slot
+                // that is being sent.
+                me.let_go.saw_release(&f.fire_id);
+                plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+                plan.pending.push(Some(p));
+            } else if never_dispatched(view, me, job_key, f.fire_id)? {
+                // A claim, or a reclaim of a let-go slot, that committed while its answer
+                // was lost.
+                plan.send_now.push(p);
+            }
+        } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
+            // Its sender may or may not have sent it: never send it twice.
+            plan.unknown.push(p);
+        } else {
+            me.let_go.saw_release(&f.fire_id);
+            plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
+            plan.pending.push(Some(p));
+        }
+    }
+    // Nothing in flight, nothing claimed now: idle until its next slot (see below).
+    let idle_candidate = fs.in_flight.is_empty();
+    let Some(schedule) = job.spec.schedule() else {
+        return Ok(if idle_candidate { Seen::IdleUntil(i64::MAX) } else { Seen::Busy });
+    };
+    let mut mark = me.claimed_to.get(&job.id).copied().unwrap_or(i64::MIN).max(fs.watermark_ms);
+    for _ in 0..MAX_SLOTS_PER_JOB {
+        let Some(next) = schedule.next_after(ms_to_utc(mark)).map(|t| t.timestamp_millis()) else {
+            let idle = idle_candidate && plan.items.len() == items_before;
+            return Ok(if idle { Seen::IdleUntil(i64::MAX) } else { Seen::Busy });
+        };
+        if next > me.horizon_ms {
+            let idle = idle_candidate && plan.items.len() == items_before;
+            return Ok(if idle { Seen::IdleUntil(next) } else { Seen::Busy });
+        }
+        let missed = next + job.spec.deadline_ms() < me.now_ms;
+        let kind = if missed { ClaimKind::Missed } else { ClaimKind::Slot };
+        plan.items.push(claim_item(&job, shard, epoch, next, kind));
+        let fire_id = FireId::scheduled(job.id, next);
+        plan.pending.push((!missed).then(|| Pending { job: job.clone(), fire_id, at_ms: next, shard, epoch }));
+        mark = next;
+    }
+    Ok(Seen::Busy)
 }
 
 /// Whether a slot this process claimed (not released) was never dispatched: `active` holds
@@ -309,7 +410,8 @@ mod tests {
     use crate::model::slot::FireId;
     use crate::state::firing::{ClaimItem, ClaimKind, ClaimVerdict, Released};
     use crate::state::tests::{cmd, MemState};
-    use crate::state::{CommandBody, CommandResult};
+    use crate::state::{CommandBody, CommandResult, StateError, StateRead};
+    use crate::store::{Pair, Table};
 
     const T0: i64 = 1_800_000_000_000; // a whole second
     const ME: u64 = 1;
@@ -473,7 +575,7 @@ mod tests {
         (s, job, crate::state::keys::job(&tenant, job))
     }
 
-    fn plan_idle(s: &MemState, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {
+    fn plan_idle(s: &impl StateRead, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {
         let is_active = |_: &FireId| false;
         let mut let_go = LetGo::default();
         let claimed_to = HashMap::new();
@@ -596,5 +698,82 @@ mod tests {
         // New shard owners: everything is forgotten.
         idle.forget(true, []);
         assert!(idle.is_empty());
+    }
+
+    /// Counts the job reads and shard scans a round makes.
+    struct Counting<'a> {
+        state: &'a MemState,
+        job_reads: std::cell::Cell<usize>,
+        scans: std::cell::Cell<usize>,
+    }
+
+    impl StateRead for Counting<'_> {
+        fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+            if t == Table::Jobs {
+                self.job_reads.set(self.job_reads.get() + 1);
+            }
+            self.state.get(t, key)
+        }
+
+        fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Pair>, StateError> {
+            if t == Table::ShardJobs {
+                self.scans.set(self.scans.get() + 1);
+            }
+            self.state.scan_prefix(t, prefix, limit)
+        }
+    }
+
+    #[test]
+    fn after_one_full_scan_a_round_reads_only_busy_due_and_changed_jobs() {
+        let inc = Uuid::new_v4();
+        let (mut s, busy, _) = fresh();
+        let tenant = TenantId::default_tenant();
+        let yearly = |name: &str| JobSpec {
+            name: name.into(),
+            cron_expression: "0 0 1 1 *".into(),
+            ..JobSpec::example("https://example.com/yearly")
+        };
+        let quiet: Vec<JobId> = (0..40).map(|_| JobId::new_random()).collect();
+        for (i, id) in quiet.iter().enumerate() {
+            s.apply(&cmd(
+                T0,
+                CommandBody::CreateJob { id: *id, tenant: tenant.clone(), spec: yearly(&format!("q{i}")) },
+            ));
+        }
+        let mut idle = IdleJobs::default();
+        let round = |s: &MemState, idle: &mut IdleJobs, horizon: i64| {
+            let c = Counting { state: s, job_reads: 0.into(), scans: 0.into() };
+            let p = plan_idle(&c, inc, horizon, idle);
+            (p, c.job_reads.get(), c.scans.get())
+        };
+        // The first round scans the 4 shards and reads all 41 jobs; the every-second job has
+        // its first slot (T0 + 1 s) within the horizon.
+        let (p, reads, scans) = round(&s, &mut idle, T0 + 1500);
+        assert_eq!((p.items.len(), reads, scans), (1, 41, 4));
+        assert_eq!(idle.len(), 40);
+        // The next one reads only the busy job: no scan, no quiet job.
+        let (_, reads, scans) = round(&s, &mut idle, T0 + 1700);
+        assert_eq!((reads, scans), (1, 0));
+        // A job written since (a new one, and a quiet one paused) is read once more...
+        let new = JobId::new_random();
+        s.apply(&cmd(T0, CommandBody::CreateJob { id: new, tenant: tenant.clone(), spec: yearly("new") }));
+        let pause = JobPatch { is_active: Some(false), ..JobPatch::default() };
+        s.apply(&cmd(T0, CommandBody::UpdateJob { id: quiet[0], tenant: tenant.clone(), patch: pause }));
+        let keys = [new, quiet[0]].map(|id| crate::state::keys::job(&tenant, id));
+        idle.forget(false, keys);
+        let (_, reads, scans) = round(&s, &mut idle, T0 + 1900);
+        assert_eq!((reads, scans), (3, 0));
+        assert_eq!(idle.len(), 41);
+        // ...a deleted one is read once and then never again...
+        s.apply(&cmd(T0, CommandBody::DeleteJob { id: busy, tenant: tenant.clone() }));
+        idle.forget(false, [crate::state::keys::job(&tenant, busy)]);
+        let (_, reads, _) = round(&s, &mut idle, T0 + 1900);
+        assert_eq!(reads, 1);
+        let (_, reads, _) = round(&s, &mut idle, T0 + 1900);
+        assert_eq!(reads, 0);
+        // ...and new owners mean a full scan again.
+        idle.forget(true, []);
+        let (_, reads, scans) = round(&s, &mut idle, T0 + 1900);
+        assert_eq!((reads, scans), (41, 4));
     }
 }

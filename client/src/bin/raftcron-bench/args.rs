@@ -40,6 +40,10 @@ pub struct Target {
     /// each scenario of `all`).
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "urls")]
     pub bin: Option<PathBuf>,
+    /// One more argument for every `raftcron serve` of the local cluster (repeat; write it as
+    /// `--node-arg=--election-timeout-ms=150`), to measure a setting other than the default.
+    #[arg(long = "node-arg", global = true, allow_hyphen_values = true, value_name = "ARG", requires = "bin")]
+    pub node_args: Vec<String>,
     /// Nodes of the local cluster.
     #[arg(long, default_value_t = 3, global = true, value_parser = clap::value_parser!(u64).range(1..=7))]
     pub nodes: u64,

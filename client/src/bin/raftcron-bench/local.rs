@@ -4,7 +4,8 @@
 //! Every process it starts is stopped when the [`LocalCluster`] is dropped (SIGKILL) or
 //! [`LocalCluster::stop`]ped (SIGTERM, then SIGKILL after 10 s). Nodes run with
 //! `--allow-private-targets` (the sink is on 127.0.0.1) and a per-key rate limit of 1,000,000 a
-//! minute (the default 1,000 would measure the limiter); every other setting is the default.
+//! minute (the default 1,000 would measure the limiter); every other setting is the default
+//! unless `--node-arg` says otherwise.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -33,6 +34,8 @@ struct Node {
 pub struct LocalCluster {
     root: Option<tempfile::TempDir>,
     bin: PathBuf,
+    /// `--node-arg`s, passed to every node.
+    node_args: Vec<String>,
     nodes: BTreeMap<u64, Node>,
     pub admin_key: String,
     secret: String,
@@ -55,7 +58,7 @@ fn free_port() -> Result<u16> {
 
 impl LocalCluster {
     /// Starts `n` nodes and waits until they agree on a leader and serve `/readyz`.
-    pub async fn start(bin: &Path, n: u64) -> Result<LocalCluster> {
+    pub async fn start(bin: &Path, n: u64, node_args: &[String]) -> Result<LocalCluster> {
         if !bin.is_file() {
             bail!("{} is not a file (build it: cargo build --release -p raftcron-node --bin raftcron)", bin.display());
         }
@@ -63,6 +66,7 @@ impl LocalCluster {
         let mut c = LocalCluster {
             root: Some(root),
             bin: bin.to_path_buf(),
+            node_args: node_args.to_vec(),
             nodes: BTreeMap::new(),
             admin_key: format!("bench-{}", hex(&random_bytes(20)?)),
             secret: hex(&random_bytes(16)?),
@@ -119,6 +123,7 @@ impl LocalCluster {
         if let Some(initial) = &node.initial_cluster {
             cmd.args(["--initial-cluster", initial]);
         }
+        cmd.args(&self.node_args);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("RAFTCRON_") {
                 cmd.env_remove(k);
