@@ -31,9 +31,12 @@ pub fn current() -> Option<String> {
 
 /// The client's request id, if it is one we may echo and log.
 pub fn sane(v: &HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    let ok = !s.is_empty()
+    v.to_str().ok().filter(|s| is_sane(s))
+}
+
+/// Whether `s` is a request id we may echo and log.
+pub fn is_sane(s: &str) -> bool {
+    !s.is_empty()
         && s.len() <= MAX_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then_some(s)
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }

@@ -236,6 +236,49 @@ async fn grow_to_four_then_shrink_back() -> Result<()> {
 /// A write sent to a follower is logged on the leader under the request id the client sent
 /// (and got back), so one id follows the request across the hop.
 #[tokio::test]
+async fn concurrent_writes_through_a_follower_each_get_their_own_answer() -> Result<()> {
+    // Concurrent writes travel to the leader together and share log entries; each must still
+    // get its own answer, and a write must see the ones before it in its entry.
+    let c = TestCluster::start(3).await?;
+    let leader = c.leader().await?;
+    let f = c.client(c.follower().await?);
+    let doomed = job_id(&c.client(leader).create_job(&job("doomed")).await?);
+    let creates = (0..40).map(|i| {
+        let f = f.clone();
+        async move { f.post("/api/v1/jobs", &job(&format!("together-{i}"))).await }
+    });
+    let deletes = (0..10).map(|_| {
+        let (f, path) = (f.clone(), format!("/api/v1/jobs/{doomed}"));
+        async move { f.delete(&path).await }
+    });
+    let (created, deleted) = tokio::join!(futures::future::join_all(creates), futures::future::join_all(deletes));
+    let mut ids = std::collections::BTreeSet::new();
+    for r in created {
+        ids.insert(job_id(&r?.expect(201)?.field("job")?));
+    }
+    ensure!(ids.len() == 40, "{} distinct ids for 40 creates", ids.len());
+    let statuses: Vec<u16> = deleted.into_iter().map(|r| r.map(|r| r.status)).collect::<Result<_>>()?;
+    ensure!(
+        statuses.iter().filter(|s| **s == 200).count() == 1 && statuses.iter().filter(|s| **s == 404).count() == 9,
+        "one delete succeeds, nine find nothing: {statuses:?}"
+    );
+    let listed: std::collections::BTreeSet<String> = f.all_jobs(false).await?.iter().map(job_id).collect();
+    ensure!(listed == ids, "listed {} jobs, created {}", listed.len(), ids.len());
+    // The leader took some of them into its log together.
+    let metrics = c.client(leader).anonymous().get("/metrics").await?.expect(200)?.text;
+    let value = |series: &str| {
+        metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+    };
+    let (entries, commands) =
+        (value("raftcron_raft_proposal_batch_size_count"), value("raftcron_raft_proposal_batch_size_sum"));
+    ensure!(
+        entries.zip(commands).is_some_and(|(e, c)| c > e),
+        "no entry held more than one command: {entries:?} entries, {commands:?} commands"
+    );
+    c.stop()
+}
+
+#[tokio::test]
 async fn a_forwarded_write_keeps_its_request_id_on_the_leader() -> Result<()> {
     let c =
         TestCluster::start_with_env(3, &[], &[("RAFTCRON_LOG", "info,raftcron_node::cluster::forward=debug")]).await?;

@@ -38,6 +38,10 @@ pub enum ForwardOp {
     },
     /// How long ago the leader granted each node its lease (for `GET /api/v1/cluster/shards`).
     Leases,
+    /// Writes sent together (`cluster::batch`), each with the request id of the API request it
+    /// serves: the leader runs them concurrently and answers each in order with a
+    /// [`ForwardResult::Batch`]. Never nested.
+    Batch(Vec<(Option<String>, ForwardOp)>),
 }
 
 impl ForwardOp {
@@ -50,6 +54,7 @@ impl ForwardOp {
             ForwardOp::RemoveMember { .. } => "remove_member",
             ForwardOp::LeaseGrant { .. } => "lease_grant",
             ForwardOp::Leases => "leases",
+            ForwardOp::Batch(_) => "batch",
         }
     }
 
@@ -78,6 +83,8 @@ pub enum ForwardResult {
     Unknown(String),
     Refused(String),
     Failed(String),
+    /// The answers to a [`ForwardOp::Batch`], in order.
+    Batch(Vec<ForwardResult>),
 }
 
 impl ForwardResult {
@@ -93,6 +100,7 @@ impl ForwardResult {
             ForwardResult::Unknown(_) => "unknown",
             ForwardResult::Refused(_) => "refused",
             ForwardResult::Failed(_) => "failed",
+            ForwardResult::Batch(_) => "batch",
         }
     }
 }
@@ -113,13 +121,39 @@ async fn handle(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes)
         None => tracing::Span::none(),
     };
     let kind = op.kind();
-    // One hop only: a receiver that is not the leader says so instead of forwarding again.
-    let result = match cluster.run_local(op).instrument(span.clone()).await {
+    let result = match op {
+        ForwardOp::Batch(ops) => {
+            let runs = ops.into_iter().map(|(request_id, op)| {
+                let cluster = cluster.clone();
+                let span = match request_id.as_deref().filter(|id| crate::request_id::is_sane(id)) {
+                    Some(id) => tracing::error_span!("forwarded", request_id = %id),
+                    None => tracing::Span::none(),
+                };
+                async move {
+                    let kind = op.kind();
+                    let result = match op {
+                        ForwardOp::Batch(_) => ForwardResult::Failed("a batch inside a batch".into()),
+                        op => answer(cluster.run_local(op).instrument(span.clone()).await),
+                    };
+                    span.in_scope(|| tracing::debug!(op = kind, answer = result.kind(), "forwarded request served"));
+                    result
+                }
+            });
+            ForwardResult::Batch(futures::future::join_all(runs).await)
+        }
+        op => answer(cluster.run_local(op).instrument(span.clone()).await),
+    };
+    span.in_scope(|| tracing::debug!(op = kind, answer = result.kind(), "forwarded request served"));
+    bincode_answer(&result)
+}
+
+/// The answer to send back. One hop only: a receiver that is not the leader says so instead of
+/// forwarding again.
+fn answer(r: Result<ForwardResult, ProposeError>) -> ForwardResult {
+    match r {
         Ok(r) => r,
         Err(ProposeError::ForwardTo { .. } | ProposeError::NoLeader) => ForwardResult::NotLeader,
         Err(ProposeError::Refused(m)) => ForwardResult::Refused(m),
         Err(ProposeError::Fatal(m)) => ForwardResult::Failed(m),
-    };
-    span.in_scope(|| tracing::debug!(op = kind, answer = result.kind(), "forwarded request served"));
-    bincode_answer(&result)
+    }
 }

@@ -6,6 +6,7 @@
 //! (forward, no leader) never surface as 500s: they end as a result, `NoLeader` or
 //! `OutcomeUnknown`. This module must not touch HTTP routes other than `/internal/forward`.
 
+pub mod batch;
 pub mod bootstrap;
 pub mod drill;
 pub mod forward;
@@ -53,7 +54,8 @@ pub enum ClusterError {
 pub struct Cluster {
     pub raft: RaftHandle,
     pub store: Store,
-    peers: PeerClient,
+    /// Calls to the leader; forwarded writes batched per leader.
+    forwards: batch::ForwardBatches,
     clock: ClusterClock,
     /// Lease grants this node made while leader (monotonic).
     pub grants: LeaseGrants,
@@ -119,7 +121,7 @@ impl Cluster {
         Cluster {
             raft,
             store,
-            peers,
+            forwards: batch::ForwardBatches::new(peers),
             clock: ClusterClock::new(own_clock),
             grants: LeaseGrants::default(),
             reads: ReadBatches::default(),
@@ -152,7 +154,7 @@ impl Cluster {
                     // A leader cut off from the rest keeps an open connection silent until the
                     // timeout; once this node follows another leader, waiting on it is pointless.
                     let answer = tokio::select! {
-                        r = self.peers.call::<_, ForwardResult>(leader_id, &addr, forward::PATH, &op, left) => r,
+                        r = self.forwards.call(leader_id, &addr, &op, left) => r,
                         () = self.raft.leader_moved_from(leader_id) => {
                             if op.is_write() {
                                 return Err(ClusterError::OutcomeUnknown(format!(
@@ -245,6 +247,8 @@ impl Cluster {
                 self.raft.read_index().await?;
                 Ok(ForwardResult::Leases(self.grants.ages_ms()))
             }
+            // Only `/internal/forward` serves a batch, one op at a time.
+            ForwardOp::Batch(_) => Ok(ForwardResult::Failed("a batch is served by /internal/forward only".into())),
         }
     }
 

@@ -26,7 +26,7 @@ use crate::raft::{
 pub const CLUSTER_TOKEN_HEADER: &str = "x-raftcron-cluster-token";
 
 /// How a peer call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     /// Nothing was sent (connection refused, unresolvable): safe to retry elsewhere.
     #[error("peer {addr} unreachable: {reason}")]
