@@ -15,11 +15,13 @@
 //! model    -> crypto                              jobs, cron schedules, API keys, tenants: pure
 //! clock, ids, config, crypto, tls                  leaves (crypto: sealing; tls: rustls setup)
 //! metrics                                          leaf: the Prometheus registry; any layer records into it
+//! batching                                         leaf: the queue both write batchings drain
 //! ```
 //!
 //! The design notes live in `docs/design/`.
 
 pub mod api;
+pub mod batching;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -11,12 +11,13 @@
 //! routing (`Cluster::on_leader` does) and must not retry.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::batching::{answer_each, Pipeline};
 use crate::cluster::forward::{self, ForwardOp, ForwardResult};
 use crate::ids::NodeId;
 use crate::raft::network::{PeerClient, PeerError};
@@ -37,35 +38,27 @@ struct Waiting {
     tx: oneshot::Sender<Answer>,
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: VecDeque<Waiting>,
-    in_flight: usize,
-}
-
-impl Queue {
-    /// The next call's writes: the oldest one and the others queued for the same leader.
-    fn take(&mut self) -> Vec<Waiting> {
-        let Some(first) = self.waiting.pop_front() else { return Vec::new() };
-        let mut out = vec![first];
-        let mut rest = VecDeque::with_capacity(self.waiting.len());
-        while let Some(w) = self.waiting.pop_front() {
-            if out.len() < MAX_WRITES && w.leader == out[0].leader && w.addr == out[0].addr {
-                out.push(w);
-            } else {
-                rest.push_back(w);
-            }
+/// The next call's writes: the oldest one and the others queued for the same leader.
+fn take(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+    let Some(first) = waiting.pop_front() else { return Vec::new() };
+    let mut out = vec![first];
+    let mut rest = VecDeque::with_capacity(waiting.len());
+    while let Some(w) = waiting.pop_front() {
+        if out.len() < MAX_WRITES && w.leader == out[0].leader && w.addr == out[0].addr {
+            out.push(w);
+        } else {
+            rest.push_back(w);
         }
-        self.waiting = rest;
-        out
     }
+    *waiting = rest;
+    out
 }
 
 /// The batching front of forwarded writes. Cloning shares the queue.
 #[derive(Clone)]
 pub struct ForwardBatches {
     peers: PeerClient,
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<Pipeline<Waiting>>,
 }
 
 impl std::fmt::Debug for ForwardBatches {
@@ -76,7 +69,7 @@ impl std::fmt::Debug for ForwardBatches {
 
 impl ForwardBatches {
     pub fn new(peers: PeerClient) -> ForwardBatches {
-        ForwardBatches { peers, queue: Arc::default() }
+        ForwardBatches { peers, queue: Arc::new(Pipeline::new(MAX_IN_FLIGHT)) }
     }
 
     /// Sends `op` to `leader` within `timeout`: a write through the queue, anything else at once.
@@ -93,16 +86,7 @@ impl ForwardBatches {
             request_id: crate::request_id::current(),
             tx,
         };
-        let start = {
-            let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            q.waiting.push_back(waiting);
-            let start = q.in_flight < MAX_IN_FLIGHT;
-            if start {
-                q.in_flight += 1;
-            }
-            start
-        };
-        if start {
+        if self.queue.push(waiting) {
             tokio::spawn(self.clone().run());
         }
         rx.await.unwrap_or_else(|_| {
@@ -110,18 +94,9 @@ impl ForwardBatches {
         })
     }
 
-    /// Sends calls until nothing waits, then frees its place.
+    /// Sends calls until nothing waits.
     async fn run(self) {
-        loop {
-            let batch = {
-                let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let batch = q.take();
-                if batch.is_empty() {
-                    q.in_flight -= 1;
-                    return;
-                }
-                batch
-            };
+        while let Some(batch) = self.queue.next(take) {
             self.send(batch).await;
         }
     }
@@ -149,22 +124,13 @@ impl ForwardBatches {
         let answer =
             self.peers.call::<_, ForwardResult>(leader, &addr, forward::PATH, &ForwardOp::Batch(ops), left).await;
         match answer {
-            Ok(ForwardResult::Batch(results)) if results.len() == n => {
-                for (tx, r) in txs.into_iter().zip(results) {
-                    let _ = tx.send(Ok(r));
-                }
+            Ok(ForwardResult::Batch(results)) => {
+                let reason = format!("{} answers to {n} writes", results.len());
+                let answers = results.into_iter().map(Ok).collect();
+                answer_each(txs, Some(answers), || Err(PeerError::BadAnswer { addr, status: 200, reason }));
             }
-            Ok(other) => {
-                // One answer for all: "not the leader" and the like apply to every write.
-                for tx in txs {
-                    let _ = tx.send(Ok(other.clone()));
-                }
-            }
-            Err(e) => {
-                for tx in txs {
-                    let _ = tx.send(Err(e.clone()));
-                }
-            }
+            // One answer for all: "not the leader" and the like apply to every write.
+            other => answer_each(txs, None, || other),
         }
     }
 }
@@ -188,17 +154,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_takes_the_writes_for_the_first_ones_leader_oldest_first() {
-        let mut q = Queue::default();
+        let mut q = VecDeque::new();
         for leader in [1, 2, 1, 1, 2] {
-            q.waiting.push_back(waiting(leader));
+            q.push_back(waiting(leader));
         }
-        assert_eq!(q.take().iter().map(|w| w.leader).collect::<Vec<_>>(), vec![1, 1, 1]);
-        assert_eq!(q.take().iter().map(|w| w.leader).collect::<Vec<_>>(), vec![2, 2]);
-        assert!(q.take().is_empty());
+        assert_eq!(take(&mut q).iter().map(|w| w.leader).collect::<Vec<_>>(), vec![1, 1, 1]);
+        assert_eq!(take(&mut q).iter().map(|w| w.leader).collect::<Vec<_>>(), vec![2, 2]);
+        assert!(take(&mut q).is_empty());
         for _ in 0..MAX_WRITES + 1 {
-            q.waiting.push_back(waiting(3));
+            q.push_back(waiting(3));
         }
-        assert_eq!(q.take().len(), MAX_WRITES);
-        assert_eq!(q.take().len(), 1);
+        assert_eq!(take(&mut q).len(), MAX_WRITES);
+        assert_eq!(take(&mut q).len(), 1);
     }
 }

@@ -15,10 +15,11 @@
 //! after the previous one was answered) and must not answer a command before its entry is applied.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::batching::{answer_each, Pipeline};
 use crate::metrics::Metrics;
 use crate::raft::handle::{from_write_error, ProposeError};
 use crate::raft::Raft;
@@ -39,55 +40,38 @@ struct Waiting {
     tx: oneshot::Sender<Answer>,
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: VecDeque<Waiting>,
-    in_flight: usize,
-}
-
-impl Queue {
-    /// The next entry's commands, oldest first, within the limits.
-    fn take(&mut self) -> Vec<Waiting> {
-        let mut out: Vec<Waiting> = Vec::new();
-        let mut bytes = 0;
-        while let Some(next) = self.waiting.front() {
-            if out.len() >= MAX_COMMANDS || (!out.is_empty() && bytes + next.bytes > MAX_BYTES) {
-                break;
-            }
-            bytes += next.bytes;
-            out.extend(self.waiting.pop_front());
+/// The next entry's commands, oldest first, within the limits.
+fn take(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+    let mut out: Vec<Waiting> = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = waiting.front() {
+        if out.len() >= MAX_COMMANDS || (!out.is_empty() && bytes + next.bytes > MAX_BYTES) {
+            break;
         }
-        out
+        bytes += next.bytes;
+        out.extend(waiting.pop_front());
     }
+    out
 }
 
 /// The batching front of `Raft::client_write`. Cloning shares the queue.
 #[derive(Clone)]
 pub struct Proposals {
     raft: Raft,
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<Pipeline<Waiting>>,
     metrics: Metrics,
 }
 
 impl Proposals {
     pub fn new(raft: Raft, metrics: Metrics) -> Proposals {
-        Proposals { raft, queue: Arc::default(), metrics }
+        Proposals { raft, queue: Arc::new(Pipeline::new(MAX_IN_FLIGHT)), metrics }
     }
 
     /// Proposes `cmd` and waits for its own answer.
     pub async fn propose(&self, cmd: Command) -> Answer {
         let bytes = bincode::serialized_size(&cmd).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            q.waiting.push_back(Waiting { cmd, bytes, tx });
-            let start = q.in_flight < MAX_IN_FLIGHT;
-            if start {
-                q.in_flight += 1;
-            }
-            start
-        };
-        if start {
+        if self.queue.push(Waiting { cmd, bytes, tx }) {
             // A task of its own, so a caller that gives up (a client that hangs up) cannot
             // drop the other commands of its entry.
             tokio::spawn(self.clone().run());
@@ -95,18 +79,9 @@ impl Proposals {
         rx.await.unwrap_or_else(|_| Err(ProposeError::Fatal("the proposal was dropped".into())))
     }
 
-    /// Sends entries until nothing waits, then frees its place.
+    /// Sends entries until nothing waits.
     async fn run(self) {
-        loop {
-            let batch = {
-                let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let batch = q.take();
-                if batch.is_empty() {
-                    q.in_flight -= 1;
-                    return;
-                }
-                batch
-            };
+        while let Some(batch) = self.queue.next(take) {
             self.send(batch).await;
         }
     }
@@ -130,27 +105,16 @@ impl Proposals {
             self.metrics.raft.proposal_batch_size.observe(n as f64);
         }
         match result {
-            Ok(CommandResult::Batch(results)) if n > 1 && results.len() == n => {
-                for (tx, r) in txs.into_iter().zip(results) {
-                    let _ = tx.send(Ok(r));
-                }
+            Ok(CommandResult::Batch(results)) if n > 1 => {
+                let answers = results.into_iter().map(Ok).collect();
+                answer_each(txs, Some(answers), || Err(ProposeError::Fatal("a batch got too few answers".into())));
             }
-            Ok(r) if n == 1 => {
-                for tx in txs {
-                    let _ = tx.send(Ok(r.clone()));
-                }
-            }
+            Ok(r) if n == 1 => answer_each(txs, None, || Ok(r)),
             Ok(other) => {
                 tracing::error!(commands = n, answer = ?other, "a batch of proposals got an answer of another shape");
-                for tx in txs {
-                    let _ = tx.send(Err(ProposeError::Fatal("a batch got an answer of another shape".into())));
-                }
+                answer_each(txs, None, || Err(ProposeError::Fatal("a batch got an answer of another shape".into())));
             }
-            Err(e) => {
-                for tx in txs {
-                    let _ = tx.send(Err(e.clone()));
-                }
-            }
+            Err(e) => answer_each(txs, None, || Err(e)),
         }
     }
 }
@@ -166,23 +130,23 @@ mod tests {
 
     #[test]
     fn an_entry_takes_what_waits_within_the_limits_oldest_first() {
-        let mut q = Queue::default();
+        let mut q = VecDeque::new();
         for _ in 0..MAX_COMMANDS + 3 {
-            q.waiting.push_back(waiting(10));
+            q.push_back(waiting(10));
         }
-        assert_eq!(q.take().len(), MAX_COMMANDS);
-        assert_eq!(q.take().len(), 3);
-        assert!(q.take().is_empty());
+        assert_eq!(take(&mut q).len(), MAX_COMMANDS);
+        assert_eq!(take(&mut q).len(), 3);
+        assert!(take(&mut q).is_empty());
 
-        q.waiting.push_back(waiting(MAX_BYTES / 2));
-        q.waiting.push_back(waiting(MAX_BYTES / 2));
-        q.waiting.push_back(waiting(1));
-        assert_eq!(q.take().len(), 2, "up to the byte limit");
-        assert_eq!(q.take().len(), 1);
+        q.push_back(waiting(MAX_BYTES / 2));
+        q.push_back(waiting(MAX_BYTES / 2));
+        q.push_back(waiting(1));
+        assert_eq!(take(&mut q).len(), 2, "up to the byte limit");
+        assert_eq!(take(&mut q).len(), 1);
 
-        q.waiting.push_back(waiting(MAX_BYTES * 3));
-        q.waiting.push_back(waiting(1));
-        assert_eq!(q.take().len(), 1, "an oversized command goes alone");
-        assert_eq!(q.take().len(), 1);
+        q.push_back(waiting(MAX_BYTES * 3));
+        q.push_back(waiting(1));
+        assert_eq!(take(&mut q).len(), 1, "an oversized command goes alone");
+        assert_eq!(take(&mut q).len(), 1);
     }
 }
