@@ -44,13 +44,15 @@ pub async fn create(nodes: &Nodes, a: &CreateArgs, duration: Duration, rows: &mu
                 _ => (format!("spread c={c}"), None),
             };
             let cl = clients.clone();
+            let term = nodes.term().await;
             let cpu = CpuMeter::start(&nodes.pids);
             let out = load::run(&format!("create {name}"), c, duration, u64::MAX, move |w, n| {
                 let client = cl[idx.unwrap_or(w % cl.len())].clone();
                 async move { client.create_job(&idle_job(n)).await.map(|_| ()).map_err(|e| e.to_string()) }
             })
             .await;
-            rows.push(with_cpu(out.row("create", name), &cpu));
+            let row = with_cpu(out.row("create", name), &cpu);
+            rows.push(nodes.with_elections(row, term).await);
             crate::print_last(rows);
         }
     }
@@ -104,6 +106,7 @@ pub async fn reads(nodes: &Nodes, what: Read, a: &ReadArgs, duration: Duration, 
                 let on = target.map(|i| format!("node{}", i + 1)).unwrap_or_else(|| "cluster".into());
                 let name = format!("{} {on} c={c}", consistency.as_str());
                 let (cl, ids) = (clients.clone(), ids.clone());
+                let term = nodes.term().await;
                 let cpu = CpuMeter::start(&nodes.pids);
                 let seeded = ids.len() as u64;
                 let out = load::run(&format!("{scenario} {name}"), c, duration, u64::MAX, move |w, n| {
@@ -126,7 +129,8 @@ pub async fn reads(nodes: &Nodes, what: Read, a: &ReadArgs, duration: Duration, 
                     }
                 })
                 .await;
-                rows.push(with_cpu(out.row(scenario, name), &cpu).with("jobs", seeded));
+                let row = with_cpu(out.row(scenario, name), &cpu).with("jobs", seeded);
+                rows.push(nodes.with_elections(row, term).await);
                 crate::print_last(rows);
             }
         }

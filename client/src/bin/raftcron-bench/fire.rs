@@ -64,6 +64,7 @@ impl Case {
 /// Runs one case against the cluster; `cleanup` deletes its jobs afterwards.
 pub async fn cluster_case(nodes: &Nodes, sink: &Sink, case: Case, cleanup: bool) -> Result<Row> {
     sink.clear();
+    let term = nodes.term().await;
     let clients = nodes.clients()?;
     let created: Arc<Mutex<HashMap<String, Every>>> = Arc::default();
     let url = sink.url("fire");
@@ -107,6 +108,7 @@ pub async fn cluster_case(nodes: &Nodes, sink: &Sink, case: Case, cleanup: bool)
             row.extra.insert(format!("rss_mib_n{}", i + 1), (*r / 1024).into());
         }
     }
+    let row = nodes.with_elections(row, term).await;
     if cleanup {
         delete_all(nodes, expected.jobs.keys().cloned().collect()).await;
     }

@@ -8,6 +8,7 @@ use anyhow::{anyhow, Result};
 use raftcron_client::{Client, MemberRole};
 
 use crate::local::LocalCluster;
+use crate::report::Row;
 
 /// Bound of one request of the load (a write waits up to ~10 s for its commit on the node).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,5 +57,25 @@ impl Nodes {
             .iter()
             .position(|u| u.trim_end_matches('/').ends_with(&format!("//{}", leader.addr)))
             .ok_or_else(|| anyhow!("the leader's address {} is not among the URLs {:?}", leader.addr, self.urls))
+    }
+
+    /// The highest Raft term any node reports now (every election raises it).
+    pub async fn term(&self) -> Option<u64> {
+        let clients = self.clients().ok()?;
+        let mut highest = None;
+        for c in clients.iter() {
+            if let Ok(s) = c.cluster().await {
+                highest = highest.max(Some(s.term));
+            }
+        }
+        highest
+    }
+
+    /// `row` with `elections`: how many terms began since `before` (0: the leader held).
+    pub async fn with_elections(&self, row: Row, before: Option<u64>) -> Row {
+        match (before, self.term().await) {
+            (Some(b), Some(a)) => row.with("elections", a.saturating_sub(b)),
+            _ => row,
+        }
     }
 }
