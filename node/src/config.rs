@@ -119,7 +119,7 @@ pub struct ServeArgs {
     /// Raft heartbeat interval in milliseconds (default 50).
     #[arg(long, env = "RAFTCRON_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 250).
+    /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 150).
     #[arg(long, env = "RAFTCRON_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
     /// Log entries between snapshots (default 20000).
