@@ -122,7 +122,7 @@ pub struct ServeArgs {
     /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 150).
     #[arg(long, env = "RAFTCRON_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
-    /// Log entries between snapshots (default 20000).
+    /// Commands applied between snapshots (default 100000).
     #[arg(long, env = "RAFTCRON_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
     /// Shards of a new cluster; fixed once the cluster formed (default 256).

@@ -81,3 +81,32 @@ async fn a_new_member_catches_up_from_a_snapshot_after_the_log_was_purged() -> R
     .await?;
     c.stop()
 }
+
+#[tokio::test]
+async fn snapshots_follow_the_commands_applied_when_entries_hold_batches() -> Result<()> {
+    // 400 concurrent creates share few log entries; the snapshot comes after 200 commands, not
+    // after 200 entries.
+    let c = TestCluster::start_with(3, &["--snapshot-every", "200"]).await?;
+    let leader = c.leader().await?;
+    let api = c.client(leader);
+    let creates = (0..400).map(|i| {
+        let api = api.clone();
+        async move { api.create_job(&job(&format!("batched-{i}"))).await }
+    });
+    for r in futures::future::join_all(creates).await {
+        r?;
+    }
+    let status = api.cluster_status().await?;
+    let last = status["last_log_index"].as_u64().unwrap_or(u64::MAX);
+    ensure!(last < 200, "the 400 creates took {last} entries: too few shared one for this test");
+    let leader_dir = c.data_dir(leader).context("leader dir")?;
+    wait_until("the leader to write a snapshot file", WAIT, || {
+        let path = leader_dir.join("snapshots").join("current.snap");
+        async move {
+            ensure!(path.exists(), "no {}", path.display());
+            Ok(())
+        }
+    })
+    .await?;
+    c.stop()
+}

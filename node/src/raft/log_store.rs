@@ -134,11 +134,16 @@ impl LogStore {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+/// Most encoded bytes of entries in one AppendEntries (at least one entry goes, whatever its
+/// size). openraft 0.9 gives an AppendEntries one heartbeat interval to be answered; a follower
+/// catching up on entries that each hold a batch of commands must get them in pieces it can
+/// take in that time, or it never catches up and misses the heartbeats too.
+pub const MAX_APPEND_BYTES: usize = 256 * 1024;
+
+impl LogStore {
+    /// The entries with indexes in `range`, in order, stopping after `max_bytes` of encoded
+    /// entries (never before the first).
+    fn read_entries<RB: RangeBounds<u64>>(&self, range: RB, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
             Bound::Excluded(x) => x.saturating_add(1),
@@ -154,7 +159,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let rows = self
             .store
-            .scan(Table::Log, &[], &index_key(start), usize::try_from(limit).unwrap_or(usize::MAX))
+            .scan_until(Table::Log, &index_key(start), usize::try_from(limit).unwrap_or(usize::MAX), max_bytes)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, v) in rows {
@@ -166,6 +171,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             out.push(entry);
         }
         Ok(out)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(range, usize::MAX)
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(start..end, MAX_APPEND_BYTES)
     }
 }
 

@@ -64,7 +64,7 @@ pub use openraft::ChangeMembers;
 pub struct RaftTuning {
     pub heartbeat: Duration,
     pub election_timeout: Duration,
-    /// Build a snapshot after this many log entries since the last one.
+    /// Build a snapshot after this many commands (or log entries) since the last one.
     pub snapshot_every: u64,
     /// Entries kept behind a snapshot, so a briefly lagging follower needs no snapshot.
     pub keep_after_snapshot: u64,
@@ -80,7 +80,7 @@ impl Default for RaftTuning {
             // benchmark up to 256 writers or 5,000 fires a second on 2 cores, docs/benchmarks.md).
             heartbeat: Duration::from_millis(50),
             election_timeout: Duration::from_millis(150),
-            snapshot_every: 20_000,
+            snapshot_every: 100_000,
             keep_after_snapshot: 2_000,
         }
     }
@@ -105,8 +105,8 @@ pub async fn start(
         // Purge in batches no larger than what is kept, so short intervals purge too.
         purge_batch_size: tuning.keep_after_snapshot.clamp(1, 1024),
         snapshot_max_chunk_size: 1024 * 1024,
-        // An entry may hold a batch of up to `proposals::MAX_BYTES` of commands: 64 of them keep
-        // one AppendEntries well under the internal body limit.
+        // At most 64 entries, and at most `log_store::MAX_APPEND_BYTES` of them (an entry may
+        // hold a batch of commands), in one AppendEntries.
         max_payload_entries: 64,
         install_snapshot_timeout: 10_000,
         ..Default::default()
@@ -114,6 +114,23 @@ pub async fn start(
     let config = Arc::new(config.validate()?);
     let log_store = log_store::LogStore::new(store.clone());
     let sm = state_machine::StateMachine::open(store, metrics).await?;
+    let commands = sm.commands_since_snapshot();
     let raft = Raft::new(node_id, config, network, log_store, sm).await?;
+    tokio::spawn(snapshot_by_commands(raft.clone(), commands, tuning.snapshot_every));
     Ok(raft)
+}
+
+/// Asks for a snapshot once `every` commands were applied since the last one (openraft counts
+/// only entries, and an entry may hold a batch of commands). Ends when Raft stops.
+async fn snapshot_by_commands(raft: Raft, commands: Arc<std::sync::atomic::AtomicU64>, every: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if raft.metrics().borrow().running_state.is_err() {
+            return;
+        }
+        if commands.load(std::sync::atomic::Ordering::Relaxed) >= every && raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
 }

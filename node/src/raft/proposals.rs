@@ -29,8 +29,9 @@ use crate::state::{Command, CommandBody, CommandResult};
 pub const MAX_IN_FLIGHT: usize = 4;
 /// Most commands in one entry.
 pub const MAX_COMMANDS: usize = 256;
-/// Most encoded bytes of commands in one entry (a single larger command goes alone).
-pub const MAX_BYTES: usize = 512 * 1024;
+/// Most encoded bytes of commands in one entry (a single larger command goes alone): one
+/// entry fits in one AppendEntries (`log_store::MAX_APPEND_BYTES`).
+pub const MAX_BYTES: usize = 256 * 1024;
 
 type Answer = Result<CommandResult, ProposeError>;
 

@@ -10,6 +10,7 @@
 //! - Snapshot files live in `<data-dir>/snapshots`; `current.snap` is replaced by rename only.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -117,6 +118,8 @@ pub struct StateMachine {
     store: Store,
     dir: PathBuf,
     files: Arc<Mutex<()>>,
+    /// Commands applied since the last snapshot was built or installed (see `raft::start`).
+    commands: Arc<AtomicU64>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     metrics: Metrics,
@@ -128,6 +131,7 @@ pub struct SnapshotBuilder {
     store: Store,
     dir: PathBuf,
     files: Arc<Mutex<()>>,
+    commands: Arc<AtomicU64>,
     metrics: Metrics,
 }
 
@@ -140,6 +144,7 @@ impl StateMachine {
             store,
             dir,
             files: Arc::new(Mutex::new(())),
+            commands: Arc::default(),
             last_applied: None,
             membership: StoredMembership::default(),
             metrics,
@@ -163,6 +168,13 @@ impl StateMachine {
             .map_err(|e| sm_err(ErrorVerb::Read, e))?
             .unwrap_or_default();
         Ok(sm)
+    }
+
+    /// Commands applied since the last snapshot was built or installed: an entry may hold a
+    /// batch of many, so openraft's count of entries alone would let the log grow by up to
+    /// `proposals::MAX_COMMANDS` times more between snapshots.
+    pub fn commands_since_snapshot(&self) -> Arc<AtomicU64> {
+        self.commands.clone()
     }
 
     /// Loads a verified snapshot file at `path` (already in place as `current.snap`).
@@ -195,6 +207,8 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let _guard = self.files.lock().await;
+        // What is applied from now on counts towards the next one.
+        self.commands.store(0, Ordering::Relaxed);
         let store = self.store.clone();
         let dir = self.dir.clone();
         let started = std::time::Instant::now();
@@ -243,6 +257,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .into()
             };
             let mut batch = Batch::default();
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                let n = match &cmd.body {
+                    crate::state::CommandBody::Batch(cmds) => cmds.len() as u64,
+                    _ => 1,
+                };
+                self.commands.fetch_add(n, Ordering::Relaxed);
+            }
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
                 EntryPayload::Normal(cmd) => state::apply(&self.store, &cmd, &mut batch).map_err(|e| apply_err(&e))?,
@@ -268,6 +289,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             store: self.store.clone(),
             dir: self.dir.clone(),
             files: self.files.clone(),
+            commands: self.commands.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -317,6 +339,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         b.put_value(Table::RaftMeta, SM_INSTALLING.to_vec(), meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.store.write(b, true).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.load(&current, meta).await?;
+        self.commands.store(0, Ordering::Relaxed);
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         self.metrics.raft.snapshot(SnapshotKind::Installed);
         Ok(())

@@ -59,3 +59,45 @@ async fn the_state_machine_reopens_with_its_applied_state() {
     assert_eq!(reopened.applied_state().await.unwrap(), before);
     assert_eq!(before.0.map(|l| l.index), Some(5));
 }
+
+#[tokio::test]
+async fn an_append_entries_payload_is_bounded_in_bytes_not_only_in_entries() {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftLogReader};
+
+    use crate::raft::log_store::MAX_APPEND_BYTES;
+    use crate::state::{Command, CommandBody};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut log = LogStore::new(store.clone());
+    // Entries that each carry a batch of about 65 KiB of commands.
+    let batch = |i: u64| Command {
+        proposed_at_ms: i as i64,
+        body: CommandBody::Batch(
+            (0..5000).map(|_| Command { proposed_at_ms: 0, body: CommandBody::Noop, actor: None }).collect(),
+        ),
+        actor: None,
+    };
+    let entries: Vec<crate::raft::Entry> = (1..=20)
+        .map(|i| crate::raft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(batch(i)),
+        })
+        .collect();
+    let size = crate::store::encode(&entries[0]).unwrap().len();
+    assert!(size > 32 * 1024 && size < MAX_APPEND_BYTES, "an entry is {size} bytes");
+    // As `append` writes them (log keys are big-endian indexes).
+    let mut b = crate::store::Batch::default();
+    for e in &entries {
+        b.put_value(crate::store::Table::Log, e.log_id.index.to_be_bytes().to_vec(), e).unwrap();
+    }
+    store.write(b, true).unwrap();
+
+    let sent = log.limited_get_log_entries(1, 21).await.unwrap();
+    let per_payload = MAX_APPEND_BYTES.div_ceil(size);
+    assert_eq!(sent.len(), per_payload, "entries of {size} bytes up to {MAX_APPEND_BYTES} bytes");
+    assert_eq!(sent.first().map(|e| e.log_id.index), Some(1));
+    // Reads for other purposes are not cut short, and a payload is never empty.
+    assert_eq!(log.try_get_log_entries(1..21).await.unwrap().len(), 20);
+    assert_eq!(log.limited_get_log_entries(20, 21).await.unwrap().len(), 1);
+}

@@ -309,6 +309,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` pairs with keys `>= from`, in key order, stopping once their values add up
+    /// to `max_bytes` or more (the pair that crosses it included, so never empty while a pair
+    /// is there).
+    pub fn scan_until(&self, t: Table, from: &[u8], limit: usize, max_bytes: usize) -> Result<Vec<Pair>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(from, Direction::Forward)) {
+            if out.len() >= limit || bytes >= max_bytes {
+                break;
+            }
+            let (k, v) = item?;
+            bytes = bytes.saturating_add(v.len());
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The last pair of a table, if any.
     pub fn last(&self, t: Table) -> Result<Option<Pair>, StoreError> {
         match self.db.iterator_cf(self.cf(t)?, IteratorMode::End).next() {
