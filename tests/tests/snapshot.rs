@@ -20,14 +20,7 @@ async fn a_new_member_catches_up_from_a_snapshot_after_the_log_was_purged() -> R
     }
     // The leader built a snapshot and purged its log behind it.
     let leader_dir = c.data_dir(leader).context("leader dir")?;
-    wait_until("the leader to write a snapshot file", WAIT, || {
-        let path = leader_dir.join("snapshots").join("current.snap");
-        async move {
-            ensure!(path.exists(), "no {}", path.display());
-            Ok(())
-        }
-    })
-    .await?;
+    wait_for_snapshot_file(&leader_dir).await?;
 
     // The leader purges when replication no longer uses those entries: keep writing until it did.
     let mut extra = 0u32;
@@ -100,13 +93,18 @@ async fn snapshots_follow_the_commands_applied_when_entries_hold_batches() -> Re
     let last = status["last_log_index"].as_u64().unwrap_or(u64::MAX);
     ensure!(last < 200, "the 400 creates took {last} entries: too few shared one for this test");
     let leader_dir = c.data_dir(leader).context("leader dir")?;
+    wait_for_snapshot_file(&leader_dir).await?;
+    c.stop()
+}
+
+/// Waits until the node with data dir `dir` wrote a snapshot file.
+async fn wait_for_snapshot_file(dir: &std::path::Path) -> Result<()> {
     wait_until("the leader to write a snapshot file", WAIT, || {
-        let path = leader_dir.join("snapshots").join("current.snap");
+        let path = dir.join("snapshots").join("current.snap");
         async move {
             ensure!(path.exists(), "no {}", path.display());
             Ok(())
         }
     })
-    .await?;
-    c.stop()
+    .await
 }
