@@ -129,6 +129,15 @@ struct Ctx<'a> {
     metrics: &'a Metrics,
 }
 
+/// Runs `f` (synchronous work that may take long) so that the other tasks of this worker thread
+/// move to another one meanwhile; inline on a single-threaded runtime.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 async fn round(
     ctx: &Ctx<'_>,
     incarnation: Uuid,
@@ -139,11 +148,12 @@ async fn round(
     let me = ctx.cluster.node_id();
     // Taken before reading the state: a write after this is in the next round's take.
     let changes = ctx.cluster.store.take_changes();
-    let owners_changed = changes.all || changes.keys.iter().any(|(t, _)| *t == Table::Shards);
-    idle.forget(owners_changed, changes.keys.into_iter().map(|(_, k)| k));
+    idle.forget_written(changes.all, changes.keys);
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
-    let plan = {
+    // Reading the state is synchronous and, after a shard move with many jobs, takes seconds:
+    // the other tasks of this worker thread (Raft among them) must not wait for it.
+    let plan = off_the_runtime(|| {
         let Ok(mut let_go) = ctx.dropped.lock() else { return Err("the let-go slots are unreadable".into()) };
         round::plan_round(
             &ctx.cluster.store,
@@ -158,7 +168,7 @@ async fn round(
                 idle: Some(idle),
             },
         )
-    };
+    });
     let plan = plan?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);
     for p in plan.unknown {

@@ -60,8 +60,8 @@ pub struct RoundPlan {
 /// the ones whose instant came within the horizon without looking at the rest. Knowledge is
 /// valid only while neither the job, nor its firing state, nor the shard owners changed: the
 /// caller hands over the store's change feed (`Store::take_changes`) *before* each round, and a
-/// changed job is read again (busy) at the next round; new owners (or a new shard count)
-/// forget everything, so every shard is scanned in full again.
+/// changed job is read again (busy) at the next round; a shard whose owner or epoch changed is
+/// scanned in full again, and a new shard count forgets everything.
 #[derive(Debug, Default)]
 pub struct IdleJobs {
     /// Shards scanned in full since the last `forget(true, ..)`, and what is known of their jobs.
@@ -134,6 +134,26 @@ impl IdleJobs {
         } else {
             self.changed.extend(job_keys);
         }
+    }
+
+    /// Forgets what the writes since the last round may have changed: the shards whose owner
+    /// or epoch was written (scanned in full again), the jobs whose record or firing state was
+    /// written (read again), or everything when `all`.
+    pub fn forget_written(&mut self, all: bool, written: impl IntoIterator<Item = (Table, Vec<u8>)>) {
+        let mut jobs = Vec::new();
+        for (t, key) in written {
+            if t == Table::Shards {
+                match <[u8; 4]>::try_from(key.as_slice()) {
+                    Ok(b) => {
+                        self.shards.remove(&u32::from_be_bytes(b));
+                    }
+                    Err(_) => self.shards.clear(),
+                }
+            } else {
+                jobs.push(key);
+            }
+        }
+        self.forget(all, jobs);
     }
 
     /// Jobs known idle.
@@ -771,7 +791,12 @@ mod tests {
         assert_eq!(reads, 1);
         let (_, reads, _) = round(&s, &mut idle, T0 + 1900);
         assert_eq!(reads, 0);
-        // ...and new owners mean a full scan again.
+        // ...a shard whose owner or epoch was written is scanned again, and only that one...
+        let in_shard_2 = quiet.iter().chain([&new]).filter(|id| assignment::shard_of(**id, 4) == 2).count();
+        idle.forget_written(false, [(Table::Shards, 2u32.to_be_bytes().to_vec())]);
+        let (_, reads, scans) = round(&s, &mut idle, T0 + 1900);
+        assert_eq!((reads, scans), (in_shard_2, 1));
+        // ...and forgetting everything means a full scan again.
         idle.forget(true, []);
         let (_, reads, scans) = round(&s, &mut idle, T0 + 1900);
         assert_eq!((reads, scans), (41, 4));

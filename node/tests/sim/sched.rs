@@ -218,8 +218,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
         let s = &mut *guard;
         // As `scheduler::owner`: forget what changed before reading the state.
         let changed = std::mem::take(&mut disk.sm.changed);
-        let owners_changed = changed.iter().any(|(t, _)| *t == Table::Shards);
-        s.idle.forget(owners_changed, changed.into_iter().map(|(_, k)| k));
+        s.idle.forget_written(false, changed);
         let active = s.active.clone();
         let is_active = |id: &FireId| active.contains(id);
         let plan = round::plan_round(
