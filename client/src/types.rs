@@ -328,6 +328,10 @@ pub struct ShardInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShardList {
     pub shard_count: u32,
+    /// The firing lease the cluster was formed with (`--lease-ms`), in milliseconds; 0 before
+    /// the cluster formed.
+    #[serde(default)]
+    pub lease_ms: u64,
     pub shards: Vec<ShardInfo>,
     /// Shards per node id.
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u32>))]

@@ -131,6 +131,11 @@ pub struct ServeArgs {
     /// Runs kept per job in a new cluster; fixed once the cluster formed (default 100).
     #[arg(long, env = "RAFTCRON_RUN_HISTORY")]
     pub run_history: Option<u32>,
+    /// Firing lease of a new cluster in milliseconds; fixed once the cluster formed (default
+    /// 4000). A shard of a crashed node fires again about 1.25 leases after the crash is
+    /// noticed; a shorter lease asks for a steadier network and machine.
+    #[arg(long, env = "RAFTCRON_LEASE_MS")]
+    pub lease_ms: Option<u32>,
     /// A webhook URL that hears about failing and recovered jobs (repeatable; comma-separated in
     /// the environment).
     #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
@@ -215,6 +220,7 @@ pub struct Config {
     pub notify_webhooks: Vec<String>,
     pub shards: u32,
     pub run_history: u32,
+    pub lease_ms: u32,
     pub peer_overrides: BTreeMap<NodeId, String>,
     /// Seals and opens job secrets.
     pub keyring: std::sync::Arc<crate::crypto::Keyring>,
@@ -271,6 +277,7 @@ impl ServeArgs {
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
             shards: self.shards.or(file.shards),
             run_history: self.run_history.or(file.run_history),
+            lease_ms: self.lease_ms.or(file.lease_ms),
             notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
@@ -367,6 +374,15 @@ impl ServeArgs {
         if !(10..=10_000).contains(&run_history) {
             problems.push("--run-history: must be between 10 and 10000".to_string());
         }
+        use crate::state::firing::{DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS};
+        let lease_ms = args.lease_ms.unwrap_or(DEFAULT_LEASE_MS);
+        if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&lease_ms) {
+            problems.push(format!("--lease-ms: must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"));
+        } else if u128::from(lease_ms) < election.as_millis() * 2 {
+            // Each renewal is a quorum round: a lease shorter than two election timeouts would
+            // run out in every election.
+            problems.push("--lease-ms: must be at least twice --election-timeout-ms".to_string());
+        }
         for hook in &args.notify_webhook {
             match url::Url::parse(hook) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
@@ -417,6 +433,7 @@ impl ServeArgs {
             notify_webhooks: args.notify_webhook.clone(),
             shards,
             run_history,
+            lease_ms,
             peer_overrides,
             keyring: std::sync::Arc::new(keyring),
             tls,

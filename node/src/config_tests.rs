@@ -114,11 +114,16 @@ fn initial_cluster_parsing() {
 fn formation_settings_have_bounds() {
     let base = ["--node-id", "1", "--listen", "127.0.0.1:7001", "--data-dir", "/tmp/x", "--cluster-secret", SECRET];
     let mut args = base.to_vec();
-    args.extend(["--shards", "0", "--run-history", "5"]);
+    args.extend(["--shards", "0", "--run-history", "5", "--lease-ms", "100"]);
     let text = serve(&args).resolve(None).unwrap_err().to_string();
-    assert!(text.contains("--shards") && text.contains("--run-history"), "{text}");
+    assert!(text.contains("--shards") && text.contains("--run-history") && text.contains("--lease-ms"), "{text}");
     let mut args = base.to_vec();
-    args.extend(["--shards", "64", "--run-history", "500"]);
+    args.extend(["--lease-ms", "800", "--election-timeout-ms", "500"]);
+    let text = serve(&args).resolve(None).unwrap_err().to_string();
+    assert!(text.contains("--lease-ms: must be at least twice --election-timeout-ms"), "{text}");
+    let mut args = base.to_vec();
+    args.extend(["--shards", "64", "--run-history", "500", "--lease-ms", "1000"]);
     let cfg = serve(&args).resolve(None).unwrap();
-    assert_eq!((cfg.shards, cfg.run_history), (64, 500));
+    assert_eq!((cfg.shards, cfg.run_history, cfg.lease_ms), (64, 500, 1000));
+    assert_eq!(serve(&base).resolve(None).unwrap().lease_ms, 4000, "the default lease");
 }

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -122,15 +123,16 @@ pub async fn run(
     if let Err(e) = bootstrap::form(&cluster, &cfg.initial_cluster).await {
         tracing::error!(error = %e, "forming the cluster");
     }
-    let formation = bootstrap::Formation { shard_count: cfg.shards, runs_kept: cfg.run_history };
+    let formation =
+        bootstrap::Formation { shard_count: cfg.shards, runs_kept: cfg.run_history, lease_ms: cfg.lease_ms };
     let admin =
         tokio::spawn(bootstrap::ensure_admin_key(cluster.clone(), cfg.admin_key.clone(), formation, stop_rx.clone()));
     let executor = Executor::new(cfg.allow_private_targets, metrics.clone())
         .context("building the HTTP executor")?
         .with_keyring(cfg.keyring.clone());
     let notifier = Notifier::new(cfg.notify_webhooks.clone(), metrics.clone()).context("building the notifier")?;
-    let sched_cfg =
-        SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() };
+    let sched_cfg = SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() }
+        .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));

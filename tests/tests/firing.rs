@@ -177,10 +177,36 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_slot_fires_once_through_kill_restart_and_pause() -> Result<()> {
+    kill_restart_and_pause(None).await
+}
+
+/// The same with a cluster formed with `--lease-ms 2000` (half the default): the margins
+/// shrink with the lease, and the pause (7 s) outlasts it by more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_fires_once_through_kill_restart_and_pause_with_a_short_lease() -> Result<()> {
+    kill_restart_and_pause(Some(2000)).await
+}
+
+async fn kill_restart_and_pause(lease_ms: Option<i64>) -> Result<()> {
     let (sink, hits, sink_task) = start_sink().await?;
-    let mut cluster = TestCluster::start_with(3, &["--allow-private-targets"]).await?;
+    let lease_arg = lease_ms.map(|ms| ms.to_string());
+    let mut args = vec!["--allow-private-targets"];
+    if let Some(ms) = &lease_arg {
+        args.extend(["--lease-ms", ms]);
+    }
+    let mut cluster = TestCluster::start_with(3, &args).await?;
     let api = cluster.client(cluster.leader().await?);
     wait_for_spread(&api).await?;
+    if let Some(ms) = lease_ms {
+        // The leases the cluster grants are the formation's, not the default.
+        let shards = api.get("/api/v1/cluster/shards").await?.expect(200)?.json;
+        ensure!(shards["lease_ms"] == ms, "{shards}");
+        for sh in shards["shards"].as_array().context("shards")? {
+            let at = DateTime::parse_from_rfc3339(sh["lease_expires_at"].as_str().context("lease_expires_at")?)?;
+            let left = at.timestamp_millis() - now_ms();
+            ensure!(left <= ms + 250, "shard {} lease ends in {left} ms with a {ms} ms lease", sh["shard"]);
+        }
+    }
 
     let mut created: BTreeMap<String, i64> = BTreeMap::new();
     let mut at_most_once: Vec<String> = Vec::new();

@@ -122,7 +122,7 @@ async fn shards(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
     let a = crate::state::firing::assignment(&state.cluster.store)?;
     // Best effort: without a leader the assignment is still worth showing.
     let ages = state.cluster.lease_ages().await.unwrap_or_default();
-    let lease_ms = crate::scheduler::SchedulerConfig::default().lease.as_millis() as i64;
+    let lease_ms = crate::state::firing::lease(&state.cluster.store)?.map_or(0, |l| l.as_millis() as i64);
     let now = state.cluster.clock().now_ms();
     let expiry = |node: Option<u64>| {
         let age = *ages.get(&node?)? as i64;
@@ -135,5 +135,5 @@ async fn shards(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
         .map(|(i, o)| ShardInfo { shard: i as u32, node_id: o.node, epoch: o.epoch, lease_expires_at: expiry(o.node) })
         .collect();
     let per_node = a.counts().into_iter().map(|(n, c)| (n, c as u32)).collect();
-    Ok(Json(ShardList { shard_count: a.shard_count(), shards, per_node }))
+    Ok(Json(ShardList { shard_count: a.shard_count(), lease_ms: lease_ms as u64, shards, per_node }))
 }

@@ -86,7 +86,10 @@ pub async fn observe(State(metrics): State<Metrics>, req: Request, next: Next) -
         body = String, content_type = "text/plain"))
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let lease = crate::scheduler::SchedulerConfig::default().lease;
+    let lease = crate::state::firing::lease(&state.cluster.store)
+        .ok()
+        .flatten()
+        .unwrap_or(crate::scheduler::SchedulerConfig::default().lease);
     state.metrics.set_raft(&state.cluster.raft.view().gauges(lease));
     let store = state.cluster.store.clone();
     if let Ok(bytes) = tokio::task::spawn_blocking(move || store.disk_usage_bytes()).await {

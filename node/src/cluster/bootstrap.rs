@@ -38,6 +38,7 @@ pub async fn form(cluster: &Cluster, initial: &BTreeMap<NodeId, String>) -> Resu
 pub struct Formation {
     pub shard_count: u32,
     pub runs_kept: u32,
+    pub lease_ms: u32,
 }
 
 /// Runs until the cluster's formation settings and first admin key are in the replicated state
@@ -65,7 +66,11 @@ pub async fn ensure_admin_key(
         if !cluster.raft.is_leader() {
             continue;
         }
-        let init = CommandBody::InitShards { shard_count: formation.shard_count, runs_kept: formation.runs_kept };
+        let init = CommandBody::Form {
+            shard_count: formation.shard_count,
+            runs_kept: formation.runs_kept,
+            lease_ms: formation.lease_ms,
+        };
         if let Err(e) = cluster.write(init).await {
             tracing::warn!(error = %e, "fixing the shard count; will retry");
             continue;

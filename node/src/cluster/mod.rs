@@ -235,6 +235,10 @@ impl Cluster {
             }
             ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
             ForwardOp::LeaseGrant { node_id } => {
+                // Only under the lease fixed at formation, the one this leader waits out.
+                if crate::state::firing::lease(&self.store).ok().flatten().is_none() {
+                    return Ok(ForwardResult::Failed("the cluster has not fixed its lease yet".into()));
+                }
                 // Never between a move's judgement and its commit (see `LeaseGrants`).
                 let _moving = self.grants.exclusive().await;
                 // Leadership is confirmed with a quorum first; only then is the grant recorded.

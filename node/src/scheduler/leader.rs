@@ -1,4 +1,4 @@
-//! The leader's duties: fix the shard count, and move shards so that every shard has exactly
+//! The leader's duties: fix the formation settings (shard count, run history, lease), and move shards so that every shard has exactly
 //! one live owner, balanced, without ever letting two nodes fire for one shard.
 //!
 //! A node is live while its last grant is younger than `lease + safety_margin`. A shard leaves a
@@ -74,14 +74,17 @@ pub fn plan<T: Copy + Ord>(
 }
 
 pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(cfg.tick * 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term_since: Option<(u64, Instant)> = None;
     let mut quorum_lost_at: Option<Instant> = None;
     let mut revoked_at: HashMap<u32, Instant> = HashMap::new();
     loop {
+        // The lease as fixed at formation; before that, only the formation itself is due.
+        let formed = cfg.as_formed(&cluster.store);
+        // Often enough that a shard moves soon after its owner's lease ran out: a fifth of a
+        // lease, and at least every other owner tick.
+        let every = formed.as_ref().map_or(cfg.tick, |c| (c.lease / 5).min(cfg.tick * 2));
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
         let view = cluster.raft.view();
@@ -100,18 +103,31 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
                 now
             }
         };
+        let Some(timing) = formed else {
+            if let Err(e) = form(&cluster, &cfg).await {
+                tracing::warn!(error = %e, "fixing the formation settings failed");
+            }
+            continue;
+        };
         // While this leader reaches no majority it grants nothing, so the missing grants of
         // that spell say nothing about the nodes: it starts judging them afresh after it, as
         // after an election (otherwise, healed, it would take every node it could not hear for
         // dead and move all their shards at once, re-sending what they could not record).
-        if !has_quorum_contact(&view.members, cfg.lease / 4) {
+        if !has_quorum_contact(&view.members, timing.lease / 4) {
             quorum_lost_at = Some(Instant::now());
         }
         let since = quorum_lost_at.map_or(term_start, |t| t.max(term_start));
-        if let Err(e) = step(&cluster, &cfg, since, &mut revoked_at, &view).await {
+        if let Err(e) = step(&cluster, &timing, since, &mut revoked_at, &view).await {
             tracing::warn!(error = %e, "shard assignment round failed");
         }
     }
+}
+
+/// Fixes the formation settings (shard count, run history, lease) if no node did yet.
+async fn form(cluster: &Cluster, cfg: &SchedulerConfig) -> Result<(), String> {
+    let lease_ms = u32::try_from(cfg.lease.as_millis()).unwrap_or(u32::MAX);
+    let body = CommandBody::Form { shard_count: cfg.shard_count, runs_kept: cfg.runs_kept, lease_ms };
+    cluster.write(body).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Whether this leader heard from a majority of the voters (itself included) within `within`.
@@ -129,15 +145,6 @@ async fn step(
     revoked_at: &mut HashMap<u32, Instant>,
     view: &crate::raft::handle::RaftView,
 ) -> Result<(), String> {
-    if crate::store::Store::get(&cluster.store, crate::store::Table::SmMeta, crate::state::keys::SHARD_COUNT)
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        cluster
-            .write(CommandBody::InitShards { shard_count: cfg.shard_count, runs_kept: cfg.runs_kept })
-            .await
-            .map_err(|e| e.to_string())?;
-    }
     // No grant between reading the grants and the moves' commit (see `LeaseGrants`).
     let moving = cluster.grants.exclusive().await;
     let current = firing::assignment(&cluster.store).map_err(|e| e.to_string())?;

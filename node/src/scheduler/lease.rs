@@ -3,7 +3,7 @@
 //! [`ClusterClock`] that the scheduler fires by.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::clock::ClusterClock;
 use crate::cluster::{Cluster, MAX_CLOCK_SKEW_MS};
@@ -36,14 +36,22 @@ pub async fn run(
     metrics: crate::metrics::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(cfg.lease / 4);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut skewed = false;
+    let mut first = true;
     loop {
+        // At once, then every quarter of the cluster's lease as fixed at formation (a tenth
+        // of a second until the cluster formed, when there is no lease to ask for yet).
+        let formed = cfg.as_formed(&cluster.store);
+        let every = match (&formed, std::mem::take(&mut first)) {
+            (_, true) => Duration::ZERO,
+            (Some(c), false) => c.lease / 4,
+            (None, false) => Duration::from_millis(100),
+        };
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
+        let Some(cfg) = formed else { continue };
         // Noted before asking: the leader records its grant after this instant, so this node's
         // lease ends before the leader's wait for it does.
         let asked = Instant::now();

@@ -17,13 +17,18 @@ pub mod round;
 use std::time::Duration;
 
 /// Timing of the firing protocol.
+///
+/// The lease is a cluster-wide setting fixed at formation (`--lease-ms`, stored in the
+/// replicated state): the leader's wait before moving a shard must cover every node's lease.
+/// A running node therefore takes its lease from the state ([`SchedulerConfig::with_lease`]);
+/// `lease` here is only what a new cluster is formed with.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// How long a grant lets a node fire.
     pub lease: Duration,
-    /// What a node takes off its lease for clock-rate differences.
+    /// What a node takes off its lease for clock-rate differences (a tenth of the lease).
     pub drift_margin: Duration,
-    /// What the leader adds to a lease before moving a shard away.
+    /// What the leader adds to a lease before moving a shard away (a quarter of the lease).
     pub safety_margin: Duration,
     /// How far ahead of their time slots are claimed.
     pub claim_ahead: Duration,
@@ -38,13 +43,32 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> SchedulerConfig {
         SchedulerConfig {
-            lease: Duration::from_secs(4),
-            drift_margin: Duration::from_millis(400),
-            safety_margin: Duration::from_secs(1),
+            lease: Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS)),
+            drift_margin: Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS) / 10),
+            safety_margin: Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS) / 4),
             claim_ahead: Duration::from_millis(2000),
             tick: Duration::from_millis(200),
             shard_count: crate::state::firing::DEFAULT_SHARDS,
             runs_kept: crate::model::run::RUNS_KEPT,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// These timings for a cluster whose lease is `lease`: the margins scale with it.
+    pub fn with_lease(&self, lease: Duration) -> SchedulerConfig {
+        SchedulerConfig { lease, drift_margin: lease / 10, safety_margin: lease / 4, ..self.clone() }
+    }
+
+    /// These timings with the lease the replicated state fixed; `None` until the cluster formed.
+    pub fn as_formed(&self, store: &crate::store::Store) -> Option<SchedulerConfig> {
+        match crate::state::firing::lease(store) {
+            Ok(Some(lease)) => Some(self.with_lease(lease)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the firing lease");
+                None
+            }
         }
     }
 }

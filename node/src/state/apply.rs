@@ -127,7 +127,10 @@ fn apply_body(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result
             Ok(CommandResult::AdminKeyBootstrapped { created: true })
         }
         CommandBody::InitShards { shard_count, runs_kept } => {
-            firing::apply_init_shards(view, batch, *shard_count, *runs_kept)
+            firing::apply_init_shards(view, batch, *shard_count, *runs_kept, None)
+        }
+        CommandBody::Form { shard_count, runs_kept, lease_ms } => {
+            firing::apply_init_shards(view, batch, *shard_count, *runs_kept, Some(*lease_ms))
         }
         CommandBody::AssignShards { moves } => firing::apply_assign(view, batch, moves),
         CommandBody::Claim { node, incarnation, items } => {

@@ -49,7 +49,9 @@ pub enum CommandBody {
         name: String,
         kind: KeyKind,
     },
-    /// Fixes the shard count and the run history kept per job, once, at formation.
+    /// Fixes the shard count and the run history kept per job, once, at formation. Written by
+    /// clusters formed before the firing lease became a formation setting (they keep the
+    /// default lease); new clusters write [`CommandBody::Form`].
     InitShards {
         shard_count: u32,
         runs_kept: u32,
@@ -125,6 +127,14 @@ pub enum CommandBody {
     /// effects of those before it, and the entry takes effect all or nothing. Each answers for
     /// itself (a rejected one does not stop the rest). See `raft::proposals`.
     Batch(Vec<Command>),
+    /// Fixes the formation settings once: the shard count, the run history kept per job, and
+    /// the firing lease in milliseconds (docs/design/firing.md, Leases). All three at once, so
+    /// that no lease is ever granted under another length than the one the leader waits out.
+    Form {
+        shard_count: u32,
+        runs_kept: u32,
+        lease_ms: u32,
+    },
 }
 
 /// Why a well-formed command changed nothing.

@@ -29,6 +29,12 @@ use crate::store::{Batch, Table};
 pub const MAX_CLAIM_AHEAD_MS: i64 = 5_000;
 /// The shard count used when none was set at formation.
 pub const DEFAULT_SHARDS: u32 = 256;
+/// The firing lease of a cluster formed without `--lease-ms`, and of clusters formed before it
+/// was a setting.
+pub const DEFAULT_LEASE_MS: u32 = 4_000;
+/// The shortest and longest firing lease a cluster may be formed with.
+pub const MIN_LEASE_MS: u32 = 500;
+pub const MAX_LEASE_MS: u32 = 60_000;
 
 /// What a claim item asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +122,7 @@ pub fn apply_init_shards(
     batch: &mut Batch,
     count: u32,
     runs_kept: u32,
+    lease_ms: Option<u32>,
 ) -> Result<CommandResult, StateError> {
     let current: Option<u32> = get_value(view, Table::SmMeta, keys::SHARD_COUNT)?;
     match current {
@@ -135,9 +142,22 @@ pub fn apply_init_shards(
             }
             batch.put_value(Table::SmMeta, keys::SHARD_COUNT.to_vec(), &count)?;
             batch.put_value(Table::SmMeta, keys::RUNS_KEPT.to_vec(), &runs_kept.clamp(1, 10_000))?;
+            if let Some(ms) = lease_ms {
+                batch.put_value(Table::SmMeta, keys::LEASE_MS.to_vec(), &ms.clamp(MIN_LEASE_MS, MAX_LEASE_MS))?;
+            }
             Ok(CommandResult::ShardCount(count))
         }
     }
+}
+
+/// The firing lease: fixed at formation ([`DEFAULT_LEASE_MS`] in clusters formed before it was
+/// a setting). `None` until the cluster formed: no lease may be granted before it is known.
+pub fn lease(view: &impl StateRead) -> Result<Option<std::time::Duration>, StateError> {
+    if get_value::<u32>(view, Table::SmMeta, keys::SHARD_COUNT)?.is_none() {
+        return Ok(None);
+    }
+    let ms: u32 = get_value(view, Table::SmMeta, keys::LEASE_MS)?.unwrap_or(DEFAULT_LEASE_MS);
+    Ok(Some(std::time::Duration::from_millis(u64::from(ms))))
 }
 
 /// Runs kept per job: fixed at formation, [`RUNS_KEPT`] by default.

@@ -287,3 +287,32 @@ fn a_job_created_before_the_shard_count_was_fixed_is_indexed_under_its_real_shar
     }
     assert_eq!(s.scan_prefix(Table::ShardJobs, &[], usize::MAX).unwrap().len(), jobs.len(), "no stale entries");
 }
+
+#[test]
+fn the_lease_is_fixed_once_at_formation_and_older_clusters_keep_the_default() {
+    use std::time::Duration;
+
+    use crate::state::firing::{lease, DEFAULT_LEASE_MS};
+    let mut s = MemState::default();
+    assert_eq!(lease(&s).unwrap(), None, "no lease before formation: nothing may be granted");
+    let form = |lease_ms| CommandBody::Form { shard_count: 4, runs_kept: RUNS_KEPT, lease_ms };
+    assert_eq!(s.apply(&at(T0, form(1_000))), CommandResult::ShardCount(4));
+    assert_eq!(lease(&s).unwrap(), Some(Duration::from_secs(1)));
+    // A second formation (another node's, or a restart's) changes nothing.
+    assert_eq!(s.apply(&at(T0, form(9_000))), CommandResult::ShardCount(4));
+    assert_eq!(
+        s.apply(&at(T0, CommandBody::InitShards { shard_count: 8, runs_kept: RUNS_KEPT })),
+        CommandResult::ShardCount(4)
+    );
+    assert_eq!(lease(&s).unwrap(), Some(Duration::from_secs(1)));
+
+    // A cluster formed before the lease was a setting keeps the lease its nodes were built with.
+    let mut old = MemState::default();
+    old.apply(&at(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT }));
+    assert_eq!(lease(&old).unwrap(), Some(Duration::from_millis(u64::from(DEFAULT_LEASE_MS))));
+
+    // Out-of-range values are clamped by the state machine, whatever a client sent.
+    let mut tiny = MemState::default();
+    tiny.apply(&at(T0, form(1)));
+    assert_eq!(lease(&tiny).unwrap(), Some(Duration::from_millis(500)));
+}

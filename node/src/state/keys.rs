@@ -50,6 +50,10 @@ pub fn run(job_key: &[u8], scheduled_at_ms: i64, fire_id: &crate::model::slot::F
 /// Runs kept per job, chosen at formation, in the meta table.
 pub const RUNS_KEPT: &[u8] = b"runs_kept";
 
+/// The firing lease in milliseconds, chosen at formation, in the meta table (absent in clusters
+/// formed before it was a setting: they use the default).
+pub const LEASE_MS: &[u8] = b"lease_ms";
+
 /// `h hash`: a key's record, found by the SHA-256 of the key.
 pub fn key_by_hash(hash: &KeyHash) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);

@@ -52,7 +52,10 @@ async fn simulate(seed: u64, steps: u64, forward_moves: bool) -> Outcome {
     let mut setup = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
     let node_count: u64 = if setup.chance(0.5) { 3 } else { 5 };
     let ids: Vec<NodeId> = (1..=node_count).collect();
-    let cfg = SchedulerConfig { shard_count: 8, runs_kept: 20, ..SchedulerConfig::default() };
+    // A third of the seeds form the cluster with a 1 s lease (`--lease-ms 1000`): the margins
+    // scale with it. Chosen by the seed alone, so the seeds of earlier findings keep theirs.
+    let base = SchedulerConfig { shard_count: 8, runs_kept: 20, ..SchedulerConfig::default() };
+    let cfg = if seed.is_multiple_of(3) && !forward_moves { base.with_lease(Duration::from_secs(1)) } else { base };
     let world = Arc::new(World::new(seed, ids.clone(), cfg, forward_moves));
     for &id in &ids {
         // Rates differ by less than drift_margin / lease (10%): each is within 4.5% of true.

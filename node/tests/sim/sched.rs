@@ -157,7 +157,8 @@ async fn leader_step(
     let cfg = &world.cfg;
     let initialized = h.disk.lock().unwrap().sm.get(Table::SmMeta, keys::SHARD_COUNT).ok().flatten().is_some();
     if !initialized {
-        let body = CommandBody::InitShards { shard_count: cfg.shard_count, runs_kept: cfg.runs_kept };
+        let lease_ms = cfg.lease.as_millis() as u32;
+        let body = CommandBody::Form { shard_count: cfg.shard_count, runs_kept: cfg.runs_kept, lease_ms };
         if on_leader(world, h, Fwd::Write(Box::new(body))).await.is_none() {
             return;
         }

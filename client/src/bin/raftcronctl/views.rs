@@ -245,7 +245,7 @@ pub fn shards_per_node(s: &ShardList) -> String {
     if unowned > 0 {
         rows.push(vec!["none".into(), unowned.to_string()]);
     }
-    format!("{}\n\n{} shards", table(&["NODE", "SHARDS"], rows), s.shard_count)
+    format!("{}\n\n{} shards, {} ms lease", table(&["NODE", "SHARDS"], rows), s.shard_count, s.lease_ms)
 }
 
 pub fn shards(s: &ShardList) -> String {
@@ -332,13 +332,14 @@ mod tests {
         );
         let s = ShardList {
             shard_count: 2,
+            lease_ms: 4000,
             shards: vec![
                 ShardInfo { shard: 0, node_id: Some(2), epoch: 3, lease_expires_at: None },
                 ShardInfo { shard: 1, node_id: None, epoch: 0, lease_expires_at: None },
             ],
             per_node: BTreeMap::from([(2, 1)]),
         };
-        assert_eq!(shards_per_node(&s), "NODE  SHARDS\n2     1\nnone  1\n\n2 shards");
+        assert_eq!(shards_per_node(&s), "NODE  SHARDS\n2     1\nnone  1\n\n2 shards, 4000 ms lease");
         assert_eq!(shards(&s), "SHARD  NODE  EPOCH\n0      2     3\n1      -     0");
     }
 
