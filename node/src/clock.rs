@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -181,6 +181,21 @@ impl ClusterClock {
 }
 
 impl ClusterClock {
+    /// How long until the cluster's time is surely at or past `at_ms`: until the earliest it
+    /// can be (the reading minus its uncertainty) reaches it. Zero once it has. A slot waits
+    /// for this, so that no node fires it before its instant, even on an uncertain reading.
+    pub fn until(&self, at_ms: i64) -> Duration {
+        let now = Instant::now();
+        let reading = *self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        let earliest = reading.map_or(self.own.now_ms() as f64, |r| r.estimate(now) - r.err_at(now));
+        let ms = at_ms as f64 - earliest;
+        if ms > 0.0 {
+            Duration::from_secs_f64(ms / 1000.0)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// The timeline at the monotonic instant `t`; `None` before this node heard a leader or led.
     pub fn reading_at(&self, t: Instant) -> Option<i64> {
         let reading = *self.reading.lock().unwrap_or_else(PoisonError::into_inner);
@@ -217,6 +232,21 @@ mod tests {
 
     fn ms(d: u64) -> Duration {
         Duration::from_millis(d)
+    }
+
+    #[test]
+    fn a_slot_waits_out_the_uncertainty_of_the_reading() {
+        let own = ManualClock::new(T0);
+        let clock = ClusterClock::new(Arc::new(own.clone()));
+        assert_eq!(clock.until(T0 - 5), Duration::ZERO, "no reading: the own clock, past");
+        // A grant whose round trip took 40 ms: the leader read T0 somewhere within it.
+        let asked = Instant::now() - ms(40);
+        clock.observe(T0, asked, asked + ms(40));
+        // The reading says about T0 + 20 now, give or take 20.5 ms: a slot at T0 + 20 is not
+        // surely due yet.
+        let wait = clock.until(T0 + 20);
+        assert!(wait >= ms(19) && wait <= ms(22), "{wait:?}");
+        assert_eq!(clock.until(T0 - 10), Duration::ZERO);
     }
 
     #[test]

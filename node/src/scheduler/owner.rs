@@ -262,9 +262,14 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let results = ctx.results.clone();
     let metrics = ctx.metrics.clone();
     tokio::spawn(async move {
-        let wait = p.at_ms - clock.now_ms();
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        // Until the cluster's time is surely at the slot; again if a new reading moved it
+        // (bounded: each wait is at most the slot's distance, and readings settle).
+        for _ in 0..8 {
+            let wait = clock.until(p.at_ms);
+            if wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
         }
         // The fencing check, immediately before sending.
         // One shard's owner, not the whole assignment: this runs for every slot.

@@ -2,6 +2,9 @@
 //! jobs firing at the sink, kill -9 the leader and time (a) the first write acknowledged among
 //! those sent after the kill and (b) the first fire received for a job whose shard the dead
 //! leader owned. The node is restarted and the cluster rebalanced before the next round.
+//! Afterwards every slot of the fire jobs over all the rounds is accounted for: each must have
+//! arrived, once, except that a slot the dead leader was sending when it died may arrive again
+//! with the same `Idempotency-Key` (the crash window of docs/design/firing.md).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,7 @@ use crate::nodes::Nodes;
 use crate::progress::note;
 use crate::report::Row;
 use crate::sink::{now_us, Sink};
+use crate::slots::{tally, Every, Expected, Record};
 use crate::{load, CREATE_CONCURRENCY};
 
 /// Longest wait for the first write and fire after a kill.
@@ -79,6 +83,8 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
 
     let (mut write_s, mut fire_s) = (Vec::new(), Vec::new());
     let (mut write_h, mut fire_h) = (Latency::new(), Latency::new());
+    let mut kills: Vec<Kill> = Vec::new();
+    let from_s = now_us().div_euclid(1_000_000) + 2;
     for round in 1..=a.rounds {
         let leader = c.wait_ready(FORM_TIMEOUT).await?;
         wait_balanced(&nodes, c.running().len()).await;
@@ -105,6 +111,7 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        kills.push(Kill { at_us: kill_us, jobs: dead.clone() });
         let w = first_ack.map(|f| f.duration_since(t0));
         let f = first_fire_us.map(|us| Duration::from_micros((us - kill_us).max(0) as u64));
         note(&format!(
@@ -129,6 +136,33 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
     for w in writers {
         let _ = w.await;
     }
+    // Late slots of the last round arrive within a lease or two; wait for them, then judge every
+    // slot from the first round to a few seconds ago.
+    let to_s = now_us().div_euclid(1_000_000) - 1;
+    c.wait_ready(FORM_TIMEOUT).await?;
+    tokio::time::sleep(SETTLE).await;
+    let expected = Expected {
+        jobs: jobs.iter().map(|j| (j.to_string(), Every { period: 1, offset: 0 })).collect(),
+        from_s,
+        to_s,
+    };
+    let records = sink.records();
+    let (t, _) = tally(&expected, &records);
+    let crash_window = crash_window_resends(&records, &kills, from_s, to_s);
+    note(&format!(
+        "  slots over the {} kills: {} expected, {} misses, {} duplicates ({} of them crash-window re-sends)",
+        a.rounds, t.expected, t.misses, t.duplicates, crash_window
+    ));
+    let mut row = Row::new("failover", "slots through the kills");
+    row.ops = t.expected;
+    rows.push(
+        row.with("misses", t.misses)
+            .with("duplicates", t.duplicates)
+            .with("crash_window_resends", crash_window)
+            .with("other_duplicates", t.duplicates.saturating_sub(crash_window))
+            .with("early", t.early)
+            .with("max_early_ms", t.max_early_us as f64 / 1000.0),
+    );
     let rounds = u64::from(a.rounds);
     for (case, samples, h) in
         [("first write", &write_s, &write_h), ("first fire of dead leader's shard", &fire_s, &fire_h)]
@@ -144,6 +178,36 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
         crate::print_last(rows);
     }
     Ok(())
+}
+
+/// How long after the last round late slots may still arrive.
+const SETTLE: Duration = Duration::from_secs(8);
+
+/// One leader kill: when, and the jobs whose shards the dead leader owned.
+struct Kill {
+    at_us: i64,
+    jobs: HashSet<String>,
+}
+
+/// Repeated receipts (same `Idempotency-Key`) of slots that a killed leader owned and that were
+/// due in the 1.5 s before its kill: it may have sent them without recording the result, so
+/// the next owner sends them again (at-least-once delivery). Any other repeat is a duplicate.
+fn crash_window_resends(records: &[Record], kills: &[Kill], from_s: i64, to_s: i64) -> u64 {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut n = 0;
+    for r in records {
+        let second = r.scheduled_us.div_euclid(1_000_000);
+        if second < from_s || second >= to_s || seen.insert(r.key.as_str()) {
+            continue;
+        }
+        let in_window = |k: &Kill| {
+            k.jobs.contains(&r.job) && r.scheduled_us <= k.at_us && r.scheduled_us > k.at_us - 1_500_000
+        };
+        if kills.iter().any(in_window) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Every-second jobs firing at the sink; returns their ids.
@@ -203,6 +267,27 @@ async fn wait_balanced(nodes: &Nodes, running: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_dead_leaders_slots_just_before_its_kill_count_as_crash_window_resends() {
+        let rec = |key: &str, job: &str, s: i64| Record {
+            key: key.into(),
+            job: job.into(),
+            scheduled_us: s * 1_000_000,
+            received_us: s * 1_000_000 + 5_000,
+        };
+        let kill = Kill { at_us: 100 * 1_000_000 + 300_000, jobs: HashSet::from(["a".to_string()]) };
+        let records = [
+            rec("a-100", "a", 100),
+            rec("a-100", "a", 100), // re-sent by the next owner: the crash window
+            rec("b-100", "b", 100),
+            rec("b-100", "b", 100), // not the dead leader's job: a duplicate
+            rec("a-98", "a", 98),
+            rec("a-98", "a", 98), // too long before the kill: a duplicate
+            rec("a-101", "a", 101),
+        ];
+        assert_eq!(crash_window_resends(&records, &[kill], 90, 110), 1);
+    }
 
     #[test]
     fn shard_is_stable_and_in_range() {
