@@ -260,8 +260,9 @@ async fn failover(cli: &Cli, a: &FailoverArgs, rows: &mut Vec<Row>) -> Result<()
 
 async fn scale(cli: &Cli, jobs: u64, concurrency: usize, rows: &mut Vec<Row>) -> Result<()> {
     let bin = local_only(cli, "scale")?;
+    let sink = sink::Sink::start().await?;
     let mut c = LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args).await?;
-    let r = scale::run(&mut c, jobs, concurrency, rows).await;
+    let r = scale::run(&mut c, &sink, jobs, concurrency, rows).await;
     c.stop(cli.target.keep);
     r
 }

@@ -1,10 +1,13 @@
 //! The scale scenario (local clusters only): load N idle jobs, then measure the load rate, RSS
 //! and data directory of every node, the size of a snapshot, how long a restarted follower
-//! takes to be ready, and how long a new, empty member takes to catch up.
+//! takes to be ready, how long the whole cluster takes to write and fire again after every
+//! node was stopped and started, and how long a new, empty member takes to catch up.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use raftcron_client::CreateJob;
 
 use crate::api::idle_job;
 use crate::load;
@@ -13,13 +16,17 @@ use crate::nodes::Nodes;
 use crate::procfs::{dir_size, rss_kib};
 use crate::progress::note;
 use crate::report::Row;
+use crate::sink::{now_us, Sink};
 
 /// Longest wait for a restarted node to be ready, or a new one to catch up.
 const READY_LIMIT: Duration = Duration::from_secs(600);
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-pub async fn run(c: &mut LocalCluster, jobs: u64, concurrency: usize, rows: &mut Vec<Row>) -> Result<()> {
+/// Every-second jobs that show when a restarted cluster fires again.
+const RESTART_FIRE_JOBS: u64 = 16;
+
+pub async fn run(c: &mut LocalCluster, sink: &Sink, jobs: u64, concurrency: usize, rows: &mut Vec<Row>) -> Result<()> {
     let nodes = Nodes::of_local(c);
     let clients = nodes.clients()?;
     let out =
@@ -68,6 +75,8 @@ pub async fn run(c: &mut LocalCluster, jobs: u64, concurrency: usize, rows: &mut
         ));
     }
 
+    whole_cluster_restart(c, &nodes, sink, &mut row).await?;
+
     // A new member: empty data dir, added through the API; time until it applied the log.
     let new_id = ids.iter().max().copied().unwrap_or(0) + 1;
     let addr = c.spawn_idle(new_id)?;
@@ -103,6 +112,85 @@ pub async fn run(c: &mut LocalCluster, jobs: u64, concurrency: usize, rows: &mut
     }
     rows.push(row);
     crate::print_last(rows);
+    Ok(())
+}
+
+/// Stops every node (SIGTERM), starts them all again, and times from the start: the first
+/// acknowledged write, the first fire of an every-second job, and every node ready.
+async fn whole_cluster_restart(c: &mut LocalCluster, nodes: &Nodes, sink: &Sink, row: &mut Row) -> Result<()> {
+    let client = nodes.any()?;
+    let mut jobs = HashSet::new();
+    for n in 0..RESTART_FIRE_JOBS {
+        let job = CreateJob {
+            name: format!("bench-scale-restart-{n}"),
+            url: sink.url("restart"),
+            method: "POST".into(),
+            cron_expression: "* * * * * *".into(),
+            timeout_seconds: Some(5),
+            max_retries: Some(0),
+            ..CreateJob::default()
+        };
+        jobs.insert(client.create_job(&job).await?.id.to_string());
+    }
+    let since = now_us();
+    for _ in 0..3000 {
+        if sink.first_after(since, |j| jobs.contains(j)).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ids = c.running();
+    for id in &ids {
+        c.terminate(*id)?;
+    }
+    let (t0, t0_us) = (Instant::now(), now_us());
+    for id in &ids {
+        c.spawn(*id)?;
+    }
+    let clients = nodes.clients()?;
+    let (mut write, mut fire, mut ready) = (None, None, None);
+    for n in 0..(READY_LIMIT.as_millis() / 10) as u64 {
+        if write.is_none() {
+            let client = &clients[n as usize % clients.len()];
+            let r = tokio::time::timeout(Duration::from_secs(1), client.create_job(&idle_job(n))).await;
+            if matches!(r, Ok(Ok(_))) {
+                write = Some(t0.elapsed());
+            }
+        }
+        if fire.is_none() {
+            fire = sink.first_after(t0_us, |j| jobs.contains(j)).map(|us| Duration::from_micros((us - t0_us) as u64));
+        }
+        if ready.is_none() {
+            let mut all = true;
+            for id in &ids {
+                let up = match c.client(*id) {
+                    Ok(cl) => cl.readyz(&c.url(*id)).await.is_ok_and(|h| h.status == "ready"),
+                    Err(_) => false,
+                };
+                all &= up;
+            }
+            if all {
+                ready = Some(t0.elapsed());
+            }
+        }
+        if write.is_some() && fire.is_some() && ready.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = |d: Option<Duration>| d.map_or("none".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+    note(&format!(
+        "  whole cluster restarted: first write after {}, first fire after {}, every node ready after {}",
+        secs(write),
+        secs(fire),
+        secs(ready)
+    ));
+    for (key, d) in [("cluster_restart_write_s", write), ("cluster_restart_fire_s", fire), ("cluster_restart_ready_s", ready)]
+    {
+        if let Some(d) = d {
+            row.extra.insert(key.into(), d.as_secs_f64().into());
+        }
+    }
     Ok(())
 }
 
