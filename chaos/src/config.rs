@@ -173,6 +173,8 @@ pub enum ConfigError {
     Duration { min: u64, got: u64 },
     #[error("the workload profile is empty: at least one firing job is needed")]
     NoJobs,
+    #[error("--lease-ms ({lease_ms}) must be at least twice --election-timeout-ms ({election_ms})")]
+    Lease { lease_ms: i64, election_ms: u64 },
 }
 
 /// How much load the workload puts on the cluster.
@@ -207,14 +209,27 @@ impl Default for Profile {
 pub struct Timing {
     pub election_timeout_ms: u64,
     pub heartbeat_ms: u64,
-    /// The node's shard lease (fixed in the node: 4 s).
+    /// The cluster's firing lease (`--lease-ms` at formation; 4 s by default).
     pub lease_ms: i64,
-    /// The leader's safety margin before moving a shard (fixed in the node: 1 s).
+    /// The leader's safety margin before moving a shard (a quarter of the lease in the node).
     pub lease_margin_ms: i64,
     /// How far ahead slots are claimed (fixed in the node: 2 s).
     pub claim_ahead_ms: i64,
     /// Log entries between snapshots: small, so the log is purged and a re-added node needs one.
     pub snapshot_every: u64,
+}
+
+impl Timing {
+    /// The default timings with another lease and election timeout (heartbeat a fifth of it).
+    pub fn with(lease_ms: i64, election_timeout_ms: u64) -> Timing {
+        Timing {
+            election_timeout_ms,
+            heartbeat_ms: (election_timeout_ms / 5).max(1),
+            lease_ms,
+            lease_margin_ms: lease_ms / 4,
+            ..Timing::default()
+        }
+    }
 }
 
 impl Default for Timing {
@@ -292,6 +307,9 @@ impl Config {
         if self.profile.every_second_jobs + self.profile.periodic_jobs == 0 {
             return Err(ConfigError::NoJobs);
         }
+        if self.timing.lease_ms < 2 * self.timing.election_timeout_ms as i64 {
+            return Err(ConfigError::Lease { lease_ms: self.timing.lease_ms, election_ms: self.timing.election_timeout_ms });
+        }
         let min = if self.faults.is_empty() { 10 } else { 30 };
         if self.duration.as_secs() < min {
             return Err(ConfigError::Duration { min, got: self.duration.as_secs() });
@@ -334,6 +352,13 @@ impl Config {
         }
         if self.network.is_netns() {
             cmd.push_str(" --netns");
+        }
+        let t = Timing::default();
+        if self.timing.lease_ms != t.lease_ms {
+            cmd.push_str(&format!(" --lease-ms {}", self.timing.lease_ms));
+        }
+        if self.timing.election_timeout_ms != t.election_timeout_ms {
+            cmd.push_str(&format!(" --election-timeout-ms {}", self.timing.election_timeout_ms));
         }
         cmd
     }

@@ -58,6 +58,13 @@ struct Args {
     /// docs/design/firing.md names; a strict run without it fails on them.
     #[arg(long)]
     excuse_partition_resends: bool,
+    /// Form the cluster with this firing lease (`raftcron serve --lease-ms`); at least twice
+    /// the election timeout.
+    #[arg(long, default_value_t = Timing::default().lease_ms)]
+    lease_ms: i64,
+    /// The nodes' minimum election timeout; their heartbeat is a fifth of it.
+    #[arg(long, default_value_t = Timing::default().election_timeout_ms)]
+    election_timeout_ms: u64,
     /// Keep the node data dirs after the run.
     #[arg(long)]
     keep_data: bool,
@@ -114,7 +121,7 @@ fn config(a: Args) -> Result<Config, String> {
             writers_per_node: a.writers_per_node,
             ..Profile::default()
         },
-        timing: Timing::default(),
+        timing: Timing::with(a.lease_ms, a.election_timeout_ms),
         progress: !a.quiet,
         network,
     };

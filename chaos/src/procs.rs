@@ -124,6 +124,8 @@ impl Processes {
             timing.snapshot_every.to_string(),
             "--run-history".into(),
             run_history.to_string(),
+            "--lease-ms".into(),
+            timing.lease_ms.to_string(),
         ];
         if features.clock_drills {
             common_args.push("--clock-drills".into());

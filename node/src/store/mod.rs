@@ -163,6 +163,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The WAL kept before the tables holding its oldest writes are flushed.
+const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+
 impl Store {
     /// Opens (or creates) the store under `dir/db`, checking the data directory format.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -175,6 +178,9 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        // Bound the WAL a restart replays: a table written rarely would otherwise keep every WAL
+        // file since its last flush alive (350 MB at 1,000,000 jobs, 7 s to open).
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
         Ok(Store { db: Arc::new(db), dir: dir.to_path_buf(), watch: Arc::default() })
@@ -287,6 +293,17 @@ impl Store {
             }
             None => Changes { all: true, ..Changes::default() },
         }
+    }
+
+    /// Writes every table's memtable to disk, so that the next open replays no WAL. Called at a
+    /// clean shutdown; durability never depends on it. Blocking.
+    pub fn flush_memtables(&self) -> Result<(), StoreError> {
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(true);
+        for t in Table::ALL {
+            self.db.flush_cf_opt(self.cf(t)?, &fo)?;
+        }
+        Ok(())
     }
 
     /// Makes every earlier write durable.
@@ -549,5 +566,29 @@ mod tests {
         assert_eq!(got.iter().map(|(_, v)| v[0]).collect::<Vec<_>>(), vec![5, 6, 7]);
         store.clear(Table::Jobs).unwrap();
         assert!(store.scan(Table::Jobs, b"", b"", 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn after_a_memtable_flush_a_reopen_replays_no_wal_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = Batch::default();
+        for i in 0u8..100 {
+            b.put(Table::Jobs, vec![b'j', i], vec![i; 1000]);
+            b.put(Table::Log, vec![b'l', i], vec![i; 100]);
+        }
+        store.write(b, false).unwrap();
+        store.flush_memtables().unwrap();
+        drop(store);
+        let wal_bytes: u64 = std::fs::read_dir(dir.path().join("db"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum();
+        assert!(wal_bytes < 1000, "the writes are in tables, not only in the WAL: {wal_bytes} bytes of WAL");
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.scan(Table::Jobs, b"j", b"", 1000).unwrap().len(), 100);
+        assert_eq!(store.scan(Table::Log, b"l", b"", 1000).unwrap().len(), 100);
     }
 }
