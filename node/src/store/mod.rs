@@ -165,6 +165,8 @@ impl std::fmt::Debug for Store {
 
 /// The WAL kept before the tables holding its oldest writes are flushed.
 const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+/// The block cache shared by every table (RocksDB's default is 8 MiB per table).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     /// Opens (or creates) the store under `dir/db`, checking the data directory format.
@@ -181,7 +183,19 @@ impl Store {
         // Bound the WAL a restart replays: a table written rarely would otherwise keep every WAL
         // file since its last flush alive (350 MB at 1,000,000 jobs, 7 s to open).
         opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
-        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        // One block cache for every table, and a Bloom filter per table file: the owner's first
+        // round after a start reads each job of its shards by key (a third of 1,000,000 jobs),
+        // and a job that never fired has no firing state, a lookup that without a filter
+        // searches every level.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        let cfs = Table::ALL.iter().map(|t| {
+            let mut cf = Options::default();
+            cf.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(t.name(), cf)
+        });
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
         Ok(Store { db: Arc::new(db), dir: dir.to_path_buf(), watch: Arc::default() })
     }
