@@ -1,5 +1,6 @@
-//! The leader's duties: fix the formation settings (shard count, run history, lease), and move shards so that every shard has exactly
-//! one live owner, balanced, without ever letting two nodes fire for one shard.
+//! The leader's duties: fix the formation settings (shard count, run history, lease), and move
+//! shards so that every shard has exactly one live owner, balanced, without ever letting two
+//! nodes fire for one shard.
 //!
 //! A node is live while its last grant is younger than `lease + safety_margin`. A shard leaves a
 //! node only when that node can no longer hold a valid lease: from a dead node once its last
