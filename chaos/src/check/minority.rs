@@ -64,6 +64,10 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
         let Some(fs) = e.final_state else { continue };
         let Some(per_job) = fs.runs.values().next() else { continue };
         let earliest = cut_ms + e.config.timing.claim_ahead_ms + 1000 + SLACK_MS;
+        if earliest > heal_ms {
+            // Healed before any slot it could not have claimed came due: nothing to judge.
+            continue;
+        }
         for (job, slots) in scheduled_runs(per_job) {
             for (at, runs) in slots.range(earliest..=heal_ms) {
                 for run in runs {

@@ -115,20 +115,55 @@ impl CheckResult {
     }
 }
 
-/// Runs every checker.
+/// One checker: what the evidence shows about one property.
+type Checker = fn(&Evidence<'_>) -> CheckResult;
+
+/// Runs every checker. A checker that panics fails as itself, with the panic as its violation,
+/// and the others still judge the run: a bug in one check must not lose a soak's report.
 pub fn run_all(e: &Evidence<'_>) -> Vec<CheckResult> {
-    vec![
-        lost_writes::check(e),
-        claims::check(e),
-        duplicates::check(e),
-        missed::check(e),
-        early::check(e),
-        minority::check(e),
-        lateness::check(e),
-        revocation::check(e),
-        canary::check(e),
-        crashes::check(e),
-    ]
+    let checks: [(&'static str, Checker); 10] = [
+        ("no lost write", lost_writes::check),
+        ("one claim per slot", claims::check),
+        ("no duplicate delivery", duplicates::check),
+        ("no silent miss", missed::check),
+        ("no early fire", early::check),
+        ("minority is inert", minority::check),
+        ("lateness and recovery", lateness::check),
+        ("revocation bound", revocation::check),
+        ("no plaintext secret at rest", canary::check),
+        ("no crash", crashes::check),
+    ];
+    checks.iter().map(|(name, check)| guarded(name, || check(e))).collect()
+}
+
+/// `check()`, or a failed result named `name` that carries its panic.
+fn guarded(name: &'static str, check: impl FnOnce() -> CheckResult) -> CheckResult {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let mut r = CheckResult::new(name);
+        r.violation(format!("the checker panicked (a bug in the suite, not a verdict on the run): {msg}"));
+        r.summary = "the checker panicked".into();
+        r
+    })
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::{guarded, CheckResult, Status};
+
+    #[test]
+    fn a_panicking_checker_fails_as_itself_and_says_why() {
+        let r = guarded("minority is inert", || panic!("range start is greater than range end"));
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.name, "minority is inert");
+        assert!(r.violations[0].contains("range start is greater than range end"), "{:?}", r.violations);
+        let ok = guarded("fine", || CheckResult::new("fine"));
+        assert_eq!(ok.status, Status::Pass);
+    }
 }
 
 /// The shard of a job, as the node computes it: the first 8 bytes of SHA-256 of the uuid bytes.
