@@ -308,7 +308,10 @@ impl Config {
             return Err(ConfigError::NoJobs);
         }
         if self.timing.lease_ms < 2 * self.timing.election_timeout_ms as i64 {
-            return Err(ConfigError::Lease { lease_ms: self.timing.lease_ms, election_ms: self.timing.election_timeout_ms });
+            return Err(ConfigError::Lease {
+                lease_ms: self.timing.lease_ms,
+                election_ms: self.timing.election_timeout_ms,
+            });
         }
         let min = if self.faults.is_empty() { 10 } else { 30 };
         if self.duration.as_secs() < min {

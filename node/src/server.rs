@@ -132,8 +132,9 @@ pub async fn run(
         .context("building the HTTP executor")?
         .with_keyring(cfg.keyring.clone());
     let notifier = Notifier::new(cfg.notify_webhooks.clone(), metrics.clone()).context("building the notifier")?;
-    let sched_cfg = SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() }
-        .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
+    let sched_cfg =
+        SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() }
+            .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));

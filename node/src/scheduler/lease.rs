@@ -55,7 +55,13 @@ pub async fn run(
         // Noted before asking: the leader records its grant after this instant, so this node's
         // lease ends before the leader's wait for it does.
         let asked = Instant::now();
-        match cluster.lease_grant().await {
+        // A grant that takes longer than half a lease (a forward to a leader that is losing or
+        // regaining its term can hang for seconds) is asked again rather than waited for: a
+        // live node must not miss every renewal behind one stuck request and be taken for dead.
+        let answer = tokio::time::timeout(cfg.lease / 2, cluster.lease_grant()).await;
+        match answer
+            .unwrap_or_else(|_| Err(crate::cluster::ClusterError::Failed("no grant within half a lease".into())))
+        {
             Ok(leader_ms) => {
                 // The leader read the cluster's time somewhere between asking and now.
                 clock.observe(leader_ms, asked, Instant::now());

@@ -141,11 +141,8 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
     let to_s = now_us().div_euclid(1_000_000) - 1;
     c.wait_ready(FORM_TIMEOUT).await?;
     tokio::time::sleep(SETTLE).await;
-    let expected = Expected {
-        jobs: jobs.iter().map(|j| (j.to_string(), Every { period: 1, offset: 0 })).collect(),
-        from_s,
-        to_s,
-    };
+    let expected =
+        Expected { jobs: jobs.iter().map(|j| (j.to_string(), Every { period: 1, offset: 0 })).collect(), from_s, to_s };
     let records = sink.records();
     let (t, _) = tally(&expected, &records);
     let crash_window = crash_window_resends(&records, &kills, from_s, to_s);
@@ -200,9 +197,8 @@ fn crash_window_resends(records: &[Record], kills: &[Kill], from_s: i64, to_s: i
         if second < from_s || second >= to_s || seen.insert(r.key.as_str()) {
             continue;
         }
-        let in_window = |k: &Kill| {
-            k.jobs.contains(&r.job) && r.scheduled_us <= k.at_us && r.scheduled_us > k.at_us - 1_500_000
-        };
+        let in_window =
+            |k: &Kill| k.jobs.contains(&r.job) && r.scheduled_us <= k.at_us && r.scheduled_us > k.at_us - 1_500_000;
         if kills.iter().any(in_window) {
             n += 1;
         }

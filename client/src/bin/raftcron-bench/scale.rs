@@ -185,7 +185,8 @@ async fn whole_cluster_restart(c: &mut LocalCluster, nodes: &Nodes, sink: &Sink,
         secs(fire),
         secs(ready)
     ));
-    for (key, d) in [("cluster_restart_write_s", write), ("cluster_restart_fire_s", fire), ("cluster_restart_ready_s", ready)]
+    for (key, d) in
+        [("cluster_restart_write_s", write), ("cluster_restart_fire_s", fire), ("cluster_restart_ready_s", ready)]
     {
         if let Some(d) = d {
             row.extra.insert(key.into(), d.as_secs_f64().into());
