@@ -42,10 +42,11 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> SchedulerConfig {
+        let lease = Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS));
         SchedulerConfig {
-            lease: Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS)),
-            drift_margin: Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS) / 10),
-            safety_margin: Duration::from_millis(u64::from(crate::state::firing::DEFAULT_LEASE_MS) / 4),
+            lease,
+            drift_margin: lease / 10,
+            safety_margin: lease / 4,
             claim_ahead: Duration::from_millis(2000),
             tick: Duration::from_millis(200),
             shard_count: crate::state::firing::DEFAULT_SHARDS,

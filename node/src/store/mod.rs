@@ -328,29 +328,37 @@ impl Store {
 
     /// Up to `limit` pairs with keys `>= from` that start with `prefix`, in key order.
     pub fn scan(&self, t: Table, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Pair>, StoreError> {
-        let start = if from < prefix { prefix } else { from };
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward)) {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.scan_bounded(t, prefix, from, limit, usize::MAX)
     }
 
     /// Up to `limit` pairs with keys `>= from`, in key order, stopping once their values add up
     /// to `max_bytes` or more (the pair that crosses it included, so never empty while a pair
     /// is there).
     pub fn scan_until(&self, t: Table, from: &[u8], limit: usize, max_bytes: usize) -> Result<Vec<Pair>, StoreError> {
+        self.scan_bounded(t, &[], from, limit, max_bytes)
+    }
+
+    /// Pairs with keys `>= from` that start with `prefix`, in key order, until `limit` pairs or
+    /// `max_bytes` of values (the pair that crosses it included).
+    fn scan_bounded(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let start = if from < prefix { prefix } else { from };
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(from, Direction::Forward)) {
+        for item in self.db.iterator_cf(self.cf(t)?, IteratorMode::From(start, Direction::Forward)) {
             if out.len() >= limit || bytes >= max_bytes {
                 break;
             }
             let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
             bytes = bytes.saturating_add(v.len());
             out.push((k.to_vec(), v.to_vec()));
         }
