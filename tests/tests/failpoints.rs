@@ -69,9 +69,9 @@ async fn owner_of(api: &Api, job: &str) -> Result<u64> {
     .await
 }
 
-/// Arms `point` on the node that fires the job and restarts it (fast enough to keep its shards),
-/// waits for the failpoint to stop it, restarts it unarmed, and returns the sink's hits and the
-/// crash instant.
+/// Arms `point` on the node that fires the job and restarts it cleanly (fast enough to keep its
+/// shards), waits for the failpoint to stop it, restarts it unarmed, and returns the sink's hits
+/// and the crash instant.
 async fn crash_owner_at(point: &str, delivery: &str) -> Result<(Vec<(String, i64)>, i64, i64, Vec<Value>)> {
     let (sink, hits, sink_task) = start_sink().await?;
     let mut c = TestCluster::start_with(3, &["--allow-private-targets"]).await?;
@@ -88,7 +88,10 @@ async fn crash_owner_at(point: &str, delivery: &str) -> Result<(Vec<(String, i64
             + 1000;
     let owner = owner_of(&api, &id).await?;
     c.node_env.insert(owner, vec![("FAILPOINTS".into(), format!("{point}=1*return"))]);
-    c.kill(owner)?;
+    // Stopped cleanly, so that no slot of its own is left in a crash window: the one crash the
+    // test judges is the failpoint's (a kill here could leave a sent slot without its result,
+    // and the armed process would then crash on re-sending that very slot).
+    c.terminate(owner).await?;
     c.restart(owner)?;
     let code = c.wait_exit(owner, Duration::from_secs(60)).await?;
     let crashed_at = now_ms();
