@@ -150,6 +150,9 @@ impl Cluster {
                     }
                 }
                 Err(ProposeError::ForwardTo { leader_id, addr }) => {
+                    // The term under which this node believes `leader_id` leads: a "not the
+                    // leader" answer is stale once a later term has a leader, even the same node.
+                    let (_, term) = self.raft.leader_and_term();
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     // A leader cut off from the rest keeps an open connection silent until the
                     // timeout; once this node follows another leader, waiting on it is pointless.
@@ -169,7 +172,7 @@ impl Cluster {
                         Ok(ForwardResult::NotLeader) => {
                             hops += 1;
                             tracing::debug!(leader_id, "forward target is no longer the leader");
-                            self.wait_for_other_leader(leader_id).await;
+                            self.wait_for_new_leader(leader_id, term).await;
                         }
                         Ok(ForwardResult::Refused(m)) => return Err(ClusterError::Refused(m)),
                         Ok(ForwardResult::Failed(m)) => return Err(ClusterError::Failed(m)),
@@ -177,7 +180,7 @@ impl Cluster {
                         Err(PeerError::Unreachable { .. }) => {
                             // Nothing was sent. The leader we know is probably gone: wait for
                             // the election (bounded by LEADER_WAIT) and route again.
-                            if !self.wait_for_other_leader(leader_id).await {
+                            if !self.wait_for_new_leader(leader_id, term).await {
                                 return Err(ClusterError::NoLeader);
                             }
                         }
@@ -197,16 +200,12 @@ impl Cluster {
         Err(last)
     }
 
-    /// Waits (up to `LEADER_WAIT`) until this node knows a leader other than `old`.
-    async fn wait_for_other_leader(&self, old: NodeId) -> bool {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        while tokio::time::Instant::now() < deadline {
-            match self.raft.view().leader_id {
-                Some(l) if l != old => return true,
-                _ => tokio::time::sleep(Duration::from_millis(25)).await,
-            }
-        }
-        false
+    /// Waits (up to `LEADER_WAIT`) until this node follows a leader other than `old` at `term`:
+    /// another node, or `old` re-elected in a later term. Waiting only for another node would
+    /// hold every write for the whole wait when a returning follower's campaign costs the
+    /// leader its term and the leader wins it back (the owners' results among them).
+    async fn wait_for_new_leader(&self, old: NodeId, term: u64) -> bool {
+        self.raft.wait_for_new_leader(old, term, LEADER_WAIT).await
     }
 
     /// Runs `op` here if this node leads. Used by both local callers and `/internal/forward`.

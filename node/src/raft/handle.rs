@@ -59,6 +59,12 @@ pub struct RaftView {
     pub members: Vec<MemberView>,
 }
 
+/// Whether `leader` at `term` is a different leadership from `old` at `old_term`: another node,
+/// or the same node elected again in a later term.
+pub fn is_new_leader(leader: Option<NodeId>, term: u64, old: NodeId, old_term: u64) -> bool {
+    leader.is_some_and(|l| l != old || term > old_term)
+}
+
 impl RaftView {
     /// The Raft gauges of `/metrics`. On the leader, a voter is reachable when it answered
     /// within `lease` (the leader counts itself); lag is what each peer misses of the leader's log.
@@ -176,6 +182,35 @@ impl RaftHandle {
             if rx.changed().await.is_err() {
                 // The Raft task ended: no leader will be seen again.
                 std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The leader this node follows (if it knows one) and this node's term, as of now. Cheap:
+    /// no copy of the membership.
+    pub fn leader_and_term(&self) -> (Option<NodeId>, u64) {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        (m.current_leader, m.current_term)
+    }
+
+    /// Waits until this node follows a leader that is not `old` as of `term`: another node, or
+    /// `old` itself elected again in a later term (a leader that lost its term to a campaigning
+    /// follower and won it back answers again). Up to `timeout`; false on timeout.
+    pub async fn wait_for_new_leader(&self, old: NodeId, term: u64, timeout: Duration) -> bool {
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (leader, now_term) = {
+                let m = rx.borrow();
+                (m.current_leader, m.current_term)
+            };
+            if is_new_leader(leader, now_term, old, term) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return false,
             }
         }
     }
@@ -320,5 +355,20 @@ impl RaftHandle {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_new_leader;
+
+    #[test]
+    fn a_leader_reelected_in_a_later_term_counts_as_new() {
+        // Forwarded to node 3 at term 116, which answered "not the leader".
+        assert!(!is_new_leader(None, 117, 3, 116), "no leader known yet");
+        assert!(!is_new_leader(Some(3), 116, 3, 116), "the same leadership that said no");
+        assert!(is_new_leader(Some(3), 118, 3, 116), "node 3 lost its term and won it back");
+        assert!(is_new_leader(Some(1), 116, 3, 116), "another node leads");
+        assert!(is_new_leader(Some(1), 118, 3, 116));
     }
 }

@@ -470,7 +470,19 @@ pub fn apply_results(
     for (key, outs) in group_by_job(outcomes, |o| (&o.tenant, o.job)) {
         let Some(mut fs) = get_value::<FireState>(view, Table::FireState, &key)? else { continue };
         let job: Option<JobRecord> = get_value(view, Table::Jobs, &key)?;
+        let mut seen = std::collections::HashSet::new();
         for (_, o) in outs {
+            // One run per slot, counted once. A second result for a slot no longer in flight
+            // that already has a run (its next owner re-sent it, or a write whose outcome was
+            // unknown went again) is the same run: the first result stands, and the failure
+            // streak, the history's size and the alerts do not count it again.
+            let held = fs.in_flight.iter().any(|f| f.fire_id == o.run.fire_id);
+            let recorded_before = || -> Result<bool, StateError> {
+                Ok(view.get(Table::Runs, &keys::run(&key, o.run.scheduled_at_ms, &o.run.fire_id))?.is_some())
+            };
+            if !seen.insert(o.run.fire_id) || (!held && recorded_before()?) {
+                continue;
+            }
             fs.in_flight.retain(|f| f.fire_id != o.run.fire_id);
             let before = fs.consecutive_failures;
             match o.run.status {

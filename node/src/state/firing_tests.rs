@@ -216,6 +216,43 @@ fn a_trigger_is_in_flight_released_off_the_whole_second_and_distinct() {
 }
 
 #[test]
+fn a_slots_second_result_is_the_same_run_counted_once() {
+    use crate::state::firing::AlertKind;
+    let mut w = World::new();
+    let patch = crate::model::job::JobPatch {
+        notify_on_failure: Some(true),
+        notify_after_failures: Some(1),
+        ..Default::default()
+    };
+    w.s.apply(&at(T0 + 1, CommandBody::UpdateJob { id: w.job, tenant: w.tenant.clone(), patch }));
+    let t = T0 + 1000;
+    assert_eq!(w.claim(t - 500, 1, Uuid::new_v4(), 1, t, ClaimKind::Slot), ClaimVerdict::Accepted);
+    let record = |w: &mut World, now: i64, outcomes: Vec<RunOutcome>| match w
+        .s
+        .apply(&at(now, CommandBody::RecordRuns { outcomes }))
+    {
+        CommandResult::Recorded { runs, alerts } => (runs, alerts.into_iter().map(|a| a.kind).collect::<Vec<_>>()),
+        other => panic!("{other:?}"),
+    };
+    let first = outcome(&w, t, RunStatus::Failed);
+    // Twice in one command (a write retried into the same batch): once.
+    let (runs, alerts) = record(&mut w, t + 100, vec![first.clone(), first.clone()]);
+    assert_eq!(runs, 1);
+    assert!(matches!(alerts.as_slice(), [AlertKind::Failing { consecutive: 1, .. }]), "{alerts:?}");
+    // Again later, from the owner that re-sent it: nothing changes.
+    let mut again = outcome(&w, t, RunStatus::Succeeded);
+    again.run.node = Some(2);
+    let (runs, alerts) = record(&mut w, t + 900, vec![again]);
+    assert_eq!((runs, alerts.len()), (0, 0));
+    let fs = w.fire_state();
+    assert_eq!((fs.runs_kept, fs.consecutive_failures, fs.last_status), (1, 1, Some(RunStatus::Failed)));
+    let rows = w.s.scan_prefix(Table::Runs, &keys::job(&w.tenant, w.job), 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    let run: RunRecord = decode(&rows[0].1).unwrap();
+    assert_eq!((run.status, run.node), (RunStatus::Failed, Some(1)), "the first result stands");
+}
+
+#[test]
 fn alerts_fire_when_failures_reach_the_threshold_and_on_recovery_once_each() {
     use crate::state::firing::AlertKind;
     let mut w = World::new();
