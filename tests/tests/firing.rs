@@ -497,3 +497,135 @@ async fn wall_clock_jumps_on_an_owner_or_the_leader_neither_repeat_nor_lose_slot
     sink_task.abort();
     Ok(())
 }
+
+/// Records the request, then answers only after [`SLOW_MS`]: a slow target.
+async fn record_slowly(State(hits): State<Hits>, headers: HeaderMap) -> &'static str {
+    record(State(hits), headers).await;
+    tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
+    "ok"
+}
+
+/// How long the slow target takes to answer: longer than a shard's hand-over after a
+/// rebalancing revoke (lease + safety margin, 5 s with the default lease).
+const SLOW_MS: u64 = 7_000;
+
+/// The shard of a job id under `shards` shards, as `docs/design/firing.md` defines it.
+fn shard_of(job_id: &str, shards: u64) -> Result<u64> {
+    use sha2::Digest;
+    let hex: String = job_id.chars().filter(|c| *c != '-').collect();
+    ensure!(hex.len() == 32, "not a uuid: {job_id}");
+    let bytes = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>()?;
+    let digest = sha2::Sha256::digest(&bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Ok(u64::from_be_bytes(first) % shards)
+}
+
+/// A shard moved by rebalancing (a new member joins) while its old owner waits on a slow
+/// target: the request in flight stays the old owner's, which records it; the new owner does
+/// not send it again. No node dies, pauses or is cut off here, so every slot arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_in_flight_is_not_sent_again_when_rebalancing_moves_its_shard() -> Result<()> {
+    const SHARDS: u64 = 4;
+    let hits: Hits = Arc::default();
+    let app = Router::new().route("/slow", any(record_slowly)).with_state(hits.clone());
+    let (sink, sink_task) = serve_local(app).await?;
+    let mut cluster = TestCluster::start_with(3, &["--allow-private-targets", "--shards", "4"]).await?;
+    let api = cluster.client(cluster.leader().await?);
+    wait_until("the 4 shards spread over the three nodes", WAIT, || {
+        let api = api.clone();
+        async move {
+            let per = shards_per_node(&api).await?;
+            ensure!(per.len() == 3 && per.values().sum::<u64>() == SHARDS, "{per:?}");
+            Ok(())
+        }
+    })
+    .await?;
+
+    // Every shard gets at least two jobs, so whichever shard moves, slow requests of its jobs
+    // are in flight when it does (bounded: a fair draw fills four shards long before this).
+    let mut jobs: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..64 {
+        let per_shard = |s| jobs.values().filter(|v| **v == s).count();
+        if (0..SHARDS).all(|s| per_shard(s) >= 2) {
+            break;
+        }
+        let body = json!({
+            "name": format!("slow-{i}"),
+            "url": format!("http://{sink}/slow"),
+            "method": "POST",
+            "cron_expression": "*/2 * * * * *",
+            "max_retries": 0,
+            "timeout_seconds": 20,
+        });
+        let job = api.create_job(&body).await?;
+        let id = job_id(&job);
+        jobs.insert(id.clone(), shard_of(&id, SHARDS)?);
+    }
+    ensure!((0..SHARDS).all(|s| jobs.values().filter(|v| **v == s).count() >= 2), "jobs per shard: {jobs:?}");
+    let first_slot = now_ms() / 1000 * 1000 + 2000;
+    let before = shards_per_node(&api).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // Node 4 joins; the leader revokes a shard from a live owner and hands it over after the
+    // old owner's lease, while that owner's requests of the last seconds are still running.
+    cluster.start_idle(4).await?;
+    let add = json!({"node_id": 4, "addr": cluster.addr(4).to_string()});
+    api.with_timeout(Duration::from_secs(60)).post("/api/v1/cluster/nodes", &add).await?.expect(200)?;
+    wait_until("node 4 to own a shard", WAIT, || {
+        let api = api.clone();
+        async move {
+            let per = shards_per_node(&api).await?;
+            ensure!(per.get(&4).copied().unwrap_or(0) >= 1, "{per:?}");
+            Ok(per)
+        }
+    })
+    .await?;
+    // Past every request in flight at the hand-over, and a few of node 4's own.
+    tokio::time::sleep(Duration::from_millis(SLOW_MS + 8_000)).await;
+    let last_slot = now_ms() / 1000 * 1000 - SLOW_MS as i64 - 2_000;
+    let after = shards_per_node(&api).await?;
+
+    // Node 4 sent slots of the moved shard's jobs.
+    let mut node_4_runs = 0;
+    for id in jobs.keys() {
+        let runs = api.get(&format!("/api/v1/jobs/{id}/runs?page_size=100")).await?.expect(200)?.json;
+        node_4_runs += runs["runs"].as_array().map_or(0, |rs| rs.iter().filter(|r| r["node_id"] == 4).count());
+    }
+
+    let hits = hits.lock().map(|h| h.clone()).unwrap_or_default();
+    cluster.stop()?;
+    sink_task.abort();
+
+    let mut per_key: BTreeMap<&str, Vec<&Hit>> = BTreeMap::new();
+    for h in &hits {
+        per_key.entry(h.key.as_str()).or_default().push(h);
+    }
+    let twice: Vec<String> = per_key
+        .values()
+        .filter(|v| v.len() > 1)
+        .map(|v| {
+            format!("job {} slot {} x{} (at +{:?} ms)", v[0].job, v[0].scheduled_ms, v.len(), {
+                v.iter().map(|h| h.received_ms - v[0].scheduled_ms).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for id in jobs.keys() {
+        for slot in (first_slot..=last_slot).step_by(2000) {
+            if !hits.iter().any(|h| &h.job == id && h.scheduled_ms == slot) {
+                missing.push(format!("job {id} slot {slot}"));
+            }
+        }
+    }
+    eprintln!(
+        "{} jobs, {} requests, shards before {before:?} after {after:?}, {node_4_runs} runs by node 4",
+        jobs.len(),
+        hits.len()
+    );
+    ensure!(after.get(&4).copied().unwrap_or(0) >= 1, "node 4 owns no shard: {after:?}");
+    ensure!(node_4_runs > 0, "node 4 recorded no run of the moved shard's jobs");
+    ensure!(twice.is_empty(), "{} slots sent twice: {twice:?}", twice.len());
+    ensure!(missing.is_empty(), "{} slots never sent: {missing:?}", missing.len());
+    Ok(())
+}

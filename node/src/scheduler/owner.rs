@@ -33,6 +33,39 @@ use crate::store::Table;
 
 type Active = Arc<Mutex<HashSet<FireId>>>;
 
+/// The leader's lease ages (which nodes are alive), as last asked. Asked for only after a round
+/// met a slot that another node holds, and again only once the answer is a quarter lease old.
+#[derive(Default)]
+struct Liveness {
+    asked: Option<(std::time::Instant, std::collections::BTreeMap<crate::ids::NodeId, u64>)>,
+}
+
+impl Liveness {
+    /// Whether `node` is alive as of the last answer, if that answer is fresh enough to say.
+    fn live(&self, node: crate::ids::NodeId, cfg: &SchedulerConfig) -> Option<bool> {
+        let (at, ages) = self.asked.as_ref()?;
+        let since = at.elapsed();
+        if since > cfg.lease / 4 {
+            return None;
+        }
+        let limit = (cfg.lease + cfg.safety_margin).as_millis() as u64;
+        Some(ages.get(&node).is_some_and(|age| age + since.as_millis() as u64 <= limit))
+    }
+
+    /// Asks the leader again (bounded by half a lease); on failure, keeps not knowing.
+    async fn refresh(&mut self, cluster: &Cluster, cfg: &SchedulerConfig) {
+        if self.asked.as_ref().is_some_and(|(at, _)| at.elapsed() <= cfg.lease / 4) {
+            return;
+        }
+        let asked = std::time::Instant::now();
+        match tokio::time::timeout(cfg.lease / 2, cluster.lease_ages()).await {
+            Ok(Ok(ages)) => self.asked = Some((asked, ages)),
+            Ok(Err(e)) => tracing::debug!(error = %e, "no lease ages from the leader"),
+            Err(_) => tracing::debug!("no lease ages from the leader within half a lease"),
+        }
+    }
+}
+
 /// What dispatch reports to the recorder.
 #[derive(Debug)]
 enum Report {
@@ -86,6 +119,7 @@ pub async fn run(
     // shard owners change (see `round::IdleJobs`).
     cluster.store.watch(&[Table::Jobs, Table::FireState, Table::Shards]);
     let mut idle = round::IdleJobs::default();
+    let mut liveness = Liveness::default();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -108,7 +142,7 @@ pub async fn run(
             results: &results_tx,
             metrics: &metrics,
         };
-        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle).await {
+        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &mut liveness).await {
             tracing::warn!(error = %e, "claim round failed");
         }
     }
@@ -144,6 +178,7 @@ async fn round(
     cfg: &SchedulerConfig,
     claimed_to: &mut HashMap<JobId, i64>,
     idle: &mut round::IdleJobs,
+    liveness: &mut Liveness,
 ) -> Result<(), String> {
     let me = ctx.cluster.node_id();
     // Taken before reading the state: a write after this is in the next round's take.
@@ -151,11 +186,21 @@ async fn round(
     idle.forget_written(changes.all, changes.keys);
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
+    // Another node's unrecorded slot is left to it while it is alive (`round::holder_done_by`);
+    // not knowing yet counts as alive for this round, and the leader is asked after it.
+    let formed = cfg.as_formed(&ctx.cluster.store).unwrap_or_else(|| cfg.clone());
     // Reading the state is synchronous and, after a shard move with many jobs, takes seconds:
     // the other tasks of this worker thread (Raft among them) must not wait for it.
-    let plan = off_the_runtime(|| {
-        let Ok(mut let_go) = ctx.dropped.lock() else { return Err("the let-go slots are unreadable".into()) };
-        round::plan_round(
+    let (plan, met_other_holder) = off_the_runtime(|| {
+        let met_other_holder = std::cell::Cell::new(false);
+        let holder_live = |node| {
+            met_other_holder.set(true);
+            liveness.live(node, &formed).unwrap_or(true)
+        };
+        let Ok(mut let_go) = ctx.dropped.lock() else {
+            return (Err("the let-go slots are unreadable".into()), false);
+        };
+        let plan = round::plan_round(
             &ctx.cluster.store,
             &mut round::Process {
                 node: me,
@@ -166,9 +211,14 @@ async fn round(
                 let_go: &mut let_go,
                 claimed_to,
                 idle: Some(idle),
+                holder_live: &holder_live,
             },
-        )
+        );
+        (plan, met_other_holder.get())
     });
+    if met_other_holder {
+        liveness.refresh(ctx.cluster, &formed).await;
+    }
     let plan = plan?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);
     for p in plan.unknown {

@@ -234,6 +234,33 @@ pub struct Process<'a> {
     pub claimed_to: &'a HashMap<JobId, i64>,
     /// Jobs known idle, kept from round to round (`None`: read every job).
     pub idle: Option<&'a mut IdleJobs>,
+    /// Whether another node is alive now by the leader's lease grants (it renewed within
+    /// `lease + safety_margin`). A slot such a node holds, sent and not yet recorded, is left
+    /// to it (see [`holder_done_by`]).
+    pub holder_live: &'a dyn Fn(NodeId) -> bool,
+}
+
+/// Time a live holder gets to record a slot's result after its last attempt ended.
+pub const RECORD_MARGIN_MS: i64 = 10_000;
+
+/// The latest a live holder of `f` can still be sending it, plus [`RECORD_MARGIN_MS`] to record
+/// the result: every attempt at its full timeout with every retry delay between them, and no
+/// later than the job's next slot (where the executor stops retrying) plus one timeout. A slot
+/// moved off a live node by rebalancing stays with that node until then, so a slow target's
+/// request is not re-sent by the next owner while the first is still running; a holder that
+/// dies or is cut off is no longer live, and its slots are claimed back at once.
+pub fn holder_done_by(job: &JobRecord, f: &crate::model::run::InFlight) -> i64 {
+    let spec = &job.spec;
+    let timeout_ms = i64::from(spec.timeout_seconds) * 1000;
+    let attempts = i64::from(spec.max_retries) + 1;
+    let start = f.at_ms.max(f.claimed_at_ms);
+    let mut end = start
+        .saturating_add(timeout_ms.saturating_mul(attempts))
+        .saturating_add(i64::from(spec.retry_delay_seconds).saturating_mul(1000).saturating_mul(attempts - 1));
+    if let Some(next) = spec.schedule().and_then(|s| s.next_after(ms_to_utc(f.at_ms))) {
+        end = end.min(next.timestamp_millis().max(start).saturating_add(timeout_ms));
+    }
+    end.saturating_add(RECORD_MARGIN_MS)
 }
 
 fn value<T: serde::de::DeserializeOwned>(view: &impl StateRead, t: Table, key: &[u8]) -> Result<Option<T>, String> {
@@ -305,6 +332,11 @@ fn read_job(
         }
         let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
         let this_process = f.node == me.node && f.incarnation == me.incarnation;
+        if f.node != me.node && !f.released && (me.holder_live)(f.node) && me.now_ms < holder_done_by(&job, f) {
+            // Another live node sent it (a shard moved by rebalancing, or its result is on
+            // its way): it records the result; claiming it back would send it a second time.
+            continue;
+        }
         if !this_process {
             // Another holder has it now: no longer this process's to claim back.
             me.let_go.forget(&f.fire_id);
@@ -422,16 +454,16 @@ mod tests {
 
     use uuid::Uuid;
 
-    use super::{note_verdict, plan_round, IdleJobs, LetGo, Process, RoundPlan};
-    use crate::ids::{JobId, TenantId};
+    use super::{holder_done_by, note_verdict, plan_round, IdleJobs, LetGo, Process, RoundPlan, RECORD_MARGIN_MS};
+    use crate::ids::{JobId, NodeId, TenantId};
     use crate::model::assignment::{self, ShardMove};
-    use crate::model::job::{Delivery, JobPatch, JobSpec};
-    use crate::model::run::RUNS_KEPT;
+    use crate::model::job::{Delivery, JobPatch, JobRecord, JobSpec};
+    use crate::model::run::{FireState, RUNS_KEPT};
     use crate::model::slot::FireId;
     use crate::state::firing::{ClaimItem, ClaimKind, ClaimVerdict, Released};
     use crate::state::tests::{cmd, MemState};
     use crate::state::{CommandBody, CommandResult, StateError, StateRead};
-    use crate::store::{Pair, Table};
+    use crate::store::{decode, Pair, Table};
 
     const T0: i64 = 1_800_000_000_000; // a whole second
     const ME: u64 = 1;
@@ -476,9 +508,81 @@ mod tests {
             active: &is_active,
             let_go,
             claimed_to: &claimed_to,
+            holder_live: &|_| false,
             idle: None,
         };
         plan_round(s, &mut me).expect("a plan")
+    }
+
+    /// Like [`plan`], at `now_ms`, with node 2 alive or not.
+    fn plan_at(s: &MemState, now_ms: i64, node_2_live: bool) -> RoundPlan {
+        let none = |_: &FireId| false;
+        let claimed_to = HashMap::new();
+        let live = move |n: NodeId| n == 2 && node_2_live;
+        let mut let_go = LetGo::default();
+        let mut me = Process {
+            node: ME,
+            incarnation: Uuid::new_v4(),
+            now_ms,
+            horizon_ms: T0 + 999,
+            active: &none,
+            let_go: &mut let_go,
+            claimed_to: &claimed_to,
+            idle: None,
+            holder_live: &live,
+        };
+        plan_round(s, &mut me).expect("a plan")
+    }
+
+    #[test]
+    fn a_live_holders_slot_is_left_to_it_until_it_can_no_longer_be_sending() {
+        for delivery in [Delivery::AtLeastOnce, Delivery::AtMostOnce] {
+            let (s, job, _) = claimed(delivery, 2, Uuid::new_v4());
+            let record: JobRecord = decode(&s.get(Table::Jobs, &job_key(&s, job)).unwrap().unwrap()).unwrap();
+            let fs: FireState = decode(&s.get(Table::FireState, &job_key(&s, job)).unwrap().unwrap()).unwrap();
+            let done_by = holder_done_by(&record, &fs.in_flight[0]);
+            // No retries: one attempt at its full timeout from the slot, plus the margin.
+            assert_eq!(done_by, T0 + 1000 + i64::from(record.spec.timeout_seconds) * 1000 + RECORD_MARGIN_MS);
+            let p = plan_at(&s, T0 + 1500, true);
+            assert!(p.items.is_empty() && p.unknown.is_empty() && p.send_now.is_empty(), "{delivery:?}: {p:?}");
+            let p = plan_at(&s, done_by, true);
+            assert_eq!(p.items.len() + p.unknown.len(), 1, "{delivery:?}: past its bound, as if it died");
+            let p = plan_at(&s, T0 + 1500, false);
+            assert_eq!(p.items.len() + p.unknown.len(), 1, "{delivery:?}: a dead holder's slot is taken at once");
+        }
+        // A slow target's retries: five attempts of 30 s with 60 s between them, every hour.
+        let spec = JobSpec {
+            name: "slow".into(),
+            cron_expression: "0 0 * * * *".into(),
+            timeout_seconds: 30,
+            max_retries: 4,
+            retry_delay_seconds: 60,
+            ..JobSpec::example("https://example.com/slow")
+        };
+        let record = JobRecord {
+            id: JobId::new_random(),
+            tenant: TenantId::default_tenant(),
+            spec,
+            created_at_ms: T0,
+            updated_at_ms: T0,
+        };
+        let f = crate::model::run::InFlight {
+            at_ms: T0,
+            fire_id: FireId::scheduled(record.id, T0),
+            node: 2,
+            incarnation: Uuid::nil(),
+            epoch: 1,
+            claimed_at_ms: T0 - 2000,
+            released: false,
+        };
+        assert_eq!(holder_done_by(&record, &f), T0 + 5 * 30_000 + 4 * 60_000 + RECORD_MARGIN_MS);
+        // Every minute instead: retries stop at the next slot, whose attempt may take a timeout.
+        let record = JobRecord { spec: JobSpec { cron_expression: "0 * * * * *".into(), ..record.spec }, ..record };
+        assert_eq!(holder_done_by(&record, &f), T0 + 60_000 + 30_000 + RECORD_MARGIN_MS);
+    }
+
+    fn job_key(_: &MemState, job: JobId) -> Vec<u8> {
+        crate::state::keys::job(&TenantId::default_tenant(), job)
     }
 
     fn kinds(p: &RoundPlan) -> Vec<ClaimKind> {
@@ -607,6 +711,7 @@ mod tests {
             active: &is_active,
             let_go: &mut let_go,
             claimed_to: &claimed_to,
+            holder_live: &|_| false,
             idle: Some(idle),
         };
         plan_round(s, &mut me).expect("a plan")
@@ -648,6 +753,7 @@ mod tests {
                 active: &is_active,
                 let_go: &mut let_go,
                 claimed_to: &snapshot,
+                holder_live: &|_| false,
                 idle: None,
             };
             let p = plan_round(s, &mut me).expect("a plan");
@@ -693,6 +799,7 @@ mod tests {
             active: &is_active,
             let_go: &mut let_go,
             claimed_to: &snapshot,
+            holder_live: &|_| false,
             idle: None,
         };
         let p = plan_round(&s, &mut me).expect("a plan");

@@ -233,6 +233,9 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 let_go: &mut s.dropped,
                 claimed_to: &s.claimed_to,
                 idle: Some(&mut s.idle),
+                // As an owner that could not learn whether the holder is alive: the old rule
+                // (claim back at once), which the checks judge with its re-sends.
+                holder_live: &|_| false,
             },
         );
         let Ok(plan) = plan else { return };
