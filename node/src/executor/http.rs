@@ -99,6 +99,19 @@ impl Executor {
 
     /// Sends `fire`, retrying as the job allows, and returns the run to record.
     pub async fn fire(&self, fire: &Fire, clock: &dyn Clock, node: u64) -> RunRecord {
+        self.fire_while(fire, clock, node, &|| true).await
+    }
+
+    /// Like [`Executor::fire`], but starts a retry only while `may_retry()` holds (the sender
+    /// still holds its firing lease): a sender cut off from the cluster makes no new attempt
+    /// once another node may have taken its slot over.
+    pub async fn fire_while(
+        &self,
+        fire: &Fire,
+        clock: &dyn Clock,
+        node: u64,
+        may_retry: &(dyn Fn() -> bool + Send + Sync),
+    ) -> RunRecord {
         let spec = &fire.job.spec;
         let started = clock.now_ms();
         let mut attempt = 0u32;
@@ -123,6 +136,10 @@ impl Executor {
             tokio::time::sleep(delay).await;
             // The sleep may overshoot: check again, right before the retry starts.
             if fire.retry_until_ms.is_some_and(|limit| clock.now_ms() >= limit) {
+                break outcome;
+            }
+            if !may_retry() {
+                tracing::info!(fire_id = %fire.fire_id, attempt, "not retrying: this node no longer holds its firing lease");
                 break outcome;
             }
         };

@@ -254,6 +254,25 @@ async fn retries_stop_after_max_retries() {
 }
 
 #[tokio::test]
+async fn a_sender_that_lost_its_lease_makes_no_new_attempt() {
+    let target = Target::start(vec![Reply::status(503)]).await;
+    let mut s = spec(target.url("/"));
+    s.max_retries = 3;
+    let held = std::sync::atomic::AtomicBool::new(true);
+    // The lease runs out during the first attempt's wait.
+    let may_retry = || held.swap(false, std::sync::atomic::Ordering::SeqCst);
+    let fire = fire_of(s);
+    let rec = tokio::time::timeout(
+        Duration::from_secs(30),
+        executor().fire_while(&fire, &SystemClock::default(), 7, &may_retry),
+    )
+    .await
+    .expect("the executor hung");
+    assert_eq!((rec.status, rec.attempts), (RunStatus::Failed, 2), "one retry while the lease held, then none");
+    assert_eq!(target.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn no_retries_means_one_attempt() {
     let target = Target::start(vec![Reply::status(500)]).await;
     let rec = run(&executor(), &fire_of(spec(target.url("/")))).await;

@@ -354,7 +354,8 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
             p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
         let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
         metrics.scheduler.fire_lateness.observe((clock.now_ms() - p.at_ms).max(0) as f64 / 1000.0);
-        let run = executor.fire(&fire, &clock, cluster.node_id()).await;
+        let still_live = move || lease.valid();
+        let run = executor.fire_while(&fire, &clock, cluster.node_id(), &still_live).await;
         crate::crash_point!("fire-after-send");
         metrics.scheduler.fire(if run.status == RunStatus::Succeeded {
             FireOutcome::Succeeded
