@@ -34,16 +34,22 @@ use crate::store::Table;
 type Active = Arc<Mutex<HashSet<FireId>>>;
 
 /// The leader's lease ages (which nodes are alive), as last asked. Asked for only after a round
-/// met a slot that another node holds, and again only once the answer is a quarter lease old.
-#[derive(Default)]
+/// met a slot that another node holds, again only once the answer is a quarter lease old, and
+/// in a task of its own: the owner's claims never wait for it.
+#[derive(Clone, Default)]
 struct Liveness {
-    asked: Option<(std::time::Instant, std::collections::BTreeMap<crate::ids::NodeId, u64>)>,
+    asked: Arc<Mutex<Option<GrantAges>>>,
+    asking: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// When the leader was asked, and its answer: milliseconds since each node's last grant.
+type GrantAges = (std::time::Instant, std::collections::BTreeMap<crate::ids::NodeId, u64>);
 
 impl Liveness {
     /// Whether `node` is alive as of the last answer, if that answer is fresh enough to say.
     fn live(&self, node: crate::ids::NodeId, cfg: &SchedulerConfig) -> Option<bool> {
-        let (at, ages) = self.asked.as_ref()?;
+        let guard = self.asked.lock().ok()?;
+        let (at, ages) = guard.as_ref()?;
         let since = at.elapsed();
         if since > cfg.lease / 4 {
             return None;
@@ -52,17 +58,27 @@ impl Liveness {
         Some(ages.get(&node).is_some_and(|age| age + since.as_millis() as u64 <= limit))
     }
 
-    /// Asks the leader again (bounded by half a lease); on failure, keeps not knowing.
-    async fn refresh(&mut self, cluster: &Cluster, cfg: &SchedulerConfig) {
-        if self.asked.as_ref().is_some_and(|(at, _)| at.elapsed() <= cfg.lease / 4) {
+    /// Asks the leader again (bounded by half a lease) unless the answer is fresh or a question
+    /// is on its way; on failure, keeps not knowing.
+    fn refresh(&self, cluster: &Cluster, cfg: &SchedulerConfig) {
+        let fresh = self.asked.lock().ok().and_then(|g| g.as_ref().map(|(at, _)| at.elapsed() <= cfg.lease / 4));
+        if fresh == Some(true) || self.asking.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return;
         }
-        let asked = std::time::Instant::now();
-        match tokio::time::timeout(cfg.lease / 2, cluster.lease_ages()).await {
-            Ok(Ok(ages)) => self.asked = Some((asked, ages)),
-            Ok(Err(e)) => tracing::debug!(error = %e, "no lease ages from the leader"),
-            Err(_) => tracing::debug!("no lease ages from the leader within half a lease"),
-        }
+        let (me, cluster, bound) = (self.clone(), cluster.clone(), cfg.lease / 2);
+        tokio::spawn(async move {
+            let asked = std::time::Instant::now();
+            match tokio::time::timeout(bound, cluster.lease_ages()).await {
+                Ok(Ok(ages)) => {
+                    if let Ok(mut g) = me.asked.lock() {
+                        *g = Some((asked, ages));
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "no lease ages from the leader"),
+                Err(_) => tracing::debug!("no lease ages from the leader within half a lease"),
+            }
+            me.asking.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 }
 
@@ -119,7 +135,7 @@ pub async fn run(
     // shard owners change (see `round::IdleJobs`).
     cluster.store.watch(&[Table::Jobs, Table::FireState, Table::Shards]);
     let mut idle = round::IdleJobs::default();
-    let mut liveness = Liveness::default();
+    let liveness = Liveness::default();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -142,7 +158,7 @@ pub async fn run(
             results: &results_tx,
             metrics: &metrics,
         };
-        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &mut liveness).await {
+        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &liveness).await {
             tracing::warn!(error = %e, "claim round failed");
         }
     }
@@ -178,7 +194,7 @@ async fn round(
     cfg: &SchedulerConfig,
     claimed_to: &mut HashMap<JobId, i64>,
     idle: &mut round::IdleJobs,
-    liveness: &mut Liveness,
+    liveness: &Liveness,
 ) -> Result<(), String> {
     let me = ctx.cluster.node_id();
     // Taken before reading the state: a write after this is in the next round's take.
@@ -217,7 +233,7 @@ async fn round(
         (plan, met_other_holder.get())
     });
     if met_other_holder {
-        liveness.refresh(ctx.cluster, &formed).await;
+        liveness.refresh(ctx.cluster, &formed);
     }
     let plan = plan?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);

@@ -209,10 +209,28 @@ async fn owner_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     }
 }
 
+/// The nodes alive by the grants of whichever node leads now, as the owner learns them from the
+/// leader (`ForwardOp::Leases`), here without the round trip: no grant for `lease + margin` is
+/// dead, as the leader judges it before it moves shards.
+fn live_by_grants(world: &World) -> BTreeSet<NodeId> {
+    let limit = us(world.cfg.lease + world.cfg.safety_margin);
+    let mut live = BTreeSet::new();
+    for l in world.handles() {
+        if !world.is_up(l.id) || l.raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        let now = l.mono_us();
+        let grants = l.sched.lock().unwrap().grants.clone();
+        live.extend(grants.into_iter().filter(|(_, at)| now - at <= limit).map(|(n, _)| n));
+    }
+    live
+}
+
 /// One round of `scheduler::owner::round`: the node's own decision (`scheduler::round`), then
 /// the same actions.
 async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
     let now = h.firing_now_ms();
+    let live = live_by_grants(world);
     let plan = {
         let mut disk = h.disk.lock().unwrap();
         let mut guard = h.sched.lock().unwrap();
@@ -233,9 +251,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 let_go: &mut s.dropped,
                 claimed_to: &s.claimed_to,
                 idle: Some(&mut s.idle),
-                // As an owner that could not learn whether the holder is alive: the old rule
-                // (claim back at once), which the checks judge with its re-sends.
-                holder_live: &|_| false,
+                holder_live: &|n| live.contains(&n),
             },
         );
         let Ok(plan) = plan else { return };
