@@ -69,8 +69,11 @@ pub async fn run(
 
     let mutual_tls = cfg.tls.as_ref().is_some_and(|t| t.peer_identity.is_some());
     let gate = PeerGate::new(&cfg.cluster_secret, keyring_ids, mutual_tls);
+    // The slots this process sends, as other nodes may ask (`scheduler::holding`).
+    let holding = crate::scheduler::holding::Holding::default();
     let mut internal = rpc::routes(raft)
         .merge(forward::routes(cluster.clone()))
+        .merge(crate::scheduler::holding::routes(holding.clone()))
         .layer(from_fn_with_state(gate.clone(), rpc::require_peer))
         .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
     if cfg.clock_drills {
@@ -135,7 +138,7 @@ pub async fn run(
     let sched_cfg =
         SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() }
             .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
-    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, stop_rx.clone());
+    let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, holding, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));
 

@@ -72,6 +72,11 @@ impl ForwardBatches {
         ForwardBatches { peers, queue: Arc::new(Pipeline::new(MAX_IN_FLIGHT)) }
     }
 
+    /// The client for calls to other nodes.
+    pub fn peers(&self) -> &PeerClient {
+        &self.peers
+    }
+
     /// Sends `op` to `leader` within `timeout`: a write through the queue, anything else at once.
     pub async fn call(&self, leader: NodeId, addr: &str, op: &ForwardOp, timeout: Duration) -> Answer {
         if !matches!(op, ForwardOp::Write(..)) {

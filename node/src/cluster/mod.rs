@@ -359,6 +359,21 @@ impl Cluster {
             .map_err(|e| e.to_string())
     }
 
+    /// Calls `path` on member `node` (any node, not only the leader) within `timeout`.
+    pub async fn ask_peer<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        node: NodeId,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let addr = self.raft.view().members.into_iter().find(|m| m.node_id == node).map(|m| m.addr);
+        let Some(addr) = addr else {
+            return Err(PeerError::Unreachable { addr: format!("node {node}"), reason: "not a member".into() });
+        };
+        self.forwards.peers().call(node, &addr, path, req, timeout).await
+    }
+
     /// Milliseconds since the leader last granted each node its firing lease, per node.
     pub async fn lease_ages(&self) -> Result<BTreeMap<NodeId, u64>, ClusterError> {
         match self.on_leader(ForwardOp::Leases).await? {

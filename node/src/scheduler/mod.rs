@@ -9,6 +9,7 @@
 //!
 //! It must not send a slot without a committed claim, nor while its lease is not valid.
 
+pub mod holding;
 pub mod leader;
 pub mod lease;
 pub mod owner;
@@ -81,6 +82,7 @@ pub fn spawn(
     notifier: crate::executor::notify::Notifier,
     cfg: SchedulerConfig,
     metrics: crate::metrics::Metrics,
+    holding: holding::Holding,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let lease = lease::Lease::default();
@@ -95,6 +97,6 @@ pub fn spawn(
             stop.clone(),
         )),
         tokio::spawn(leader::run(cluster.clone(), cfg.clone(), stop.clone())),
-        tokio::spawn(owner::run(cluster, executor, notifier, lease, clock, cfg, metrics, stop)),
+        tokio::spawn(owner::run(cluster, executor, notifier, lease, clock, cfg, metrics, holding, stop)),
     ]
 }

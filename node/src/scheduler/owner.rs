@@ -6,7 +6,7 @@
 //! still shows this node owning the shard at the claim's epoch. A fire id stays in `active`
 //! from dispatch until its result is committed, so nothing this process sent is sent again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,56 +31,7 @@ use crate::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
 use crate::store::Table;
 
-type Active = Arc<Mutex<HashSet<FireId>>>;
-
-/// The leader's lease ages (which nodes are alive), as last asked. Asked for only after a round
-/// met a slot that another node holds, again only once the answer is a quarter lease old, and
-/// in a task of its own: the owner's claims never wait for it.
-#[derive(Clone, Default)]
-struct Liveness {
-    asked: Arc<Mutex<Option<GrantAges>>>,
-    asking: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// When the leader was asked, and its answer: milliseconds since each node's last grant.
-type GrantAges = (std::time::Instant, std::collections::BTreeMap<crate::ids::NodeId, u64>);
-
-impl Liveness {
-    /// Whether `node` is alive as of the last answer, if that answer is fresh enough to say.
-    fn live(&self, node: crate::ids::NodeId, cfg: &SchedulerConfig) -> Option<bool> {
-        let guard = self.asked.lock().ok()?;
-        let (at, ages) = guard.as_ref()?;
-        let since = at.elapsed();
-        if since > cfg.lease / 4 {
-            return None;
-        }
-        let limit = (cfg.lease + cfg.safety_margin).as_millis() as u64;
-        Some(ages.get(&node).is_some_and(|age| age + since.as_millis() as u64 <= limit))
-    }
-
-    /// Asks the leader again (bounded by half a lease) unless the answer is fresh or a question
-    /// is on its way; on failure, keeps not knowing.
-    fn refresh(&self, cluster: &Cluster, cfg: &SchedulerConfig) {
-        let fresh = self.asked.lock().ok().and_then(|g| g.as_ref().map(|(at, _)| at.elapsed() <= cfg.lease / 4));
-        if fresh == Some(true) || self.asking.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            return;
-        }
-        let (me, cluster, bound) = (self.clone(), cluster.clone(), cfg.lease / 2);
-        tokio::spawn(async move {
-            let asked = std::time::Instant::now();
-            match tokio::time::timeout(bound, cluster.lease_ages()).await {
-                Ok(Ok(ages)) => {
-                    if let Ok(mut g) = me.asked.lock() {
-                        *g = Some((asked, ages));
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "no lease ages from the leader"),
-                Err(_) => tracing::debug!("no lease ages from the leader within half a lease"),
-            }
-            me.asking.store(false, std::sync::atomic::Ordering::Release);
-        });
-    }
-}
+use crate::scheduler::holding::{Active, Holders, Holding};
 
 /// What dispatch reports to the recorder.
 #[derive(Debug)]
@@ -115,10 +66,10 @@ pub async fn run(
     clock: ClusterClock,
     cfg: SchedulerConfig,
     metrics: Metrics,
+    holding: Holding,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let incarnation = Uuid::new_v4();
-    let active: Active = Arc::default();
+    let Holding { incarnation, active } = holding;
     let running: Running = Arc::default();
     let dropped: Dropped = Arc::default();
     let (results_tx, results_rx) = tokio::sync::mpsc::channel::<Report>(65_536);
@@ -135,7 +86,7 @@ pub async fn run(
     // shard owners change (see `round::IdleJobs`).
     cluster.store.watch(&[Table::Jobs, Table::FireState, Table::Shards]);
     let mut idle = round::IdleJobs::default();
-    let liveness = Liveness::default();
+    let holders = Holders::default();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -158,7 +109,7 @@ pub async fn run(
             results: &results_tx,
             metrics: &metrics,
         };
-        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &liveness).await {
+        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &holders).await {
             tracing::warn!(error = %e, "claim round failed");
         }
     }
@@ -194,7 +145,7 @@ async fn round(
     cfg: &SchedulerConfig,
     claimed_to: &mut HashMap<JobId, i64>,
     idle: &mut round::IdleJobs,
-    liveness: &Liveness,
+    holders: &Holders,
 ) -> Result<(), String> {
     let me = ctx.cluster.node_id();
     // Taken before reading the state: a write after this is in the next round's take.
@@ -202,19 +153,25 @@ async fn round(
     idle.forget_written(changes.all, changes.keys);
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
-    // Another node's unrecorded slot is left to it while it is alive (`round::holder_done_by`);
-    // not knowing yet counts as alive for this round, and the leader is asked after it.
+    // Another node's sent, unrecorded slot is left to it while its process says it is still
+    // sending it (`scheduler::holding`); not knowing yet counts as "still sending" for this
+    // round, and the holders are asked after it.
     let formed = cfg.as_formed(&ctx.cluster.store).unwrap_or_else(|| cfg.clone());
+    let fresh = formed.tick * 5;
     // Reading the state is synchronous and, after a shard move with many jobs, takes seconds:
     // the other tasks of this worker thread (Raft among them) must not wait for it.
-    let (plan, met_other_holder) = off_the_runtime(|| {
-        let met_other_holder = std::cell::Cell::new(false);
-        let holder_live = |node| {
-            met_other_holder.set(true);
-            liveness.live(node, &formed).unwrap_or(true)
-        };
+    let (plan, to_ask) = off_the_runtime(|| {
+        let to_ask = std::cell::RefCell::new(HashMap::<crate::ids::NodeId, Vec<FireId>>::new());
+        let held_elsewhere =
+            |f: &crate::model::run::InFlight| match holders.holds(f.node, f.incarnation, &f.fire_id, fresh) {
+                Some(held) => held,
+                None => {
+                    to_ask.borrow_mut().entry(f.node).or_default().push(f.fire_id);
+                    true
+                }
+            };
         let Ok(mut let_go) = ctx.dropped.lock() else {
-            return (Err("the let-go slots are unreadable".into()), false);
+            return (Err("the let-go slots are unreadable".into()), HashMap::new());
         };
         let plan = round::plan_round(
             &ctx.cluster.store,
@@ -227,13 +184,13 @@ async fn round(
                 let_go: &mut let_go,
                 claimed_to,
                 idle: Some(idle),
-                holder_live: &holder_live,
+                held_elsewhere: &held_elsewhere,
             },
         );
-        (plan, met_other_holder.get())
+        (plan, to_ask.into_inner())
     });
-    if met_other_holder {
-        liveness.refresh(ctx.cluster, &formed);
+    for (node, fire_ids) in to_ask {
+        holders.ask(ctx.cluster, node, fire_ids, formed.lease / 4);
     }
     let plan = plan?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::clock::ms_to_utc;
 use crate::ids::{JobId, NodeId};
 use crate::model::job::{Delivery, JobRecord};
-use crate::model::run::{FireState, RunRecord, RunStatus};
+use crate::model::run::{FireState, InFlight, RunRecord, RunStatus};
 use crate::model::slot::FireId;
 use crate::state::firing::{self, ClaimItem, ClaimKind, ClaimVerdict};
 use crate::state::StateRead;
@@ -234,22 +234,22 @@ pub struct Process<'a> {
     pub claimed_to: &'a HashMap<JobId, i64>,
     /// Jobs known idle, kept from round to round (`None`: read every job).
     pub idle: Option<&'a mut IdleJobs>,
-    /// Whether another node is alive now by the leader's lease grants (it renewed within
-    /// `lease + safety_margin`). A slot such a node holds, sent and not yet recorded, is left
-    /// to it (see [`holder_done_by`]).
-    pub holder_live: &'a dyn Fn(NodeId) -> bool,
+    /// Whether the process that holds an unreleased in-flight slot, on another node, is still
+    /// sending it (it said so when asked, `scheduler::holding`), or that is not known yet: such
+    /// a slot is left to its holder (until [`holder_done_by`] at the latest).
+    pub held_elsewhere: &'a dyn Fn(&InFlight) -> bool,
 }
 
 /// Time a live holder gets to record a slot's result after its last attempt ended.
 pub const RECORD_MARGIN_MS: i64 = 10_000;
 
-/// The latest a live holder of `f` can still be sending it, plus [`RECORD_MARGIN_MS`] to record
+/// The latest the holder of `f` can still be sending it, plus [`RECORD_MARGIN_MS`] to record
 /// the result: every attempt at its full timeout with every retry delay between them, and no
 /// later than the job's next slot (where the executor stops retrying) plus one timeout. A slot
 /// moved off a live node by rebalancing stays with that node until then, so a slow target's
 /// request is not re-sent by the next owner while the first is still running; a holder that
 /// dies or is cut off is no longer live, and its slots are claimed back at once.
-pub fn holder_done_by(job: &JobRecord, f: &crate::model::run::InFlight) -> i64 {
+pub fn holder_done_by(job: &JobRecord, f: &InFlight) -> i64 {
     let spec = &job.spec;
     let timeout_ms = i64::from(spec.timeout_seconds) * 1000;
     let attempts = i64::from(spec.max_retries) + 1;
@@ -332,9 +332,9 @@ fn read_job(
         }
         let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
         let this_process = f.node == me.node && f.incarnation == me.incarnation;
-        if f.node != me.node && !f.released && (me.holder_live)(f.node) && me.now_ms < holder_done_by(&job, f) {
-            // Another live node sent it (a shard moved by rebalancing, or its result is on
-            // its way): it records the result; claiming it back would send it a second time.
+        if f.node != me.node && !f.released && me.now_ms < holder_done_by(&job, f) && (me.held_elsewhere)(f) {
+            // Another node's process is still sending it (a shard moved by rebalancing while
+            // the target is slow): it records the result; claiming it back would send it twice.
             continue;
         }
         if !this_process {
@@ -455,10 +455,10 @@ mod tests {
     use uuid::Uuid;
 
     use super::{holder_done_by, note_verdict, plan_round, IdleJobs, LetGo, Process, RoundPlan, RECORD_MARGIN_MS};
-    use crate::ids::{JobId, NodeId, TenantId};
+    use crate::ids::{JobId, TenantId};
     use crate::model::assignment::{self, ShardMove};
     use crate::model::job::{Delivery, JobPatch, JobRecord, JobSpec};
-    use crate::model::run::{FireState, RUNS_KEPT};
+    use crate::model::run::{FireState, InFlight, RUNS_KEPT};
     use crate::model::slot::FireId;
     use crate::state::firing::{ClaimItem, ClaimKind, ClaimVerdict, Released};
     use crate::state::tests::{cmd, MemState};
@@ -508,17 +508,17 @@ mod tests {
             active: &is_active,
             let_go,
             claimed_to: &claimed_to,
-            holder_live: &|_| false,
+            held_elsewhere: &|_| false,
             idle: None,
         };
         plan_round(s, &mut me).expect("a plan")
     }
 
-    /// Like [`plan`], at `now_ms`, with node 2 alive or not.
-    fn plan_at(s: &MemState, now_ms: i64, node_2_live: bool) -> RoundPlan {
+    /// Like [`plan`], at `now_ms`, with node 2's process still sending its slots or not.
+    fn plan_at(s: &MemState, now_ms: i64, node_2_sending: bool) -> RoundPlan {
         let none = |_: &FireId| false;
         let claimed_to = HashMap::new();
-        let live = move |n: NodeId| n == 2 && node_2_live;
+        let sending = move |f: &InFlight| f.node == 2 && node_2_sending;
         let mut let_go = LetGo::default();
         let mut me = Process {
             node: ME,
@@ -529,13 +529,13 @@ mod tests {
             let_go: &mut let_go,
             claimed_to: &claimed_to,
             idle: None,
-            holder_live: &live,
+            held_elsewhere: &sending,
         };
         plan_round(s, &mut me).expect("a plan")
     }
 
     #[test]
-    fn a_live_holders_slot_is_left_to_it_until_it_can_no_longer_be_sending() {
+    fn a_slot_its_holder_is_still_sending_is_left_to_it_until_it_cannot_be() {
         for delivery in [Delivery::AtLeastOnce, Delivery::AtMostOnce] {
             let (s, job, _) = claimed(delivery, 2, Uuid::new_v4());
             let record: JobRecord = decode(&s.get(Table::Jobs, &job_key(&s, job)).unwrap().unwrap()).unwrap();
@@ -546,9 +546,13 @@ mod tests {
             let p = plan_at(&s, T0 + 1500, true);
             assert!(p.items.is_empty() && p.unknown.is_empty() && p.send_now.is_empty(), "{delivery:?}: {p:?}");
             let p = plan_at(&s, done_by, true);
-            assert_eq!(p.items.len() + p.unknown.len(), 1, "{delivery:?}: past its bound, as if it died");
+            assert_eq!(p.items.len() + p.unknown.len(), 1, "{delivery:?}: past its bound, whatever it says");
             let p = plan_at(&s, T0 + 1500, false);
-            assert_eq!(p.items.len() + p.unknown.len(), 1, "{delivery:?}: a dead holder's slot is taken at once");
+            assert_eq!(
+                p.items.len() + p.unknown.len(),
+                1,
+                "{delivery:?}: a slot its holder is not sending is taken at once"
+            );
         }
         // A slow target's retries: five attempts of 30 s with 60 s between them, every hour.
         let spec = JobSpec {
@@ -566,7 +570,7 @@ mod tests {
             created_at_ms: T0,
             updated_at_ms: T0,
         };
-        let f = crate::model::run::InFlight {
+        let f = InFlight {
             at_ms: T0,
             fire_id: FireId::scheduled(record.id, T0),
             node: 2,
@@ -711,7 +715,7 @@ mod tests {
             active: &is_active,
             let_go: &mut let_go,
             claimed_to: &claimed_to,
-            holder_live: &|_| false,
+            held_elsewhere: &|_| false,
             idle: Some(idle),
         };
         plan_round(s, &mut me).expect("a plan")
@@ -753,7 +757,7 @@ mod tests {
                 active: &is_active,
                 let_go: &mut let_go,
                 claimed_to: &snapshot,
-                holder_live: &|_| false,
+                held_elsewhere: &|_| false,
                 idle: None,
             };
             let p = plan_round(s, &mut me).expect("a plan");
@@ -799,7 +803,7 @@ mod tests {
             active: &is_active,
             let_go: &mut let_go,
             claimed_to: &snapshot,
-            holder_live: &|_| false,
+            held_elsewhere: &|_| false,
             idle: None,
         };
         let p = plan_round(&s, &mut me).expect("a plan");

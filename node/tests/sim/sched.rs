@@ -209,28 +209,23 @@ async fn owner_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     }
 }
 
-/// The nodes alive by the grants of whichever node leads now, as the owner learns them from the
-/// leader (`ForwardOp::Leases`), here without the round trip: no grant for `lease + margin` is
-/// dead, as the leader judges it before it moves shards.
-fn live_by_grants(world: &World) -> BTreeSet<NodeId> {
-    let limit = us(world.cfg.lease + world.cfg.safety_margin);
-    let mut live = BTreeSet::new();
-    for l in world.handles() {
-        if !world.is_up(l.id) || l.raft.metrics().borrow().state != ServerState::Leader {
-            continue;
-        }
-        let now = l.mono_us();
-        let grants = l.sched.lock().unwrap().grants.clone();
-        live.extend(grants.into_iter().filter(|(_, at)| now - at <= limit).map(|(n, _)| n));
-    }
-    live
+/// What each running process is sending now (`scheduler::holding`): its incarnation and its
+/// dispatched, unrecorded slots, as a node that asks it would hear (here without the round
+/// trip; a process that is down answers nothing).
+fn sending_now(world: &World) -> HashMap<NodeId, (uuid::Uuid, BTreeSet<FireId>)> {
+    world
+        .handles()
+        .into_iter()
+        .filter(|h| world.is_up(h.id))
+        .map(|h| (h.id, (h.uuid, h.sched.lock().unwrap().active.clone())))
+        .collect()
 }
 
 /// One round of `scheduler::owner::round`: the node's own decision (`scheduler::round`), then
 /// the same actions.
 async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
     let now = h.firing_now_ms();
-    let live = live_by_grants(world);
+    let sending = sending_now(world);
     let plan = {
         let mut disk = h.disk.lock().unwrap();
         let mut guard = h.sched.lock().unwrap();
@@ -251,7 +246,11 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
                 let_go: &mut s.dropped,
                 claimed_to: &s.claimed_to,
                 idle: Some(&mut s.idle),
-                holder_live: &|n| live.contains(&n),
+                held_elsewhere: &|f| {
+                    sending
+                        .get(&f.node)
+                        .is_some_and(|(uuid, active)| *uuid == f.incarnation && active.contains(&f.fire_id))
+                },
             },
         );
         let Ok(plan) = plan else { return };
