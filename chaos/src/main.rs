@@ -166,9 +166,19 @@ fn main() -> ExitCode {
     let repro = cfg.repro_command();
     let out = cfg.out.clone();
     let result = rt.block_on(async move {
+        // SIGTERM (a supervisor, `kill`) stops the run like Ctrl-C: the nodes must not outlive it.
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             r = raftcron_chaos::run(cfg) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
+            () = terminate => None,
         }
     });
     // Dropping the run future above killed every node; end the runtime's leftover tasks.
@@ -184,7 +194,7 @@ fn main() -> ExitCode {
             ExitCode::from(3)
         }
         None => {
-            eprintln!("raftcron-chaos: interrupted; every node was killed (INVALID run)");
+            eprintln!("raftcron-chaos: interrupted (SIGINT or SIGTERM); every node was killed (INVALID run)");
             ExitCode::from(2)
         }
     }
