@@ -119,7 +119,6 @@ impl Holders {
         fire_ids.truncate(MAX_ASKED);
         let (me, cluster) = (self.clone(), cluster.clone());
         tokio::spawn(async move {
-            let asked_at = Instant::now();
             let ask = Ask { fire_ids };
             let answer = match cluster.ask_peer::<_, Answer>(node, PATH, &ask, timeout).await {
                 Ok(a) => a,
@@ -128,8 +127,10 @@ impl Holders {
                     Answer { incarnation: Uuid::nil(), holding: Vec::new() }
                 }
             };
+            // Fresh from the answer on: a holder's "not sending" after a long timeout must not be
+            // stale on arrival, or its slots would be asked about for ever and never claimed back.
             let told = Told {
-                at: asked_at,
+                at: Instant::now(),
                 incarnation: answer.incarnation,
                 asked: ask.fire_ids.into_iter().collect(),
                 holding: answer.holding.into_iter().collect(),
