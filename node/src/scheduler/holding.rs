@@ -108,17 +108,24 @@ impl Holders {
         Some(t.incarnation == incarnation && t.holding.contains(fire_id))
     }
 
-    /// Asks `node` about `fire_ids` (bounded by `timeout`) unless a question to it is on its
-    /// way. A node that cannot be reached, or does not know the question, holds nothing.
-    pub fn ask(&self, cluster: &Cluster, node: NodeId, mut fire_ids: Vec<FireId>, timeout: Duration) {
-        let Ok(mut asking) = self.asking.lock() else { return };
+    /// Asks `node` about `fire_ids` (bounded by `timeout`) in a task of its own, unless a
+    /// question to it is on its way; the task, to wait for its answer if the caller wants. A node
+    /// that cannot be reached, or does not know the question, holds nothing.
+    pub fn ask(
+        &self,
+        cluster: &Cluster,
+        node: NodeId,
+        mut fire_ids: Vec<FireId>,
+        timeout: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Ok(mut asking) = self.asking.lock() else { return None };
         if !asking.insert(node) {
-            return;
+            return None;
         }
         drop(asking);
         fire_ids.truncate(MAX_ASKED);
         let (me, cluster) = (self.clone(), cluster.clone());
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let ask = Ask { fire_ids };
             let answer = match cluster.ask_peer::<_, Answer>(node, PATH, &ask, timeout).await {
                 Ok(a) => a,
@@ -141,7 +148,7 @@ impl Holders {
             if let Ok(mut a) = me.asking.lock() {
                 a.remove(&node);
             }
-        });
+        }))
     }
 }
 

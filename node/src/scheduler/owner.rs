@@ -154,43 +154,53 @@ async fn round(
     let now_ms = ctx.clock.now_ms();
     let is_active = |id: &FireId| ctx.active.lock().map(|a| a.contains(id)).unwrap_or(true);
     // Another node's sent, unrecorded slot is left to it while its process says it is still
-    // sending it (`scheduler::holding`); not knowing yet counts as "still sending" for this
-    // round, and the holders are asked after it.
+    // sending it (`scheduler::holding`); not knowing counts as "still sending". Unknown holders
+    // are asked, and the round is planned again if they answer within `HOLDER_WAIT` (a dead
+    // node refuses at once, so its slots go out in this round, not the next).
     let formed = cfg.as_formed(&ctx.cluster.store).unwrap_or_else(|| cfg.clone());
     let fresh = formed.tick * 5;
-    // Reading the state is synchronous and, after a shard move with many jobs, takes seconds:
-    // the other tasks of this worker thread (Raft among them) must not wait for it.
-    let (plan, to_ask) = off_the_runtime(|| {
-        let to_ask = std::cell::RefCell::new(HashMap::<crate::ids::NodeId, Vec<FireId>>::new());
-        let held_elsewhere =
-            |f: &crate::model::run::InFlight| match holders.holds(f.node, f.incarnation, &f.fire_id, fresh) {
-                Some(held) => held,
-                None => {
-                    to_ask.borrow_mut().entry(f.node).or_default().push(f.fire_id);
-                    true
-                }
+    let mut plan_once = || {
+        // Reading the state is synchronous and, after a shard move with many jobs, takes
+        // seconds: the other tasks of this worker thread (Raft among them) must not wait for it.
+        off_the_runtime(|| {
+            let to_ask = std::cell::RefCell::new(HashMap::<crate::ids::NodeId, Vec<FireId>>::new());
+            let held_elsewhere =
+                |f: &crate::model::run::InFlight| match holders.holds(f.node, f.incarnation, &f.fire_id, fresh) {
+                    Some(held) => held,
+                    None => {
+                        to_ask.borrow_mut().entry(f.node).or_default().push(f.fire_id);
+                        true
+                    }
+                };
+            let Ok(mut let_go) = ctx.dropped.lock() else {
+                return (Err("the let-go slots are unreadable".into()), HashMap::new());
             };
-        let Ok(mut let_go) = ctx.dropped.lock() else {
-            return (Err("the let-go slots are unreadable".into()), HashMap::new());
-        };
-        let plan = round::plan_round(
-            &ctx.cluster.store,
-            &mut round::Process {
-                node: me,
-                incarnation,
-                now_ms,
-                horizon_ms: now_ms + cfg.claim_ahead.as_millis() as i64,
-                active: &is_active,
-                let_go: &mut let_go,
-                claimed_to,
-                idle: Some(idle),
-                held_elsewhere: &held_elsewhere,
-            },
-        );
-        (plan, to_ask.into_inner())
-    });
-    for (node, fire_ids) in to_ask {
-        holders.ask(ctx.cluster, node, fire_ids, formed.lease / 4);
+            let plan = round::plan_round(
+                &ctx.cluster.store,
+                &mut round::Process {
+                    node: me,
+                    incarnation,
+                    now_ms,
+                    horizon_ms: now_ms + cfg.claim_ahead.as_millis() as i64,
+                    active: &is_active,
+                    let_go: &mut let_go,
+                    claimed_to,
+                    idle: Some(&mut *idle),
+                    held_elsewhere: &held_elsewhere,
+                },
+            );
+            (plan, to_ask.into_inner())
+        })
+    };
+    let (mut plan, to_ask) = plan_once();
+    if !to_ask.is_empty() {
+        let asks: Vec<_> = to_ask
+            .into_iter()
+            .filter_map(|(node, fire_ids)| holders.ask(ctx.cluster, node, fire_ids, formed.lease / 4))
+            .collect();
+        if !asks.is_empty() && tokio::time::timeout(HOLDER_WAIT, futures::future::join_all(asks)).await.is_ok() {
+            plan = plan_once().0;
+        }
     }
     let plan = plan?;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);
@@ -254,6 +264,10 @@ async fn round(
     }
     Ok(())
 }
+
+/// How long a round waits for the holders it asked before it goes on without their answers
+/// (they still arrive, for the next round).
+const HOLDER_WAIT: Duration = Duration::from_millis(100);
 
 const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";
 const SKIPPED_REASON: &str = "the previous run was still in flight (concurrency_policy: forbid)";
