@@ -563,7 +563,8 @@ async fn a_slow_request_in_flight_is_not_sent_again_when_rebalancing_moves_its_s
         jobs.insert(id.clone(), shard_of(&id, SHARDS)?);
     }
     ensure!((0..SHARDS).all(|s| jobs.values().filter(|v| **v == s).count() >= 2), "jobs per shard: {jobs:?}");
-    let first_slot = now_ms() / 1000 * 1000 + 2000;
+    // The jobs fire every even second: the window starts and ends on one.
+    let first_slot = (now_ms() / 2000 + 2) * 2000;
     let before = shards_per_node(&api).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
 
@@ -583,7 +584,7 @@ async fn a_slow_request_in_flight_is_not_sent_again_when_rebalancing_moves_its_s
     .await?;
     // Past every request in flight at the hand-over, and a few of node 4's own.
     tokio::time::sleep(Duration::from_millis(SLOW_MS + 8_000)).await;
-    let last_slot = now_ms() / 1000 * 1000 - SLOW_MS as i64 - 2_000;
+    let last_slot = (now_ms() - SLOW_MS as i64 - 2_000) / 2000 * 2000;
     let after = shards_per_node(&api).await?;
 
     // Node 4 sent slots of the moved shard's jobs.
@@ -627,5 +628,6 @@ async fn a_slow_request_in_flight_is_not_sent_again_when_rebalancing_moves_its_s
     ensure!(node_4_runs > 0, "node 4 recorded no run of the moved shard's jobs");
     ensure!(twice.is_empty(), "{} slots sent twice: {twice:?}", twice.len());
     ensure!(missing.is_empty(), "{} slots never sent: {missing:?}", missing.len());
+    ensure!(last_slot > first_slot + 10_000, "a window of {} ms judged nothing", last_slot - first_slot);
     Ok(())
 }
