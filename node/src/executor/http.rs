@@ -97,14 +97,9 @@ impl Executor {
         self
     }
 
-    /// Sends `fire`, retrying as the job allows, and returns the run to record.
-    pub async fn fire(&self, fire: &Fire, clock: &dyn Clock, node: u64) -> RunRecord {
-        self.fire_while(fire, clock, node, &|| true).await
-    }
-
-    /// Like [`Executor::fire`], but starts a retry only while `may_retry()` holds (the sender
-    /// still holds its firing lease): a sender cut off from the cluster makes no new attempt
-    /// once another node may have taken its slot over.
+    /// Sends `fire`, retrying as the job allows, and returns the run to record. A retry starts
+    /// only while `may_retry()` holds (the sender still holds its firing lease): a sender cut
+    /// off from the cluster makes no new attempt once another node may have taken its slot over.
     pub async fn fire_while(
         &self,
         fire: &Fire,

@@ -162,7 +162,7 @@ fn executor() -> Executor {
 
 async fn run(executor: &Executor, fire: &Fire) -> RunRecord {
     // Every test's worst case is a few seconds; this bound turns a hang into a failure.
-    tokio::time::timeout(Duration::from_secs(30), executor.fire(fire, &SystemClock::default(), 7))
+    tokio::time::timeout(Duration::from_secs(30), executor.fire_while(fire, &SystemClock::default(), 7, &|| true))
         .await
         .expect("the executor hung")
 }
@@ -426,7 +426,9 @@ async fn the_next_slot_bound_is_exclusive() {
         let mut fire = fire_of(s);
         fire.retry_until_ms = Some(until);
 
-        let rec = tokio::time::timeout(Duration::from_secs(30), executor().fire(&fire, &clock, 7)).await.unwrap();
+        let rec = tokio::time::timeout(Duration::from_secs(30), executor().fire_while(&fire, &clock, 7, &|| true))
+            .await
+            .unwrap();
 
         assert_eq!(rec.attempts, attempts, "retry until {until}");
         assert_eq!(target.seen().len(), attempts as usize);

@@ -198,30 +198,24 @@ impl RaftHandle {
     /// `old` itself elected again in a later term (a leader that lost its term to a campaigning
     /// follower and won it back answers again). Up to `timeout`; false on timeout.
     pub async fn wait_for_new_leader(&self, old: NodeId, term: u64, timeout: Duration) -> bool {
-        let mut rx = self.raft.metrics();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (leader, now_term) = {
-                let m = rx.borrow();
-                (m.current_leader, m.current_term)
-            };
-            if is_new_leader(leader, now_term, old, term) {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return false,
-            }
-        }
+        self.wait_for_metrics(timeout, |m| is_new_leader(m.current_leader, m.current_term, old, term).then_some(()))
+            .await
+            .is_some()
     }
 
     /// Waits until some leader is known, up to `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        self.wait_for_metrics(timeout, |m| m.current_leader).await
+    }
+
+    /// Waits until `seen` finds what it looks for in this node's Raft metrics, checked at once
+    /// and on every change, up to `timeout`.
+    async fn wait_for_metrics<T>(&self, timeout: Duration, seen: impl Fn(&RaftMetrics) -> Option<T>) -> Option<T> {
         let mut rx = self.raft.metrics();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(l) = rx.borrow().current_leader {
-                return Some(l);
+            if let Some(found) = seen(&rx.borrow()) {
+                return Some(found);
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => continue,

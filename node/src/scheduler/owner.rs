@@ -157,8 +157,7 @@ async fn round(
     // sending it (`scheduler::holding`); not knowing counts as "still sending". Unknown holders
     // are asked, and the round is planned again if they answer within `HOLDER_WAIT` (a dead
     // node refuses at once, so its slots go out in this round, not the next).
-    let formed = cfg.as_formed(&ctx.cluster.store).unwrap_or_else(|| cfg.clone());
-    let fresh = formed.tick * 5;
+    let fresh = cfg.tick * 5;
     let mut plan_once = || {
         // Reading the state is synchronous and, after a shard move with many jobs, takes
         // seconds: the other tasks of this worker thread (Raft among them) must not wait for it.
@@ -194,9 +193,10 @@ async fn round(
     };
     let (mut plan, to_ask) = plan_once();
     if !to_ask.is_empty() {
+        let lease = cfg.as_formed(&ctx.cluster.store).map_or(cfg.lease, |c| c.lease);
         let asks: Vec<_> = to_ask
             .into_iter()
-            .filter_map(|(node, fire_ids)| holders.ask(ctx.cluster, node, fire_ids, formed.lease / 4))
+            .filter_map(|(node, fire_ids)| holders.ask(ctx.cluster, node, fire_ids, lease / 4))
             .collect();
         if !asks.is_empty() && tokio::time::timeout(HOLDER_WAIT, futures::future::join_all(asks)).await.is_ok() {
             plan = plan_once().0;

@@ -538,8 +538,8 @@ mod tests {
     fn a_slot_its_holder_is_still_sending_is_left_to_it_until_it_cannot_be() {
         for delivery in [Delivery::AtLeastOnce, Delivery::AtMostOnce] {
             let (s, job, _) = claimed(delivery, 2, Uuid::new_v4());
-            let record: JobRecord = decode(&s.get(Table::Jobs, &job_key(&s, job)).unwrap().unwrap()).unwrap();
-            let fs: FireState = decode(&s.get(Table::FireState, &job_key(&s, job)).unwrap().unwrap()).unwrap();
+            let record: JobRecord = decode(&s.get(Table::Jobs, &job_key(job)).unwrap().unwrap()).unwrap();
+            let fs: FireState = decode(&s.get(Table::FireState, &job_key(job)).unwrap().unwrap()).unwrap();
             let done_by = holder_done_by(&record, &fs.in_flight[0]);
             // No retries: one attempt at its full timeout from the slot, plus the margin.
             assert_eq!(done_by, T0 + 1000 + i64::from(record.spec.timeout_seconds) * 1000 + RECORD_MARGIN_MS);
@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(holder_done_by(&record, &f), T0 + 60_000 + 30_000 + RECORD_MARGIN_MS);
     }
 
-    fn job_key(_: &MemState, job: JobId) -> Vec<u8> {
+    fn job_key(job: JobId) -> Vec<u8> {
         crate::state::keys::job(&TenantId::default_tenant(), job)
     }
 
