@@ -339,6 +339,11 @@ impl Keyring {
         self.current.id()
     }
 
+    /// True when the keyring holds keys besides the current one (a rotation is under way).
+    pub fn holds_previous(&self) -> bool {
+        !self.previous.is_empty()
+    }
+
     /// The ids of every key held, current first.
     pub fn ids(&self) -> KeyringIds {
         let mut all = Vec::with_capacity(1 + self.previous.len());

@@ -189,7 +189,7 @@ async fn create(
     let mut spec = JobSpec::from_create(req).map_err(|e| ApiError::validation(e.to_string()))?;
     check_target(&state, &spec.url)?;
     check_interval(&state, &caller, &spec)?;
-    let (id, tenant) = (JobId::new_random(), caller.key.tenant.clone());
+    let (id, tenant) = (JobId::generate(), caller.key.tenant.clone());
     // Secrets leave this node (to the leader, the log, the peers) sealed only.
     spec.seal(&state.keyring, &tenant, id).map_err(|e| ApiError::internal(format!("sealing secrets: {e}")))?;
     let body = CommandBody::CreateJob { id, tenant, spec };

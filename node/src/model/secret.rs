@@ -108,7 +108,7 @@ mod tests {
     fn sealed_values_open_only_in_their_place() {
         let ring = Keyring::new(MasterKey::generate(), vec![]);
         let t = TenantId::default_tenant();
-        let (a, b) = (JobId::new_random(), JobId::new_random());
+        let (a, b) = (JobId::generate(), JobId::generate());
         let here = field_aad(&t, a, &header_field("Authorization"));
         let s = Secret::from("Bearer canary").sealed(&ring, &here).unwrap();
         assert!(matches!(s, Secret::Sealed(_)));

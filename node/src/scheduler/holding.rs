@@ -160,8 +160,8 @@ mod tests {
     fn a_process_says_which_asked_slots_it_is_sending() {
         let h = Holding::default();
         let (a, b) = (
-            FireId::scheduled(crate::ids::JobId::new_random(), 1000),
-            FireId::scheduled(crate::ids::JobId::new_random(), 2000),
+            FireId::scheduled(crate::ids::JobId::generate(), 1000),
+            FireId::scheduled(crate::ids::JobId::generate(), 2000),
         );
         h.active.lock().unwrap().insert(a);
         let answer = h.answer(&Ask { fire_ids: vec![a, b] });
@@ -174,8 +174,8 @@ mod tests {
         let holders = Holders::default();
         let (inc, a, b) = (
             Uuid::new_v4(),
-            FireId::scheduled(crate::ids::JobId::new_random(), 1000),
-            FireId::scheduled(crate::ids::JobId::new_random(), 2000),
+            FireId::scheduled(crate::ids::JobId::generate(), 1000),
+            FireId::scheduled(crate::ids::JobId::generate(), 2000),
         );
         let fresh = Duration::from_secs(60);
         assert_eq!(holders.holds(2, inc, &a, fresh), None, "never asked");
@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(holders.holds(2, inc, &b, fresh), Some(false), "asked, not held");
         assert_eq!(holders.holds(2, Uuid::new_v4(), &a, fresh), Some(false), "another incarnation: restarted");
         assert_eq!(holders.holds(3, inc, &a, fresh), None, "another node");
-        let c = FireId::scheduled(crate::ids::JobId::new_random(), 3000);
+        let c = FireId::scheduled(crate::ids::JobId::generate(), 3000);
         assert_eq!(holders.holds(2, inc, &c, fresh), None, "not asked about");
         assert_eq!(holders.holds(2, inc, &a, Duration::ZERO), None, "too old");
     }

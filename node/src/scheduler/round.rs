@@ -475,7 +475,7 @@ mod tests {
         s.apply(&cmd(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT }));
         let moves = (0..4).map(|shard| ShardMove { shard, from: None, to: Some(claimant), new_epoch: 1 }).collect();
         s.apply(&cmd(T0, CommandBody::AssignShards { moves }));
-        let (tenant, job) = (TenantId::default_tenant(), JobId::new_random());
+        let (tenant, job) = (TenantId::default_tenant(), JobId::generate());
         let spec = JobSpec { name: "tick".into(), delivery, ..JobSpec::example("https://example.com/tick") };
         s.apply(&cmd(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec }));
         let item = ClaimItem {
@@ -564,7 +564,7 @@ mod tests {
             ..JobSpec::example("https://example.com/slow")
         };
         let record = JobRecord {
-            id: JobId::new_random(),
+            id: JobId::generate(),
             tenant: TenantId::default_tenant(),
             spec,
             created_at_ms: T0,
@@ -697,7 +697,7 @@ mod tests {
         s.apply(&cmd(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT }));
         let moves = (0..4).map(|shard| ShardMove { shard, from: None, to: Some(ME), new_epoch: 1 }).collect();
         s.apply(&cmd(T0, CommandBody::AssignShards { moves }));
-        let (tenant, job) = (TenantId::default_tenant(), JobId::new_random());
+        let (tenant, job) = (TenantId::default_tenant(), JobId::generate());
         let spec = JobSpec { name: "tick".into(), ..JobSpec::example("https://example.com/tick") };
         s.apply(&cmd(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec }));
         (s, job, crate::state::keys::job(&tenant, job))
@@ -864,7 +864,7 @@ mod tests {
             cron_expression: "0 0 1 1 *".into(),
             ..JobSpec::example("https://example.com/yearly")
         };
-        let quiet: Vec<JobId> = (0..40).map(|_| JobId::new_random()).collect();
+        let quiet: Vec<JobId> = (0..40).map(|_| JobId::generate()).collect();
         for (i, id) in quiet.iter().enumerate() {
             s.apply(&cmd(
                 T0,
@@ -886,7 +886,7 @@ mod tests {
         let (_, reads, scans) = round(&s, &mut idle, T0 + 1700);
         assert_eq!((reads, scans), (1, 0));
         // A job written since (a new one, and a quiet one paused) is read once more...
-        let new = JobId::new_random();
+        let new = JobId::generate();
         s.apply(&cmd(T0, CommandBody::CreateJob { id: new, tenant: tenant.clone(), spec: yearly("new") }));
         let pause = JobPatch { is_active: Some(false), ..JobPatch::default() };
         s.apply(&cmd(T0, CommandBody::UpdateJob { id: quiet[0], tenant: tenant.clone(), patch: pause }));

@@ -114,8 +114,7 @@ fn the_job_quota_is_judged_in_log_order() {
     let team = TenantId("team".into());
     let mut results = Vec::new();
     for i in 0..3 {
-        let body =
-            CommandBody::CreateJob { id: JobId::new_random(), tenant: team.clone(), spec: spec(&format!("j{i}")) };
+        let body = CommandBody::CreateJob { id: JobId::generate(), tenant: team.clone(), spec: spec(&format!("j{i}")) };
         results.push(s.apply(&cmd(10 + i, body)));
     }
     assert!(matches!(results[0], CommandResult::Job(_)));
@@ -127,7 +126,7 @@ fn the_job_quota_is_judged_in_log_order() {
         s.apply(&cmd(20, CommandBody::UpdateTenant { id: team.clone(), patch })),
         CommandResult::Tenant(_)
     ));
-    let body = CommandBody::CreateJob { id: JobId::new_random(), tenant: team.clone(), spec: spec("j3") };
+    let body = CommandBody::CreateJob { id: JobId::generate(), tenant: team.clone(), spec: spec("j3") };
     assert!(matches!(s.apply(&cmd(21, body)), CommandResult::Job(_)));
 }
 
@@ -141,7 +140,7 @@ fn tenants_are_deleted_only_when_empty_and_take_their_keys() {
     let team = TenantId("team".into());
     let k = key("team", &[Scope::JobsWrite]);
     s.apply(&cmd(4, CommandBody::CreateKey { hash: [4; 32], record: Box::new(k.clone()) }));
-    let job = JobId::new_random();
+    let job = JobId::generate();
     s.apply(&cmd(5, CommandBody::CreateJob { id: job, tenant: team.clone(), spec: spec("j") }));
     assert_eq!(
         s.apply(&cmd(6, CommandBody::DeleteTenant { id: team.clone() })),
@@ -164,7 +163,7 @@ fn the_audit_trail_names_actor_and_fields_never_values_and_stays_bounded() {
     let mut s = MemState::default();
     boot(&mut s);
     let t = TenantId::default_tenant();
-    let id = JobId::new_random();
+    let id = JobId::generate();
     let mut c = cmd(5, CommandBody::CreateJob { id, tenant: t.clone(), spec: spec("audited") });
     c.actor = actor();
     s.apply(&c);
@@ -182,7 +181,7 @@ fn the_audit_trail_names_actor_and_fields_never_values_and_stays_bounded() {
     c.actor = actor();
     s.apply(&c);
     // A rejected command leaves no entry.
-    let mut c = cmd(7, CommandBody::DeleteJob { id: JobId::new_random(), tenant: t.clone() });
+    let mut c = cmd(7, CommandBody::DeleteJob { id: JobId::generate(), tenant: t.clone() });
     c.actor = actor();
     s.apply(&c);
     let trail = audit_trail(&s);

@@ -169,6 +169,8 @@ fn apply_body(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result
                 overlay.record(&effects);
                 batch.append(effects);
             }
+            // The commands' counters (job count, audit sequence) are written once, not per command.
+            batch.keep_last_writes();
             Ok(CommandResult::Batch(results))
         }
     }

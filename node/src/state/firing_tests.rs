@@ -41,7 +41,7 @@ impl World {
             (0..4).map(|shard| ShardMove { shard, from: None, to: Some(1), new_epoch: 1 }).collect();
         assert_eq!(s.apply(&at(T0, CommandBody::AssignShards { moves })), CommandResult::Assigned { moves: 4 });
         let tenant = TenantId::default_tenant();
-        let job = JobId::new_random();
+        let job = JobId::generate();
         s.apply(&at(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec: every_second() }));
         World { s, tenant, job, shard: assignment::shard_of(job, 4) }
     }
@@ -210,8 +210,7 @@ fn a_trigger_is_in_flight_released_off_the_whole_second_and_distinct() {
     assert!(f.released && f.fire_id == fire_id);
     // The owner takes it over like any released slot.
     assert_eq!(w.claim(T0 + 5100, 1, Uuid::new_v4(), 1, at_ms, ClaimKind::Reclaim), ClaimVerdict::Accepted);
-    let missing =
-        w.s.apply(&at(T0, CommandBody::Trigger { id: JobId::new_random(), tenant: w.tenant.clone(), trigger }));
+    let missing = w.s.apply(&at(T0, CommandBody::Trigger { id: JobId::generate(), tenant: w.tenant.clone(), trigger }));
     assert!(matches!(missing, CommandResult::Rejected(_)));
 }
 
@@ -309,7 +308,7 @@ fn a_job_created_before_the_shard_count_was_fixed_is_indexed_under_its_real_shar
     let mut s = MemState::default();
     let tenant = TenantId::default_tenant();
     // Enough jobs that some fall in another shard under 4 shards than under the default count.
-    let jobs: Vec<JobId> = (0..16).map(|_| JobId::new_random()).collect();
+    let jobs: Vec<JobId> = (0..16).map(|_| JobId::generate()).collect();
     for &job in &jobs {
         s.apply(&at(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec: every_second() }));
     }

@@ -77,7 +77,7 @@ pub(crate) fn cmd(at: i64, body: CommandBody) -> Command {
 fn create_update_delete_and_their_rejections() {
     let mut s = MemState::default();
     let t = TenantId::default_tenant();
-    let id = JobId::new_random();
+    let id = JobId::generate();
     let r = s.apply(&cmd(1000, CommandBody::CreateJob { id, tenant: t.clone(), spec: spec("a") }));
     let CommandResult::Job(job) = r else { panic!("{r:?}") };
     assert_eq!((job.created_at_ms, job.updated_at_ms), (1000, 1000));
@@ -109,7 +109,7 @@ fn create_update_delete_and_their_rejections() {
 #[test]
 fn replicas_applying_the_same_log_hold_the_same_bytes() {
     let t = TenantId::default_tenant();
-    let ids: Vec<JobId> = (0..20).map(|_| JobId::new_random()).collect();
+    let ids: Vec<JobId> = (0..20).map(|_| JobId::generate()).collect();
     let mut log = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         log.push(cmd(i as i64, CommandBody::CreateJob { id: *id, tenant: t.clone(), spec: spec(&format!("j{i}")) }));
@@ -135,7 +135,7 @@ fn a_batch_applies_exactly_like_its_commands_one_by_one() {
     // touch the same job (create, update, delete, create again), so each must see the ones
     // before it.
     let t = TenantId::default_tenant();
-    let ids: Vec<JobId> = (0..6).map(|_| JobId::new_random()).collect();
+    let ids: Vec<JobId> = (0..6).map(|_| JobId::generate()).collect();
     let mut log = Vec::new();
     for round in 0..4i64 {
         for (i, id) in ids.iter().enumerate() {

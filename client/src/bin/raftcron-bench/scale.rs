@@ -1,7 +1,9 @@
 //! The scale scenario (local clusters only): load N idle jobs, then measure the load rate, RSS
 //! and data directory of every node, the size of a snapshot, how long a restarted follower
 //! takes to be ready, how long the whole cluster takes to write and fire again after every
-//! node was stopped and started, and how long a new, empty member takes to catch up.
+//! node was stopped (SIGTERM) and started, then again after every node was killed (SIGKILL: no
+//! memtable flush, the store replays its write-ahead log), and how long a new, empty member
+//! takes to catch up.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -75,7 +77,8 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, jobs: u64, concurrency: usiz
         ));
     }
 
-    whole_cluster_restart(c, &nodes, sink, &mut row).await?;
+    whole_cluster_restart(c, &nodes, sink, &mut row, Stop::Terminate).await?;
+    whole_cluster_restart(c, &nodes, sink, &mut row, Stop::Kill).await?;
 
     // A new member: empty data dir, added through the API; time until it applied the log.
     let new_id = ids.iter().max().copied().unwrap_or(0) + 1;
@@ -115,14 +118,33 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, jobs: u64, concurrency: usiz
     Ok(())
 }
 
-/// Stops every node (SIGTERM), starts them all again, and times from the start: the first
+/// How every node is stopped before a whole-cluster restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: a clean shutdown flushes the memtables.
+    Terminate,
+    /// SIGKILL: nothing flushed; the next start replays the write-ahead log.
+    Kill,
+}
+
+/// Stops every node (`how`), starts them all again, and times from the start: the first
 /// acknowledged write, the first fire of an every-second job, and every node ready.
-async fn whole_cluster_restart(c: &mut LocalCluster, nodes: &Nodes, sink: &Sink, row: &mut Row) -> Result<()> {
+async fn whole_cluster_restart(
+    c: &mut LocalCluster,
+    nodes: &Nodes,
+    sink: &Sink,
+    row: &mut Row,
+    how: Stop,
+) -> Result<()> {
     let client = nodes.any()?;
     let mut jobs = HashSet::new();
+    let tag = match how {
+        Stop::Terminate => "",
+        Stop::Kill => "-kill",
+    };
     for n in 0..RESTART_FIRE_JOBS {
         let job = CreateJob {
-            name: format!("bench-scale-restart-{n}"),
+            name: format!("bench-scale-restart{tag}-{n}"),
             url: sink.url("restart"),
             method: "POST".into(),
             cron_expression: "* * * * * *".into(),
@@ -141,7 +163,10 @@ async fn whole_cluster_restart(c: &mut LocalCluster, nodes: &Nodes, sink: &Sink,
     }
     let ids = c.running();
     for id in &ids {
-        c.terminate(*id)?;
+        match how {
+            Stop::Terminate => c.terminate(*id)?,
+            Stop::Kill => c.kill(*id)?,
+        }
     }
     let (t0, t0_us) = (Instant::now(), now_us());
     for id in &ids {
@@ -179,8 +204,12 @@ async fn whole_cluster_restart(c: &mut LocalCluster, nodes: &Nodes, sink: &Sink,
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let secs = |d: Option<Duration>| d.map_or("none".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+    let (stopped, suffix) = match how {
+        Stop::Terminate => ("stopped (SIGTERM)", ""),
+        Stop::Kill => ("killed (SIGKILL)", "_after_kill"),
+    };
     note(&format!(
-        "  whole cluster restarted: first write after {}, first fire after {}, every node ready after {}",
+        "  whole cluster {stopped} and restarted: first write after {}, first fire after {}, every node ready after {}",
         secs(write),
         secs(fire),
         secs(ready)
@@ -189,7 +218,7 @@ async fn whole_cluster_restart(c: &mut LocalCluster, nodes: &Nodes, sink: &Sink,
         [("cluster_restart_write_s", write), ("cluster_restart_fire_s", fire), ("cluster_restart_ready_s", ready)]
     {
         if let Some(d) = d {
-            row.extra.insert(key.into(), d.as_secs_f64().into());
+            row.extra.insert(format!("{key}{suffix}"), d.as_secs_f64().into());
         }
     }
     Ok(())
