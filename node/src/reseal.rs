@@ -2,7 +2,7 @@
 //!
 //! On the leader only, and only while this node's keyring holds a previous key (a rotation is
 //! under way: without one, nothing sealed under another key can be opened, so there is nothing
-//! to re-seal): every [`PERIOD`] it walks the jobs, a page of [`PAGE`] at a time off the async
+//! to re-seal): every [`PERIOD`] it walks the jobs, a page of 1,000 at a time off the async
 //! runtime, and for each whose header values or body are sealed under an older key it proposes
 //! `ResealJob` with the same values sealed under the current key (guarded by the job's
 //! `updated_at`, so a concurrent edit wins). Once a walk finds nothing left, the old key may be
