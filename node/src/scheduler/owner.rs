@@ -299,6 +299,11 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let results = ctx.results.clone();
     let metrics = ctx.metrics.clone();
     tokio::spawn(async move {
+        // Everything that does not depend on the instant is done before the wait: at a whole
+        // second, every job of the node's shards is sent at once, and work done then is lateness.
+        let retry_until_ms =
+            p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
+        let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
         // Until the cluster's time is surely at the slot; again if a new reading moved it
         // (bounded: each wait is at most the slot's distance, and readings settle).
         for _ in 0..8 {
@@ -337,9 +342,6 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
             return;
         }
         running_add(&running, p.job.id, 1);
-        let retry_until_ms =
-            p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
-        let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
         metrics.scheduler.fire_lateness.observe((clock.now_ms() - p.at_ms).max(0) as f64 / 1000.0);
         let still_live = move || lease.valid();
         let run = executor.fire_while(&fire, &clock, cluster.node_id(), &still_live).await;

@@ -140,7 +140,7 @@ pub struct FireArgs {
     /// Seconds of slots counted (after a warm-up of 3 s).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub window: u64,
-    /// Skip the unreplicated baseline.
+    /// Skip the references: the unreplicated baseline and the burst floor.
     #[arg(long)]
     pub no_baseline: bool,
 }

@@ -1,7 +1,9 @@
 //! The fire scenario: jobs aimed at the sink so the cluster fires F times a second; lateness
 //! (received minus `X-Raftcron-Scheduled-At`), duplicates and misses over a window of whole
-//! seconds; CPU and RSS of every node. And the unreplicated baseline: an in-process tokio +
-//! reqwest loop sending the same slots to the same sink, so the ratio is honest.
+//! seconds; CPU and RSS of every node. And two references in the same run, so the ratio is
+//! honest: the unreplicated baseline (an in-process tokio + reqwest loop sending the same slots
+//! to the same sink) and the burst floor (prebuilt requests on connections opened ahead, see
+//! [`floor`]).
 //!
 //! Cron slots are whole seconds, so "spread" cannot spread fires inside a second: it spreads
 //! the jobs over P different second fields (F x P jobs, each every P seconds), which keeps F
@@ -50,6 +52,14 @@ impl Case {
         match self.pattern {
             Pattern::Aligned => Every { period: 1, offset: 0 },
             Pattern::Spread => Every { period: self.period, offset: (i % u64::from(self.period)) as u32 },
+        }
+    }
+
+    /// Seconds between two slots of one job.
+    fn period_of(&self) -> u32 {
+        match self.pattern {
+            Pattern::Aligned => 1,
+            Pattern::Spread => self.period.max(1),
         }
     }
 
@@ -236,6 +246,79 @@ pub async fn baseline(sink: &Sink, case: Case) -> Result<Row> {
     }
     drop(progress);
     Ok(row_of(&name, &expected, &sink.records(), case.window_s))
+}
+
+/// Longest wait for the sink's answer to one request of the floor.
+const FLOOR_ANSWER: Duration = Duration::from_secs(5);
+
+/// The burst floor of `case`: the same slots, written to the same sink as prebuilt HTTP/1.1
+/// requests on connections opened ahead of time, one task per connection woken by a tokio timer
+/// at the slot's instant. At the instant nothing happens but that wake-up, one `write` and the
+/// sink's own work: no client library, no connection set-up, no request building. Whatever
+/// lateness it shows, no sender on this machine can beat with the same sink.
+///
+/// Connection `c` carries the jobs `c * period .. (c + 1) * period`, of which exactly one is due
+/// each second, so a burst of F fires uses F connections.
+pub async fn floor(sink: &Sink, case: Case) -> Result<Row> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    sink.clear();
+    let period = u64::from(case.period_of());
+    let jobs: HashMap<String, Every> = (0..case.jobs()).map(|i| (format!("floor-{i}"), case.every(i))).collect();
+    let from_s = now_us().div_euclid(1_000_000) + 3;
+    let expected = Expected { jobs, from_s, to_s: from_s + case.window_s as i64 };
+    let addr = sink.addr;
+    let counters = Arc::new(Counters::default());
+    let name = format!("floor {}", case.name());
+    let progress = progress::show(name.clone(), counters.clone(), Duration::from_secs(case.window_s) + MAX_GRACE);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..case.jobs() / period {
+        let lane: Vec<(String, Every)> =
+            (c * period..(c + 1) * period).map(|i| (format!("floor-{i}"), case.every(i))).collect();
+        let (counters, to_s) = (counters.clone(), expected.to_s);
+        tasks.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut answer = vec![0u8; 4096];
+            for s in from_s..to_s {
+                let Some((job, _)) = lane.iter().find(|(_, e)| e.due(s)) else { continue };
+                let stamp = chrono::DateTime::from_timestamp(s, 0)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let request = format!(
+                    "POST /floor HTTP/1.1\r\nHost: {addr}\r\nIdempotency-Key: {job}-{s}\r\n\
+                     X-Raftcron-Job-Id: {job}\r\nX-Raftcron-Scheduled-At: {stamp}\r\n\
+                     X-Raftcron-Attempt: 1\r\nContent-Length: 0\r\n\r\n"
+                );
+                sleep_until_us(s * 1_000_000).await;
+                stream.write_all(request.as_bytes()).await?;
+                // The sink answers 200 with an empty body: read up to the end of the head.
+                let mut got = 0;
+                let read = async {
+                    for _ in 0..64 {
+                        let n = stream.read(&mut answer[got..]).await?;
+                        got += n;
+                        if n == 0 || answer[..got].windows(4).any(|w| w == b"\r\n\r\n") || got == answer.len() {
+                            break;
+                        }
+                    }
+                    anyhow::Ok(())
+                };
+                tokio::time::timeout(FLOOR_ANSWER, read).await??;
+                counters.ops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut failed = 0u64;
+    while let Some(r) = tasks.join_next().await {
+        if !matches!(r, Ok(Ok(()))) {
+            failed += 1;
+        }
+    }
+    drop(progress);
+    let mut row = row_of(&name, &expected, &sink.records(), case.window_s);
+    row.extra.insert("failed_connections".into(), failed.into());
+    Ok(row)
 }
 
 /// Deletes `ids` (64 at a time), for attached clusters.

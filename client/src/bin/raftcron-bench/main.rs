@@ -238,6 +238,8 @@ async fn fire(cli: &Cli, a: &FireArgs, rows: &mut Vec<Row>) -> Result<()> {
             if !a.no_baseline {
                 rows.push(fire::baseline(&sink, case).await?);
                 print_last(rows);
+                rows.push(fire::floor(&sink, case).await?);
+                print_last(rows);
             }
             let (nodes, local) = open(cli).await?;
             let r = fire::cluster_case(&nodes, &sink, case, local.is_none()).await;
