@@ -2,9 +2,12 @@
 //! forms the cluster, and shuts everything down in order.
 //!
 //! Every background task is named here, owned here and stopped here. Order at shutdown: stop
-//! accepting requests, stop background tasks, then stop Raft (which flushes nothing it has not
-//! already synced: durability never depends on a clean shutdown), then write the memtables to
-//! disk so that the next start replays no WAL.
+//! the background tasks while the HTTP server still runs (the owner records its last results
+//! through Raft, and Raft's peers reach this node through that server: closed first, the node
+//! would lose its leader and the results, and the stop would wait out the write timeout), then
+//! stop accepting requests, then stop Raft (which flushes nothing it has not already synced:
+//! durability never depends on a clean shutdown), then write the memtables to disk so that the
+//! next start replays no WAL.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -101,7 +104,7 @@ pub async fn run(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut http_stop = stop_rx.clone();
+    let (http_stop_tx, mut http_stop) = tokio::sync::watch::channel(false);
     let http = tokio::spawn(async move {
         let stopped = async move {
             let _ = http_stop.changed().await;
@@ -151,6 +154,7 @@ pub async fn run(
     for task in scheduler {
         let _ = task.await;
     }
+    let _ = http_stop_tx.send(true);
     cluster.raft.shutdown().await;
     let _ = http.await;
     // A restart then opens at once instead of replaying the WAL into memtables.

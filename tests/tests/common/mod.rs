@@ -587,8 +587,14 @@ impl TestCluster {
         if let Ok(filter) = std::env::var("RAFTCRON_TEST_LOG") {
             cmd.env("RAFTCRON_LOG", filter);
         }
+        // The harness polls every node with the admin key while the cluster forms, before the
+        // key's bootstrap reached that node: each poll is a failed authentication from
+        // 127.0.0.1, and a slow formation would exhaust the default budget (30 a minute) that a
+        // test's own 401 checks share. A test of the limit passes `--auth-failures-per-minute`,
+        // which wins over this.
         cmd.env("RAFTCRON_ADMIN_KEY", key)
             .env("RAFTCRON_MASTER_KEY", master)
+            .env("RAFTCRON_AUTH_FAILURES_PER_MINUTE", "100000")
             .envs(node_env)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
