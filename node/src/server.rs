@@ -77,6 +77,7 @@ pub async fn run(
     let mut internal = rpc::routes(raft)
         .merge(forward::routes(cluster.clone()))
         .merge(crate::scheduler::holding::routes(holding.clone()))
+        .merge(crate::cluster::spread::routes(cluster.clone()))
         .layer(from_fn_with_state(gate.clone(), rpc::require_peer))
         .layer(DefaultBodyLimit::max(rpc::MAX_INTERNAL_BODY));
     if cfg.clock_drills {

@@ -4,9 +4,20 @@ use reqwest::Method;
 use serde::de::IgnoredAny;
 
 use super::jobs::list_qs;
-use super::{segment, Client, ClientError};
+use super::{decode, error_chain, segment, Client, ClientError};
 use crate::access::*;
 use crate::types::ListQuery;
+
+/// The header that names the members that did not confirm a revocation or narrowing in time.
+pub const UNCONFIRMED_NODES: &str = "raftcron-unconfirmed-nodes";
+
+/// What `DELETE /api/v1/keys/{id}` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Members that had not applied the revocation when the answer came (empty: every member
+    /// refuses the key).
+    pub unconfirmed_nodes: Vec<u64>,
+}
 
 impl Client {
     /// `GET /api/v1/keys`: one page of the tenant's keys (never the keys themselves).
@@ -32,10 +43,21 @@ impl Client {
         Ok(env.api_key)
     }
 
-    /// `DELETE /api/v1/keys/{id}` (204): the key stops working at once.
-    pub async fn revoke_key(&self, id: &str) -> Result<(), ClientError> {
-        let _: IgnoredAny = self.call::<(), _>(Method::DELETE, &format!("/api/v1/keys/{}", segment(id)), None).await?;
-        Ok(())
+    /// `DELETE /api/v1/keys/{id}` (204). The answer comes once every member applied the
+    /// revocation; the members that did not confirm it in time (down or cut off) are named in
+    /// [`Revoked::unconfirmed_nodes`]: they refuse the key once they hear from the leader.
+    pub async fn revoke_key(&self, id: &str) -> Result<Revoked, ClientError> {
+        let resp = self.send(&Method::DELETE, &format!("/api/v1/keys/{}", segment(id)), None, None).await?;
+        let unconfirmed_nodes = resp
+            .headers()
+            .get(UNCONFIRMED_NODES)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Unknown(error_chain(&e)))?;
+        let _: IgnoredAny = decode(status, &bytes)?;
+        Ok(Revoked { unconfirmed_nodes })
     }
 
     /// `GET /api/v1/tenants`.

@@ -153,7 +153,7 @@ async fn errors_keep_their_code_and_204_decodes() {
     assert_eq!(e.status(), Some(404));
     assert_eq!(seen.lock().unwrap()[0], "GET /api/v1/keys/a%20b%2Fc HTTP/1.1");
     let (gone, _) = server(Script::Answer(204, "")).await;
-    client(vec![gone]).revoke_key("k1").await.unwrap();
+    assert!(client(vec![gone]).revoke_key("k1").await.unwrap().unconfirmed_nodes.is_empty());
     let (html, _) = server(Script::Answer(502, "bad gateway")).await;
     let e = client(vec![html]).cluster().await.unwrap_err();
     assert!(matches!(e, ClientError::Status { status: 502, .. }), "{e:?}");

@@ -5,7 +5,9 @@
 //! revokes a key that holds a scope it lacks. Telemetry keys keep their scopes and allowlist.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use raftcron_client::{
@@ -22,9 +24,13 @@ use crate::api::guard::Allowlist;
 use crate::api::{check_page, ApiJson, AppState};
 use crate::clock::ms_to_utc;
 use crate::clock::Clock;
+use crate::cluster::spread::Spread;
 use crate::ids::{KeyId, TenantId};
 use crate::model::apikey::{self, ApiKeyRecord, KeyKind, KeyPatch, Scope, Scopes};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
+
+/// Names the members that did not confirm a key write in time.
+const UNCONFIRMED_NODES: HeaderName = HeaderName::from_static(raftcron_client::UNCONFIRMED_NODES);
 
 /// Longest key name.
 const MAX_KEY_NAME_CHARS: usize = 200;
@@ -161,7 +167,9 @@ async fn list(
 /// Creates a key: the only answer that shows it (`keys:write`; never beyond the caller's scopes).
 #[utoipa::path(post, path = "/api/v1/keys", operation_id = "create_key",
     tag = "keys", request_body = CreateKey, responses(
-    (status = 201, description = "The key, shown once", body = CreatedKeyEnvelope),
+    (status = 201, description = "The key, shown once; it works on every node", body = CreatedKeyEnvelope, headers(
+        ("Raftcron-Unconfirmed-Nodes" = String, description = "Nodes that had not applied the write within 2 s, comma-separated; absent when all had")
+    )),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
     (status = 404, description = "NOT_FOUND: no such tenant", body = ErrorBody),
     (status = 409, description = "CONFLICT", body = ErrorBody),
@@ -218,7 +226,9 @@ async fn create(
     let body = CommandBody::CreateKey { hash: apikey::hash(&key), record: Box::new(record) };
     let stored = key_result(state.cluster.write_as(body, Some(caller.actor())).await?)?;
     let created = CreatedKey { key, api_key: key_view(&stored) };
-    Ok((StatusCode::CREATED, Json(CreatedKeyEnvelope { api_key: created })))
+    // The new key works on every node once this answers (as a revocation stops working).
+    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
+    Ok((StatusCode::CREATED, spread_headers(&spread), Json(CreatedKeyEnvelope { api_key: created })))
 }
 
 /// One key (`keys:read`).
@@ -241,7 +251,9 @@ async fn get_one(
 /// Changes a key's name, scopes, allowlist or expiry (`keys:write`).
 #[utoipa::path(patch, path = "/api/v1/keys/{id}", operation_id = "update_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id (a UUID)")), request_body = UpdateKey, responses(
-    (status = 200, description = "The key as changed", body = KeyEnvelope),
+    (status = 200, description = "The key as changed, on every node", body = KeyEnvelope, headers(
+        ("Raftcron-Unconfirmed-Nodes" = String, description = "Nodes that had not applied the write within 2 s, comma-separated; absent when all had")
+    )),
     (status = 400, description = "VALIDATION_ERROR or INVALID_JSON", body = ErrorBody),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
     (status = 409, description = "CONFLICT: fixed scopes or an immutable key", body = ErrorBody),
@@ -252,7 +264,7 @@ async fn update(
     caller: Caller,
     Path(raw): Path<String>,
     ApiJson(req): ApiJson<UpdateKey>,
-) -> ApiResult<Json<KeyEnvelope>> {
+) -> ApiResult<(HeaderMap, Json<KeyEnvelope>)> {
     caller.require(Scope::KeysWrite)?;
     let id = parse_id(&raw)?;
     state.cluster.read_barrier(Consistency::Linearizable).await?;
@@ -286,17 +298,24 @@ async fn update(
     }
     let body = CommandBody::UpdateKey { id, tenant: target.tenant.clone(), patch };
     let stored = key_result(state.cluster.write_as(body, Some(caller.actor())).await?)?;
-    Ok(Json(KeyEnvelope { api_key: key_view(&stored) }))
+    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
+    Ok((spread_headers(&spread), Json(KeyEnvelope { api_key: key_view(&stored) })))
 }
 
 /// `DELETE`: 204. Every node refuses the key once it applied the revocation (a heartbeat later).
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", operation_id = "revoke_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id (a UUID)")), responses(
-    (status = 204, description = "Revoked"),
+    (status = 204, description = "Revoked: every node refuses the key", headers(
+        ("Raftcron-Unconfirmed-Nodes" = String, description = "Nodes that had not applied the revocation within 2 s, comma-separated; absent when all had")
+    )),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
     (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
 ))]
-async fn revoke(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<(HeaderMap, StatusCode)> {
     caller.require(Scope::KeysWrite)?;
     let id = parse_id(&raw)?;
     state.cluster.read_barrier(Consistency::Linearizable).await?;
@@ -306,7 +325,24 @@ async fn revoke(State(state): State<AppState>, caller: Caller, Path(raw): Path<S
     }
     let body = CommandBody::RevokeKey { id, tenant: target.tenant.clone() };
     match state.cluster.write_as(body, Some(caller.actor())).await? {
-        CommandResult::KeyRevoked { .. } => Ok(StatusCode::NO_CONTENT),
-        other => key_result(other).map(|_| StatusCode::NO_CONTENT),
+        CommandResult::KeyRevoked { .. } => {}
+        other => {
+            key_result(other)?;
+        }
     }
+    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
+    Ok((spread_headers(&spread), StatusCode::NO_CONTENT))
+}
+
+/// How long a key write waits for every member to apply it before it answers.
+const SPREAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `Raftcron-Unconfirmed-Nodes: 2,3` when some member did not confirm the write in time: it
+/// still knows the key as it was until it hears from the leader (docs/security.md).
+fn spread_headers(spread: &Spread) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(v) = spread.header_value().and_then(|v| HeaderValue::from_str(&v).ok()) {
+        headers.insert(UNCONFIRMED_NODES, v);
+    }
+    headers
 }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod bootstrap;
 pub mod drill;
 pub mod forward;
+pub mod spread;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -51,7 +51,13 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCommand) -> Result<(), CliError> {
             ctx.out.emit(&env, || views::key(&env.api_key))
         }
         KeysCommand::Revoke { id } => {
-            c.revoke_key(&id).await.context(format!("revoking API key {id}"))?;
+            let revoked = c.revoke_key(&id).await.context(format!("revoking API key {id}"))?;
+            if !revoked.unconfirmed_nodes.is_empty() {
+                eprintln!(
+                    "warning: nodes {:?} had not applied the revocation yet; they refuse the key once they hear from the leader",
+                    revoked.unconfirmed_nodes
+                );
+            }
             ctx.out.emit(&OkResponse { ok: true }, || format!("revoked API key {id}"))
         }
     }
