@@ -26,6 +26,9 @@ pub const CLUSTER_TOKEN_HEADER: &str = "X-Raftcron-Cluster-Token";
 pub struct Answer {
     pub status: u16,
     pub text: String,
+    /// The members a key write names as not having applied it in time
+    /// (`Raftcron-Unconfirmed-Nodes`); empty when the header is absent.
+    pub unconfirmed: Vec<u64>,
 }
 
 impl Answer {
@@ -151,8 +154,14 @@ impl NodeApi {
             }
         })?;
         let status = resp.status().as_u16();
+        let unconfirmed = resp
+            .headers()
+            .get("raftcron-unconfirmed-nodes")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_default();
         let text = resp.text().await.map_err(|e| SendError::Lost(e.to_string()))?;
-        Ok(Answer { status, text })
+        Ok(Answer { status, text, unconfirmed })
     }
 
     pub async fn get(&self, path: &str, timeout: Duration) -> Result<Answer, SendError> {

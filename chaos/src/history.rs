@@ -143,6 +143,11 @@ pub struct Revocation {
     pub refused_after_ms: BTreeMap<u64, Option<i64>>,
     /// Nodes that were not healthy during the probe (stopped, cut off): not judged.
     pub excused: Vec<u64>,
+    /// Nodes the revoke's answer named as not having applied it (`Raftcron-Unconfirmed-Nodes`).
+    pub unconfirmed: Vec<u64>,
+    /// Per node: the status of the first probe, sent as the answer arrived. A node the answer
+    /// did not name had applied the revoke, so its first probe must be refused.
+    pub first_probe: BTreeMap<u64, Option<u16>>,
 }
 
 /// Violations the observer found on the spot (epochs that went back, two owners of an epoch).

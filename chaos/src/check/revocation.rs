@@ -6,6 +6,10 @@
 //! took the leader away (the followers then learn the revoke's commit only from the next
 //! leader), from the injection until the cluster converged; such nodes are listed as excused.
 //! At the end, every key whose revoke was acknowledged must be refused by every node.
+//!
+//! Stronger, for the nodes no fault touched: a revoke answers once every member applied it,
+//! naming those that did not confirm in time (`Raftcron-Unconfirmed-Nodes`). The first request
+//! to any other node, sent as the answer arrived, must be refused.
 
 use super::{CheckResult, Evidence};
 use crate::workload::keys::REVOCATION_BOUND_MS;
@@ -24,7 +28,29 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
     let mut r = CheckResult::new(name);
     let mut judged = 0usize;
     let mut slowest = 0i64;
+    let mut confirmed_judged = 0usize;
     for rev in &e.history.revocations {
+        // Every member the answer did not name had applied the revoke: its first probe, sent as
+        // the answer arrived, must be refused. Nodes a fault touched are left to the bound below
+        // (a node removed from the membership is not asked, and not named).
+        for (node, first) in &rev.first_probe {
+            if rev.unconfirmed.contains(node) || rev.excused.contains(node) {
+                continue;
+            }
+            match first {
+                Some(401) => confirmed_judged += 1,
+                Some(200) => {
+                    confirmed_judged += 1;
+                    r.violation(format!(
+                        "key {} accepted by node {node} in the first request after a revoke whose answer said \
+                         every node but {:?} had applied it",
+                        rev.key_id, rev.unconfirmed
+                    ));
+                }
+                // No answer, or a 429/5xx: says nothing about the key.
+                _ => {}
+            }
+        }
         for (node, after) in &rev.refused_after_ms {
             if rev.excused.contains(node) {
                 r.excuse(format!(
@@ -60,10 +86,15 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
         }
     }
     r.summary = format!(
-        "{} revokes, {judged} node probes judged, slowest refusal {slowest} ms (bound {REVOCATION_BOUND_MS} ms)",
+        "{} revokes, {judged} node probes judged, slowest refusal {slowest} ms (bound {REVOCATION_BOUND_MS} ms); \
+         {confirmed_judged} first requests to members that had confirmed the revoke",
         e.history.revocations.len()
     );
-    r.figures =
-        serde_json::json!({ "revocations": e.history.revocations.len(), "judged": judged, "slowest_ms": slowest });
+    r.figures = serde_json::json!({
+        "revocations": e.history.revocations.len(),
+        "judged": judged,
+        "slowest_ms": slowest,
+        "confirmed_first_probes": confirmed_judged,
+    });
     r
 }

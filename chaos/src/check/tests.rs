@@ -226,3 +226,50 @@ fn a_minority_that_acknowledges_a_write_fails() {
     let r = judge(&h, &[], None, minority::check);
     assert_eq!(r.violation_count, 1, "{r:?}");
 }
+
+#[test]
+fn a_member_that_confirmed_a_revoke_must_refuse_the_key_at_once() {
+    use crate::history::Revocation;
+    let rev = |unconfirmed: Vec<u64>, excused: Vec<u64>, first: [Option<u16>; 3]| Revocation {
+        key_id: "k".into(),
+        acked_ms: 1_000,
+        // Every node refused within the bound: only the first-request rule can fail.
+        refused_after_ms: (1..=3).map(|n| (n, Some(40))).collect(),
+        excused,
+        unconfirmed,
+        first_probe: (1..=3).zip(first).collect(),
+    };
+    let mut cfg = config();
+    cfg.keys_workload = true;
+    let check_one = |r: Revocation| {
+        let h = Snapshot { revocations: vec![r], ..Snapshot::default() };
+        let (firing, keys, scan) = (Vec::new(), KeyState::default(), canary::Scan::default());
+        let e = Evidence {
+            config: &cfg,
+            history: &h,
+            hits: &[],
+            firing: &firing,
+            final_state: None,
+            window: Window { from_ms: 0, to_ms: 2_000 },
+            keys: &keys,
+            canary: &scan,
+            shard_count: 256,
+            crashes: &[],
+        };
+        revocation::check(&e)
+    };
+    // All confirmed, all refused at once: passes.
+    let ok = check_one(rev(vec![], vec![], [Some(401), Some(401), Some(401)]));
+    assert_eq!((ok.status, ok.violation_count), (Status::Pass, 0), "{ok:?}");
+    // Node 2 confirmed, yet let the key through once: a violation, although it refused it 40 ms later.
+    let late = check_one(rev(vec![], vec![], [Some(401), Some(200), Some(401)]));
+    assert_eq!(late.violation_count, 1, "{late:?}");
+    // Named as unconfirmed, or touched by a fault: left to the bound.
+    let named = check_one(rev(vec![2], vec![], [Some(401), Some(200), Some(401)]));
+    assert_eq!(named.violation_count, 0, "{named:?}");
+    let touched = check_one(rev(vec![], vec![2], [Some(401), Some(200), Some(401)]));
+    assert_eq!(touched.violation_count, 0, "{touched:?}");
+    // A busy answer says nothing about the key.
+    let busy = check_one(rev(vec![], vec![], [Some(429), Some(503), None]));
+    assert_eq!(busy.violation_count, 0, "{busy:?}");
+}

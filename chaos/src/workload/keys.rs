@@ -134,6 +134,7 @@ async fn revoke(
     let invoked_ms = now_ms();
     let r = api.request::<()>(Method::DELETE, &format!("/api/v1/keys/{id}"), None, WRITE_TIMEOUT, None).await;
     let acked_ms = now_ms();
+    let unconfirmed = r.as_ref().map(|a| a.unconfirmed.clone()).unwrap_or_default();
     let outcome = outcome_of(&r);
     history.write(WriteRecord {
         client: client.to_string(),
@@ -157,8 +158,11 @@ async fn revoke(
     let mut excused: Vec<u64> = health.affected().into_iter().collect();
     let handles: Vec<_> = all.iter().map(|n| tokio::spawn(probe_until_refused(n.with_key(key), acked_ms))).collect();
     let mut results = Vec::with_capacity(handles.len());
+    let mut first = Vec::with_capacity(handles.len());
     for h in handles {
-        results.push(h.await.ok().flatten());
+        let (after, first_status) = h.await.unwrap_or((None, None));
+        results.push(after);
+        first.push(first_status);
     }
     for n in health.affected() {
         if !excused.contains(&n) {
@@ -167,22 +171,35 @@ async fn revoke(
     }
     excused.sort_unstable();
     let refused_after_ms: BTreeMap<u64, Option<i64>> = all.iter().map(|n| n.id).zip(results).collect();
-    history.revocation(Revocation { key_id: id.to_string(), acked_ms, refused_after_ms, excused });
+    let first_probe: BTreeMap<u64, Option<u16>> = all.iter().map(|n| n.id).zip(first).collect();
+    history.revocation(Revocation {
+        key_id: id.to_string(),
+        acked_ms,
+        refused_after_ms,
+        excused,
+        unconfirmed,
+        first_probe,
+    });
 }
 
-/// Probes `api` (bound to the revoked key) until it answers 401; ms after `acked_ms`, or `None`.
-async fn probe_until_refused(api: NodeApi, acked_ms: i64) -> Option<i64> {
+/// Probes `api` (bound to the revoked key) until it answers 401: ms after `acked_ms` (or
+/// `None`), and the status of the first probe (`None` when it got no answer).
+async fn probe_until_refused(api: NodeApi, acked_ms: i64) -> (Option<i64>, Option<u16>) {
     let max_probes = (PROBE_FOR_MS / PROBE_EVERY.as_millis() as i64) as usize + 5;
-    for _ in 0..max_probes {
+    let mut first = None;
+    for i in 0..max_probes {
         if now_ms() - acked_ms > PROBE_FOR_MS {
-            return None;
+            return (None, first);
         }
         if let Ok(a) = api.get(PROBE_PATH, Duration::from_millis(800)).await {
+            if i == 0 {
+                first = Some(a.status);
+            }
             if a.status == 401 {
-                return Some(now_ms() - acked_ms);
+                return (Some(now_ms() - acked_ms), first);
             }
         }
         tokio::time::sleep(PROBE_EVERY).await;
     }
-    None
+    (None, first)
 }
