@@ -69,7 +69,7 @@ async fn keys_scopes_tenants_and_the_audit_trail() -> Result<()> {
     key_lifecycle_and_revocation(&cluster, &admin).await?;
     scope_matrix(&admin).await?;
     escalation_is_refused(&admin).await?;
-    tenants_isolate_and_limit(&admin).await?;
+    tenants_isolate_and_limit(&cluster, &admin).await?;
     audit_trail_and_key_use(&admin).await?;
     revocation_with_a_member_paused(&mut cluster, &admin).await?;
     ensure!(cluster.panics_in_logs().is_empty(), "panics: {:?}", cluster.panics_in_logs());
@@ -352,7 +352,7 @@ async fn escalation_is_refused(admin: &Api) -> Result<()> {
     Ok(())
 }
 
-async fn tenants_isolate_and_limit(admin: &Api) -> Result<()> {
+async fn tenants_isolate_and_limit(cluster: &TestCluster, admin: &Api) -> Result<()> {
     let t = json!({"id": "team-a", "name": "Team A", "max_jobs": 2, "min_interval_seconds": 60, "rate_limit_per_minute": 20});
     let r = admin.post("/api/v1/tenants", &t).await?.expect(201)?;
     ensure!(r.json["tenant"]["max_jobs"] == 2 && r.json["tenant"]["job_count"] == 0, "{}", r.text);
@@ -403,8 +403,16 @@ async fn tenants_isolate_and_limit(admin: &Api) -> Result<()> {
     // A non-empty tenant is not deleted; the default tenant never.
     admin.delete("/api/v1/tenants/team-a").await?.expect_error(409, "CONFLICT")?;
     admin.delete("/api/v1/tenants/default").await?.expect_error(409, "CONFLICT")?;
-    admin.delete("/api/v1/tenants/team-b").await?.expect(204)?;
-    b.get("/api/v1/jobs").await?.expect_error(401, "AUTHENTICATION_REQUIRED")?;
+    // Its keys go with it, on every node by the time the answer comes.
+    let gone = admin.delete("/api/v1/tenants/team-b").await?.expect(204)?;
+    ensure!(gone.headers.get("raftcron-unconfirmed-nodes").is_none(), "{:?}", gone.headers);
+    let asks = cluster.clients().into_iter().map(|api| {
+        let kb = kb.clone();
+        async move { bearer(&api, &kb).get("/api/v1/jobs?consistency=stale").await }
+    });
+    for r in futures::future::join_all(asks).await {
+        r?.expect_error(401, "AUTHENTICATION_REQUIRED")?;
+    }
 
     // The tenant's rate: 20 a minute for its key, then 429 with Retry-After.
     let mut limited = None;

@@ -24,7 +24,6 @@ use crate::api::guard::Allowlist;
 use crate::api::{check_page, ApiJson, AppState};
 use crate::clock::ms_to_utc;
 use crate::clock::Clock;
-use crate::cluster::spread::Spread;
 use crate::ids::{KeyId, TenantId};
 use crate::model::apikey::{self, ApiKeyRecord, KeyKind, KeyPatch, Scope, Scopes};
 use crate::state::{read, CommandBody, CommandResult, Rejection};
@@ -227,8 +226,7 @@ async fn create(
     let stored = key_result(state.cluster.write_as(body, Some(caller.actor())).await?)?;
     let created = CreatedKey { key, api_key: key_view(&stored) };
     // The new key works on every node once this answers (as a revocation stops working).
-    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
-    Ok((StatusCode::CREATED, spread_headers(&spread), Json(CreatedKeyEnvelope { api_key: created })))
+    Ok((StatusCode::CREATED, spread(&state).await, Json(CreatedKeyEnvelope { api_key: created })))
 }
 
 /// One key (`keys:read`).
@@ -298,8 +296,7 @@ async fn update(
     }
     let body = CommandBody::UpdateKey { id, tenant: target.tenant.clone(), patch };
     let stored = key_result(state.cluster.write_as(body, Some(caller.actor())).await?)?;
-    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
-    Ok((spread_headers(&spread), Json(KeyEnvelope { api_key: key_view(&stored) })))
+    Ok((spread(&state).await, Json(KeyEnvelope { api_key: key_view(&stored) })))
 }
 
 /// `DELETE`: 204. Every node refuses the key once it applied the revocation (a heartbeat later).
@@ -330,16 +327,17 @@ async fn revoke(
             key_result(other)?;
         }
     }
-    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
-    Ok((spread_headers(&spread), StatusCode::NO_CONTENT))
+    Ok((spread(&state).await, StatusCode::NO_CONTENT))
 }
 
 /// How long a key write waits for every member to apply it before it answers.
 const SPREAD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `Raftcron-Unconfirmed-Nodes: 2,3` when some member did not confirm the write in time: it
-/// still knows the key as it was until it hears from the leader (docs/security.md).
-fn spread_headers(spread: &Spread) -> HeaderMap {
+/// Waits until every member applied the key write just made (bounded); the answer's headers:
+/// `Raftcron-Unconfirmed-Nodes: 2,3` when some member did not confirm it in time, for it still
+/// knows the keys as they were until it hears from the leader (docs/security.md).
+pub(crate) async fn spread(state: &AppState) -> HeaderMap {
+    let spread = state.cluster.spread(SPREAD_TIMEOUT).await;
     let mut headers = HeaderMap::new();
     if let Some(v) = spread.header_value().and_then(|v| HeaderValue::from_str(&v).ok()) {
         headers.insert(UNCONFIRMED_NODES, v);

@@ -1,7 +1,7 @@
 //! `/api/v1/tenants` (`cluster:admin`): the namespaces of keys and jobs, and their quotas.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use raftcron_client::{
@@ -164,22 +164,29 @@ async fn update(
 /// `DELETE`: 204; only an empty tenant (its keys go with it); never the default tenant.
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", operation_id = "delete_tenant", tag = "tenants",
     params(("id" = String, Path, description = "The tenant's id")), responses(
-    (status = 204, description = "Deleted"),
+    (status = 204, description = "Deleted; every node refuses its keys", headers(
+        ("Raftcron-Unconfirmed-Nodes" = String, description = "Nodes that had not applied the deletion within 2 s, comma-separated; absent when all had")
+    )),
     (status = 404, description = "NOT_FOUND", body = ErrorBody),
     (status = 409, description = "CONFLICT: the tenant has jobs, or is the default tenant", body = ErrorBody),
     (status = 504, description = "OUTCOME_UNKNOWN: read before retrying", body = ErrorBody),
 ))]
-async fn delete(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<(HeaderMap, StatusCode)> {
     caller.require(Scope::ClusterAdmin)?;
     let id = parse_id(&raw)?;
     match state.cluster.write_as(CommandBody::DeleteTenant { id }, Some(caller.actor())).await? {
-        CommandResult::TenantDeleted { .. } => Ok(StatusCode::NO_CONTENT),
+        // Its keys went with it: answer once every node refuses them.
+        CommandResult::TenantDeleted { .. } => Ok((crate::api::keys::spread(&state).await, StatusCode::NO_CONTENT)),
         CommandResult::Rejected(Rejection::TenantNotEmpty { id, jobs }) => {
             Err(ApiError::conflict(format!("tenant {id} still has {jobs} jobs; delete them first")))
         }
         CommandResult::Rejected(Rejection::DefaultTenant) => {
             Err(ApiError::conflict("the default tenant cannot be deleted"))
         }
-        other => tenant_result(&state, other).map(|_| StatusCode::NO_CONTENT),
+        other => tenant_result(&state, other).map(|_| (HeaderMap::new(), StatusCode::NO_CONTENT)),
     }
 }
