@@ -85,15 +85,25 @@ pub async fn run(
     // Jobs with nothing to do soon are skipped until their record, their firing state or the
     // shard owners change (see `round::IdleJobs`).
     cluster.store.watch(&[Table::Jobs, Table::FireState, Table::Shards]);
-    let mut idle = round::IdleJobs::default();
+    let mut idle = round::IdleJobs::with_scan_budget(SCAN_BUDGET);
     let holders = Holders::default();
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A round that left shards unscanned is followed by the next at once.
+    let mut more = false;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
+        if more {
+            tokio::task::yield_now().await;
+            if *stop.borrow() {
+                break;
+            }
+        } else {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
         }
+        more = false;
         if !lease.valid() {
             metrics.scheduler.shards_owned.set(0);
             continue;
@@ -109,8 +119,9 @@ pub async fn run(
             results: &results_tx,
             metrics: &metrics,
         };
-        if let Err(e) = round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &holders).await {
-            tracing::warn!(error = %e, "claim round failed");
+        match round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &holders).await {
+            Ok(left) => more = left,
+            Err(e) => tracing::warn!(error = %e, "claim round failed"),
         }
     }
     drop(results_tx);
@@ -146,7 +157,7 @@ async fn round(
     claimed_to: &mut HashMap<JobId, i64>,
     idle: &mut round::IdleJobs,
     holders: &Holders,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let me = ctx.cluster.node_id();
     // Taken before reading the state: a write after this is in the next round's take.
     let changes = ctx.cluster.store.take_changes();
@@ -203,6 +214,7 @@ async fn round(
         }
     }
     let plan = plan?;
+    let more = plan.more;
     ctx.metrics.scheduler.shards_owned.set(plan.owned as i64);
     for p in plan.unknown {
         if active_insert(ctx.active, p.fire_id) {
@@ -230,7 +242,7 @@ async fn round(
     }
     let (items, pending) = (plan.items, plan.pending);
     if items.is_empty() {
-        return Ok(());
+        return Ok(more);
     }
     let body = CommandBody::Claim { node: me, incarnation, items: items.clone() };
     let verdicts = match ctx.cluster.write(body).await.map_err(|e| e.to_string())? {
@@ -262,12 +274,15 @@ async fn round(
             }
         }
     }
-    Ok(())
+    Ok(more)
 }
 
 /// How long a round waits for the holders it asked before it goes on without their answers
 /// (they still arrive, for the next round).
 const HOLDER_WAIT: Duration = Duration::from_millis(100);
+/// Most jobs one round reads in full scans of shards it has not scanned yet (`round::IdleJobs`):
+/// at about 10 µs a read (a million jobs on 3 nodes of a 2-core machine), slices of about 50 ms.
+const SCAN_BUDGET: usize = 5_000;
 
 const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";
 const SKIPPED_REASON: &str = "the previous run was still in flight (concurrency_policy: forbid)";

@@ -48,6 +48,9 @@ pub struct RoundPlan {
     /// At-most-once slots another sender (or an earlier incarnation) may have sent: record them
     /// `unknown`, never send them.
     pub unknown: Vec<Pending>,
+    /// Some owned shards were left unscanned (the round's scan budget was spent, see
+    /// [`IdleJobs::with_scan_budget`]): the caller runs the next round at once.
+    pub more: bool,
 }
 
 /// What this process knows of the jobs of the shards it owns, so that a round reads only the
@@ -70,6 +73,11 @@ pub struct IdleJobs {
     changed: Vec<Vec<u8>>,
     /// The shard count the knowledge was gathered under.
     shard_count: u32,
+    /// Most jobs one round reads in full scans of shards not scanned yet (0: no limit).
+    scan_budget: usize,
+    /// The shard the next round starts from: the first one the last round left unscanned, so
+    /// that every shard is reached even if the knowledge is forgotten after every round.
+    scan_from: u32,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +133,16 @@ enum Seen {
 }
 
 impl IdleJobs {
+    /// Knowledge that a round gathers at most `jobs` job reads at a time: once a round's full
+    /// scans of shards not scanned yet have read that many jobs, it leaves the remaining unscanned
+    /// shards to the next round (and says so, [`RoundPlan::more`]). After a start or a move of
+    /// many shards the first claims then go out after one slice of the scan, not after all of
+    /// it (with a million jobs, seconds of reads), and the known shards' due slots never wait for
+    /// a long scan.
+    pub fn with_scan_budget(jobs: usize) -> IdleJobs {
+        IdleJobs { scan_budget: jobs, ..IdleJobs::default() }
+    }
+
     /// Forgets the jobs whose record or firing state was written (both are keyed by the job
     /// key), or every job when `all` (the shard owners changed, or anything may have).
     pub fn forget(&mut self, all: bool, job_keys: impl IntoIterator<Item = Vec<u8>>) {
@@ -278,9 +296,22 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
     if let Some(idle) = me.idle.as_deref_mut() {
         idle.settle(assignment.shard_count());
     }
-    for shard in assignment.owned_by(me.node) {
+    let budget = me.idle.as_deref().map_or(0, |idle| idle.scan_budget);
+    let mut scanned = 0usize;
+    let mut owned = assignment.owned_by(me.node);
+    let start = me.idle.as_deref().map_or(0, |idle| idle.scan_from);
+    let first = owned.iter().position(|s| *s >= start).unwrap_or(0);
+    owned.rotate_left(first);
+    let mut left_from = None;
+    for shard in owned {
         let epoch = assignment.owner(shard).map_or(0, |o| o.epoch);
         let known = me.idle.as_deref().and_then(|idle| idle.shards.get(&shard)).map(|s| s.to_read(me.horizon_ms));
+        if known.is_none() && budget > 0 && scanned >= budget {
+            // Left to the next round, which comes at once; the known shards still go on.
+            plan.more = true;
+            left_from.get_or_insert(shard);
+            continue;
+        }
         // A shard not scanned yet is read in full, and what is learnt is kept only if the
         // scan finishes (a round cut short by the claim limit scans it again).
         let mut fresh = (known.is_none() && me.idle.is_some()).then(ShardJobs::default);
@@ -291,8 +322,11 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|(k, _)| k.get(4..).unwrap_or_default().to_vec())
-                .collect(),
+                .collect::<Vec<_>>(),
         };
+        if fresh.is_some() {
+            scanned += keys.len();
+        }
         for job_key in keys {
             let seen = read_job(view, me, &mut plan, shard, epoch, &job_key)?;
             match (fresh.as_mut(), me.idle.as_deref_mut().and_then(|idle| idle.shards.get_mut(&shard))) {
@@ -307,6 +341,9 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
         if let (Some(f), Some(idle)) = (fresh, me.idle.as_deref_mut()) {
             idle.shards.insert(shard, f);
         }
+    }
+    if let Some(idle) = me.idle.as_deref_mut() {
+        idle.scan_from = left_from.unwrap_or(0);
     }
     Ok(plan)
 }
@@ -701,6 +738,48 @@ mod tests {
         let spec = JobSpec { name: "tick".into(), ..JobSpec::example("https://example.com/tick") };
         s.apply(&cmd(T0, CommandBody::CreateJob { id: job, tenant: tenant.clone(), spec }));
         (s, job, crate::state::keys::job(&tenant, job))
+    }
+
+    #[test]
+    fn a_scan_budget_slices_the_first_scan_and_every_shard_is_reached_even_if_forgotten() {
+        // 4 shards, 40 every-second jobs spread over them, a budget of 5 job reads a round.
+        let (mut s, _, _) = fresh();
+        for i in 0..39 {
+            let spec = JobSpec { name: format!("job-{i}"), ..JobSpec::example("https://example.com/tick") };
+            s.apply(&cmd(
+                T0,
+                CommandBody::CreateJob { id: JobId::generate(), tenant: TenantId::default_tenant(), spec },
+            ));
+        }
+        let inc = Uuid::new_v4();
+        let horizon = T0 + 2_000;
+        let jobs_of = |p: &RoundPlan| p.items.iter().map(|i| i.job).collect::<HashSet<_>>();
+        // Unlimited: one round claims for every job.
+        let all = jobs_of(&plan_idle(&s, inc, horizon, &mut IdleJobs::default()));
+        assert_eq!(all.len(), 40);
+        // Sliced: each round leaves shards for the next and says so; the rounds together reach
+        // every job, and the last one has nothing left.
+        let mut idle = IdleJobs::with_scan_budget(5);
+        let (mut seen, mut rounds) = (HashSet::new(), 0);
+        loop {
+            let p = plan_idle(&s, inc, horizon, &mut idle);
+            rounds += 1;
+            seen.extend(jobs_of(&p));
+            if !p.more {
+                break;
+            }
+            assert!(rounds < 10, "the slices never end");
+        }
+        assert!(rounds > 1, "a budget of 5 reads cannot scan 40 jobs in one round");
+        assert_eq!(seen, all);
+        // Forgotten after every round, the slices still move on and reach every shard.
+        let mut idle = IdleJobs::with_scan_budget(5);
+        let mut seen = HashSet::new();
+        for _ in 0..8 {
+            seen.extend(jobs_of(&plan_idle(&s, inc, horizon, &mut idle)));
+            idle.forget(true, Vec::new());
+        }
+        assert_eq!(seen, all);
     }
 
     fn plan_idle(s: &impl StateRead, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {

@@ -13,6 +13,9 @@ use raftcron_node::scheduler::SchedulerConfig;
 use raftcron_node::state::CommandBody;
 use tokio::task::JoinSet;
 
+/// Most job reads in one round's first scans of shards (see `IdleJobs::with_scan_budget`).
+const SIM_SCAN_BUDGET: usize = 1;
+
 use crate::check::{final_checks, step_checks, Stats};
 use crate::net::{on_leader, Fwd, SimNetwork};
 use crate::rng::Rng;
@@ -215,7 +218,12 @@ pub async fn start(world: &Arc<World>, id: NodeId) {
         clock,
         start: world.start,
         disk,
-        sched: Mutex::new(Sched::default()),
+        // A small scan budget, so that rounds slice their first scans as the node's do (with
+        // its budget of thousands of jobs) and the checks hold with rounds that skip shards.
+        sched: Mutex::new(Sched {
+            idle: raftcron_node::scheduler::round::IdleJobs::with_scan_budget(SIM_SCAN_BUDGET),
+            ..Sched::default()
+        }),
         tasks: Mutex::new(Some(JoinSet::new())),
         moving: Arc::default(),
     });
