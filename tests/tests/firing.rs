@@ -631,3 +631,57 @@ async fn a_slow_request_in_flight_is_not_sent_again_when_rebalancing_moves_its_s
     ensure!(last_slot > first_slot + 10_000, "a window of {} ms judged nothing", last_slot - first_slot);
     Ok(())
 }
+
+/// The whole cluster stopped cleanly one node at a time, the leader last (with no majority left
+/// its last writes cannot commit: the stop must not wait for them), then started again: every
+/// stop ends soon with exit code 0, no restart logs a formation error, and the job fires again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_stops_one_node_at_a_time_and_fires_again_after_the_start() -> Result<()> {
+    let (sink, hits, sink_task) = start_sink().await?;
+    let mut cluster = TestCluster::start_with(3, &["--allow-private-targets"]).await?;
+    let leader = cluster.leader().await?;
+    let api = cluster.client(leader);
+    let mut body = job("every second, through a whole-cluster restart");
+    body["url"] = json!(format!("http://{sink}/hit"));
+    body["cron_expression"] = json!("* * * * * *");
+    let id = job_id(&api.create_job(&body).await?);
+    wait_for_a_fire(&hits, &id, now_ms()).await?;
+    let mut order = cluster.followers().await?;
+    order.push(leader);
+    for id in &order {
+        let asked = std::time::Instant::now();
+        cluster.signal_term(*id)?;
+        // The last node's writes wait out a 10 s timeout without a majority; the stop gives
+        // them 3 s.
+        let code = cluster.wait_exit(*id, Duration::from_secs(8)).await?;
+        ensure!(code == 0, "node {id} exited with {code} after SIGTERM");
+        eprintln!("[firing] node {id} stopped cleanly in {:.1?}", asked.elapsed());
+    }
+    let restarted = now_ms();
+    for id in &order {
+        cluster.restart(*id)?;
+    }
+    cluster.wait_ready(FORM_TIMEOUT).await?;
+    wait_for_a_fire(&hits, &id, restarted).await?;
+    eprintln!("[firing] the job fired again {} ms after the start", now_ms() - restarted);
+    for id in &order {
+        let log = cluster.log_text(*id);
+        ensure!(!log.contains("Can not initialize"), "node {id} logged a formation error on its restart");
+    }
+    ensure!(cluster.panics_in_logs().is_empty(), "panics: {:?}", cluster.panics_in_logs());
+    cluster.stop()?;
+    sink_task.abort();
+    Ok(())
+}
+
+/// Waits until the sink received a request of job `id` after `after_ms`.
+async fn wait_for_a_fire(hits: &Hits, id: &str, after_ms: i64) -> Result<()> {
+    wait_until("a fire", WAIT, || {
+        let ok = hits.lock().map(|h| h.iter().any(|x| x.job == id && x.received_ms > after_ms)).unwrap_or(false);
+        async move {
+            ensure!(ok, "no fire of job {id} after {after_ms}");
+            Ok(())
+        }
+    })
+    .await
+}

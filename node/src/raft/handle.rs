@@ -227,6 +227,16 @@ impl RaftHandle {
     /// Forms the cluster from `members` if this node's log is pristine. Safe to call on every
     /// initial member with the same set: the first entries they write are identical.
     pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<bool, ProposeError> {
+        // A node with a log or a vote is formed already. openraft would refuse, and log the
+        // refusal as an error on every restart.
+        let formed = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.last_log_index.is_some() || m.vote != openraft::Vote::default()
+        };
+        if formed {
+            return Ok(false);
+        }
         match self.raft.initialize(members).await {
             Ok(()) => Ok(true),
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),

@@ -685,13 +685,18 @@ impl TestCluster {
         Ok(())
     }
 
-    /// Restarts node `id` with the same command and data dir.
     /// Stops node `id` cleanly (SIGTERM) and waits (at most 30 s) until it exited.
     pub async fn terminate(&mut self, id: u64) -> Result<()> {
         self.signal(id, "TERM")?;
         self.wait_exit(id, Duration::from_secs(30)).await.map(|_| ())
     }
 
+    /// Sends node `id` SIGTERM without waiting (see [`TestCluster::wait_exit`]).
+    pub fn signal_term(&mut self, id: u64) -> Result<()> {
+        self.signal(id, "TERM")
+    }
+
+    /// Restarts node `id` with the same command and data dir.
     pub fn restart(&mut self, id: u64) -> Result<()> {
         self.spawn(id)
     }
