@@ -281,7 +281,7 @@ async fn raftcronctl_drives_jobs_and_the_cluster_with_documented_exit_codes() ->
 /// Keys, tenants, the audit trail and a backup through `raftcronctl`, with `-o json` for checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raftcronctl_manages_keys_tenants_audit_and_backups() -> Result<()> {
-    let cluster = TestCluster::start(3).await?;
+    let mut cluster = TestCluster::start(3).await?;
     let urls: Vec<String> = (1..=3).map(|id| format!("http://{}", cluster.addr(id))).collect();
     let ctl = Ctl {
         bin: ctl_binary(),
@@ -304,8 +304,20 @@ async fn raftcronctl_manages_keys_tenants_audit_and_backups() -> Result<()> {
     let denied = reader.run(&["tenants", "list"]).await?.expect(1)?;
     ensure!(denied.stderr.contains("ACCESS_DENIED") || denied.stderr.contains("403"), "{}", denied.stderr);
     ctl.run(&["keys", "update", &id, "--name", "ci renamed"]).await?.expect(0)?;
-    ctl.run(&["keys", "revoke", &id]).await?.expect(0)?;
+    let revoked = ctl.run(&["keys", "revoke", &id]).await?.expect(0)?;
+    ensure!(!revoked.stderr.contains("warning"), "{}", revoked.stderr);
     reader.run(&["jobs", "list"]).await?.expect(1)?;
+    // With a member frozen the revoke still answers, and says which node has not applied it.
+    let other =
+        ctl.run(&["-o", "json", "keys", "create", "--name", "ci-2", "--scope", "jobs:read"]).await?.expect(0)?;
+    let other = other.json()?;
+    let other_id = other["id"].as_str().or_else(|| other["api_key"]["id"].as_str()).context("no id")?.to_string();
+    let frozen = cluster.followers().await?.into_iter().find(|n| *n != 1).context("a follower other than node 1")?;
+    cluster.pause(frozen)?;
+    let revoked = ctl.run(&["keys", "revoke", &other_id]).await;
+    cluster.resume(frozen)?;
+    let revoked = revoked?.expect(0)?;
+    ensure!(revoked.stderr.contains(&format!("warning: nodes [{frozen}]")), "{}", revoked.stderr);
 
     // A tenant with quotas.
     ctl.run(&["tenants", "create", "team", "--name", "Team", "--max-jobs", "3"]).await?.expect(0)?;
