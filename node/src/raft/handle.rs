@@ -228,13 +228,8 @@ impl RaftHandle {
     /// initial member with the same set: the first entries they write are identical.
     pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<bool, ProposeError> {
         // A node with a log or a vote is formed already. openraft would refuse, and log the
-        // refusal as an error on every restart.
-        let formed = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            m.last_log_index.is_some() || m.vote != openraft::Vote::default()
-        };
-        if formed {
+        // refusal as an error on every restart. (Its metrics may not show the loaded state yet.)
+        if crate::raft::log_store::has_state(&self.store).map_err(|e| ProposeError::Fatal(e.to_string()))? {
             return Ok(false);
         }
         match self.raft.initialize(members).await {

@@ -79,6 +79,15 @@ pub fn committed_index(store: &Store) -> Option<u64> {
     store.get_value::<Option<LogId>>(Table::RaftMeta, COMMITTED).ok().flatten().flatten().map(|l| l.index)
 }
 
+/// Whether this node holds Raft state already (a vote, a log entry or a purge mark): it was
+/// formed, or joined a cluster, before. Read from the store, so it holds before the Raft core
+/// has reported anything.
+pub fn has_state(store: &Store) -> Result<bool, crate::store::StoreError> {
+    Ok(store.get(Table::RaftMeta, VOTE)?.is_some()
+        || store.get(Table::RaftMeta, LAST_PURGED)?.is_some()
+        || !store.scan(Table::Log, &[], &[], 1)?.is_empty())
+}
+
 /// Prepares an empty log for a node seeded from a snapshot ending at `last` (restore, recovery):
 /// everything up to `last` counts as committed and purged, and the vote is at `last`'s term by
 /// `node`, so this node's first election uses a later term than any entry it holds.

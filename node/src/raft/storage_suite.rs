@@ -101,3 +101,21 @@ async fn an_append_entries_payload_is_bounded_in_bytes_not_only_in_entries() {
     assert_eq!(log.try_get_log_entries(1..21).await.unwrap().len(), 20);
     assert_eq!(log.limited_get_log_entries(20, 21).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_node_with_a_vote_or_a_log_entry_has_raft_state() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::Vote;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!crate::raft::log_store::has_state(&store).unwrap(), "a pristine store");
+    let mut log = LogStore::new(store.clone());
+    log.save_vote(&Vote::new(1, 2)).await.unwrap();
+    assert!(crate::raft::log_store::has_state(&store).unwrap(), "a vote");
+    let other = tempfile::tempdir().unwrap();
+    let seeded = Store::open(other.path()).unwrap();
+    let last = openraft::LogId::new(openraft::CommittedLeaderId::new(3, 1), 40);
+    crate::raft::log_store::seed(&seeded, last, 1).unwrap();
+    assert!(crate::raft::log_store::has_state(&seeded).unwrap(), "seeded from a snapshot");
+}
