@@ -154,12 +154,7 @@ impl NodeApi {
             }
         })?;
         let status = resp.status().as_u16();
-        let unconfirmed = resp
-            .headers()
-            .get("raftcron-unconfirmed-nodes")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-            .unwrap_or_default();
+        let unconfirmed = raftcron_client::unconfirmed_nodes(resp.headers());
         let text = resp.text().await.map_err(|e| SendError::Lost(e.to_string()))?;
         Ok(Answer { status, text, unconfirmed })
     }

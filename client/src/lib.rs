@@ -13,6 +13,6 @@ pub mod error;
 pub mod types;
 
 pub use access::*;
-pub use client::{Client, ClientBuilder, ClientError, Revoked, SnapshotDownload, UNCONFIRMED_NODES};
+pub use client::{unconfirmed_nodes, Client, ClientBuilder, ClientError, Revoked, SnapshotDownload, UNCONFIRMED_NODES};
 pub use error::{ErrorBody, ErrorCode};
 pub use types::*;

@@ -8,8 +8,17 @@ use super::{decode, error_chain, segment, Client, ClientError};
 use crate::access::*;
 use crate::types::ListQuery;
 
-/// The header that names the members that did not confirm a revocation or narrowing in time.
+/// The header of a key write's answer that names the members that did not confirm it in time.
 pub const UNCONFIRMED_NODES: &str = "raftcron-unconfirmed-nodes";
+
+/// The node ids in an answer's [`UNCONFIRMED_NODES`] header (empty when it is absent).
+pub fn unconfirmed_nodes(headers: &reqwest::header::HeaderMap) -> Vec<u64> {
+    headers
+        .get(UNCONFIRMED_NODES)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
 
 /// What `DELETE /api/v1/keys/{id}` reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,12 +57,7 @@ impl Client {
     /// [`Revoked::unconfirmed_nodes`]: they refuse the key once they hear from the leader.
     pub async fn revoke_key(&self, id: &str) -> Result<Revoked, ClientError> {
         let resp = self.send(&Method::DELETE, &format!("/api/v1/keys/{}", segment(id)), None, None).await?;
-        let unconfirmed_nodes = resp
-            .headers()
-            .get(UNCONFIRMED_NODES)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-            .unwrap_or_default();
+        let unconfirmed_nodes = unconfirmed_nodes(resp.headers());
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Unknown(error_chain(&e)))?;
         let _: IgnoredAny = decode(status, &bytes)?;

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::error::{ErrorBody, ErrorCode};
 
-pub use access::{Revoked, UNCONFIRMED_NODES};
+pub use access::{unconfirmed_nodes, Revoked, UNCONFIRMED_NODES};
 pub use cluster::SnapshotDownload;
 
 /// Default bound of connecting to one node.

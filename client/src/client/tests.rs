@@ -196,3 +196,11 @@ fn bad_urls_and_empty_keys_are_configuration_errors() {
     assert_eq!(c.urls(), ["http://127.0.0.1:1"]);
     assert!(!format!("{c:?}").contains("secret-key"));
 }
+
+#[test]
+fn the_unconfirmed_nodes_header_parses_to_node_ids() {
+    let mut h = reqwest::header::HeaderMap::new();
+    assert!(crate::unconfirmed_nodes(&h).is_empty());
+    h.insert(crate::UNCONFIRMED_NODES, reqwest::header::HeaderValue::from_static("2, 3"));
+    assert_eq!(crate::unconfirmed_nodes(&h), vec![2, 3]);
+}

@@ -299,7 +299,7 @@ async fn update(
     Ok((spread(&state).await, Json(KeyEnvelope { api_key: key_view(&stored) })))
 }
 
-/// `DELETE`: 204. Every node refuses the key once it applied the revocation (a heartbeat later).
+/// `DELETE`: 204 once every node refuses the key (see [`spread`]).
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", operation_id = "revoke_key", tag = "keys",
     params(("id" = String, Path, description = "The key's id (a UUID)")), responses(
     (status = 204, description = "Revoked: every node refuses the key", headers(
@@ -321,11 +321,9 @@ async fn revoke(
         return Err(ApiError::forbidden("this key cannot revoke a key that holds scopes it does not hold"));
     }
     let body = CommandBody::RevokeKey { id, tenant: target.tenant.clone() };
-    match state.cluster.write_as(body, Some(caller.actor())).await? {
-        CommandResult::KeyRevoked { .. } => {}
-        other => {
-            key_result(other)?;
-        }
+    let result = state.cluster.write_as(body, Some(caller.actor())).await?;
+    if !matches!(result, CommandResult::KeyRevoked { .. }) {
+        key_result(result)?;
     }
     Ok((spread(&state).await, StatusCode::NO_CONTENT))
 }

@@ -322,7 +322,7 @@ pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPl
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|(k, _)| k.get(4..).unwrap_or_default().to_vec())
-                .collect::<Vec<_>>(),
+                .collect(),
         };
         if fresh.is_some() {
             scanned += keys.len();
