@@ -9,7 +9,10 @@ command -v cargo >/dev/null 2>&1 || { echo "raftcron: Rust is missing: install i
 command -v c++ >/dev/null 2>&1 || need_pkgs+=(g++)
 command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 has_libclang=no
-for pattern in '/usr/lib/llvm-*/lib/libclang*.so*' '/usr/lib/*-linux-gnu/libclang*.so*' '/usr/lib64/libclang*.so*'; do
+# libclang itself (libclang.so.1, libclang-14.so.1), not its neighbour libclang-cpp, which
+# other packages install and bindgen cannot use.
+for pattern in '/usr/lib/llvm-*/lib/libclang.so*' '/usr/lib/*-linux-gnu/libclang.so*' \
+  '/usr/lib/*-linux-gnu/libclang-[0-9]*.so*' '/usr/lib64/libclang.so*' '/usr/lib64/libclang-[0-9]*.so*'; do
   compgen -G "$pattern" >/dev/null && has_libclang=yes
 done
 if [ -n "${LIBCLANG_PATH:-}" ]; then has_libclang=yes; fi
