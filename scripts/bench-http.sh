@@ -14,6 +14,7 @@ set -euo pipefail
 RAFTCRON_BIN=${1:?usage: $0 RAFTCRON_BIN BENCH_BIN [OUT.tsv]}
 BENCH_BIN=${2:?usage: $0 RAFTCRON_BIN BENCH_BIN [OUT.tsv]}
 OUT=${3:-/dev/null}
+[ "$OUT" = /dev/null ] || mkdir -p "$(dirname "$OUT")"
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 for tool in wrk etcd etcdctl curl; do

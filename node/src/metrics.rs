@@ -148,6 +148,7 @@ pub struct RaftMetrics {
     pub reachable_voters: IntGauge,
     pub proposals: IntCounter,
     pub proposal_batch_size: Histogram,
+    pub early_campaigns: IntCounter,
     snapshots: IntCounterVec,
     pub snapshot_duration: Histogram,
     pub storage_size_bytes: IntGauge,
@@ -308,6 +309,10 @@ impl Metrics {
                 "On the leader: voters (itself included) heard from within the lease (4 s); 0 elsewhere",
             )?,
             proposals: b.counter("raftcron_raft_proposals_total", "Commands proposed to Raft on this node")?,
+            early_campaigns: b.counter(
+                "raftcron_raft_early_campaigns_total",
+                "Elections this node started early because its leader's address refused connections",
+            )?,
             proposal_batch_size: b.histogram(
                 "raftcron_raft_proposal_batch_size",
                 "Commands in each log entry this node, as leader, proposed",

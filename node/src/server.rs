@@ -59,6 +59,7 @@ pub async fn run(
         .context("starting raft")?;
     let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone(), contact, metrics.clone());
     let clock = SystemClock::with_offset_ms(cfg.clock_offset_ms);
+    let watched = (raft.clone(), peers.clone(), metrics.raft.early_campaigns.clone());
     let cluster = Cluster::new(handle, store, peers, Arc::new(clock.clone()));
     if cfg.allow_private_targets {
         tracing::warn!("--allow-private-targets is on: jobs may call loopback and private addresses");
@@ -146,6 +147,14 @@ pub async fn run(
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, holding, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));
+    let leader_watch = tokio::spawn(crate::raft::leader_watch::run(
+        watched.0,
+        cfg.node_id,
+        watched.1,
+        crate::raft::leader_watch::Timing::new(&cfg.tuning),
+        watched.2,
+        stop_rx.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -154,6 +163,7 @@ pub async fn run(
         let _ = admin.await;
         let _ = key_use.await;
         let _ = resealer.await;
+        let _ = leader_watch.await;
         for task in scheduler {
             let _ = task.await;
         }

@@ -169,3 +169,65 @@ async fn a_write_forwarded_to_a_frozen_leader_gives_up_once_a_new_leader_is_elec
     c.client(follower).create_job(&job("after-freeze")).await?;
     c.stop()
 }
+
+/// A follower whose leader's process is gone campaigns as soon as the leader's lease ran out,
+/// without waiting out its own drawn election timeout too: it finds the leader's address
+/// refusing connections (`raft::leader_watch`). A frozen leader's kernel does not refuse
+/// connections, so its followers wait for their normal timers, and an early campaign there
+/// would be a mistake the test catches.
+#[tokio::test]
+async fn followers_campaign_early_when_the_leaders_process_is_gone_and_not_when_it_is_frozen() -> Result<()> {
+    const EARLY: &str = "campaigning early";
+    let mut c = TestCluster::start(3).await?;
+
+    // A frozen leader: a new one is elected by the normal timers.
+    let frozen = c.leader().await?;
+    let others: Vec<u64> = c.running().into_iter().filter(|id| *id != frozen).collect();
+    c.pause(frozen)?;
+    let apis: Vec<_> = others.iter().map(|id| c.client(*id)).collect();
+    let elected = wait_until("a new leader while the old one is frozen", WAIT, || {
+        let apis = apis.clone();
+        async move {
+            for api in &apis {
+                let status = api.with_timeout(Duration::from_secs(2)).cluster_status().await?;
+                if let Some(l) = common::leader_of(&status).filter(|l| *l != frozen) {
+                    return Ok(l);
+                }
+            }
+            anyhow::bail!("no leader other than the frozen node {frozen} yet")
+        }
+    })
+    .await;
+    c.resume(frozen)?;
+    let elected = elected?;
+    for id in &others {
+        ensure!(
+            !c.log_text(*id).contains(EARLY),
+            "node {id} campaigned early against a frozen leader (its address does not refuse connections)"
+        );
+    }
+    eprintln!("node {frozen} frozen: node {elected} elected by the normal timers");
+
+    // A dead leader: a survivor campaigns early.
+    let dead = c.leader().await?;
+    c.kill(dead)?;
+    let killed_at = Instant::now();
+    let survivors: Vec<u64> = c.running();
+    let next = c.leader().await?;
+    eprintln!("node {dead} killed: node {next} leads after {:.2?}", killed_at.elapsed());
+    let early: Vec<u64> = survivors.iter().copied().filter(|id| c.log_text(*id).contains(EARLY)).collect();
+    ensure!(!early.is_empty(), "no survivor of the dead leader {dead} campaigned early");
+    for id in &early {
+        for line in c.log_text(*id).lines().filter(|l| l.contains(EARLY)) {
+            eprintln!("node {id}: {line}");
+        }
+    }
+    let metrics = c.client(early[0]).anonymous().get("/metrics").await?.expect(200)?;
+    ensure!(
+        metrics.text.lines().any(|l| l.starts_with("raftcron_raft_early_campaigns_total ") && !l.ends_with(" 0")),
+        "node {} logged an early campaign but its counter did not move",
+        early[0]
+    );
+    c.client(next).create_job(&job("after-the-early-election")).await?;
+    c.stop()
+}

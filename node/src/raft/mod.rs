@@ -4,13 +4,15 @@
 //! applies committed entries through `state::apply` ([`state_machine`]), builds and installs
 //! snapshots as streamed files ([`snapshot`]), and carries Raft RPCs between nodes
 //! ([`network`] on the sending side, [`rpc`] on the receiving side); concurrent proposals
-//! share log entries ([`proposals`]). It knows nothing of HTTP routes other than its own
+//! share log entries ([`proposals`]); a follower campaigns early when its leader's process is
+//! gone ([`leader_watch`]). It knows nothing of HTTP routes other than its own
 //! internal ones and nothing of jobs beyond the `Command` type.
 
 // openraft's `StorageError` is large and not ours to shrink; its trait methods return it anyway.
 #![allow(clippy::result_large_err)]
 
 pub mod handle;
+pub mod leader_watch;
 pub mod log_store;
 pub mod network;
 pub mod proposals;

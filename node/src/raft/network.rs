@@ -99,6 +99,12 @@ impl PeerClient {
         Ok(PeerClient { http, secret, scheme, keyring: keyring.to_header_value(), overrides: Arc::new(overrides) })
     }
 
+    /// Where this node connects to reach `node`, whose advertised address is `addr`: its
+    /// `--peer-override`, or `addr`.
+    pub fn address_of<'a>(&'a self, node: NodeId, addr: &'a str) -> &'a str {
+        self.overrides.get(&node).map(String::as_str).unwrap_or(addr)
+    }
+
     /// POSTs `req` to node `node` at `http://{addr}{path}` (or at its override) and decodes
     /// the answer.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -109,7 +115,7 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let addr = self.overrides.get(&node).map(String::as_str).unwrap_or(addr);
+        let addr = self.address_of(node, addr);
         let body = bincode::serialize(req).map_err(|e| PeerError::BadAnswer {
             addr: addr.into(),
             status: 0,

@@ -1,0 +1,231 @@
+//! Early campaigns when the leader's process is gone.
+//!
+//! openraft 0.9 lets a follower campaign only after the leader's lease (the maximum election
+//! timeout) and then its own drawn election timeout, both counted from the leader's last
+//! message: 0.45-0.6 s with the defaults. The drawn part is there so that two followers do not
+//! campaign together and split the vote. When the leader's *process* is gone (a crash, kill -9,
+//! an OOM kill, a stop), its address refuses connections at once. This task sees that case: a
+//! follower that has not heard from its leader for two heartbeats tries a TCP connection to the
+//! leader's address (or its `--peer-override`), and if it is refused, the follower campaigns as
+//! soon as the leader's lease has run out, plus a margin for another follower's later last
+//! contact, the followers one after the other in the order of their ids so that the first one
+//! usually wins alone.
+//!
+//! Liveness only. An election is always safe in Raft, and this one starts at most one drawn
+//! election timeout before the follower's own timer would start it; a message from the leader
+//! in between calls it off. A paused leader (its kernel does not refuse connections) or one cut
+//! off by the network (no answer, or a refusal from a firewall) is left to the normal timers,
+//! which start the same election a little later. It must not touch leases, shards or the log,
+//! and never campaigns before the leader's lease ran out on this node.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::ids::NodeId;
+use crate::raft::network::PeerClient;
+use crate::raft::{Raft, RaftTuning, ServerState};
+
+/// The timing of early campaigns, from the Raft tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often the follower looks.
+    pub tick: Duration,
+    /// Silence from the leader before its address is tried.
+    pub quiet: Duration,
+    /// openraft's leader lease: a voter refuses to vote for anyone else for this long after
+    /// the leader's last message (the maximum election timeout).
+    pub lease: Duration,
+    /// After the lease: room for another follower that heard from the leader a little later.
+    pub margin: Duration,
+    /// Between one follower's campaign and the next one's.
+    pub stagger: Duration,
+    /// How long a connection attempt may take before it says nothing.
+    pub connect_timeout: Duration,
+}
+
+impl Timing {
+    pub fn new(tuning: &RaftTuning) -> Timing {
+        let heartbeat = tuning.heartbeat.max(Duration::from_millis(1));
+        Timing {
+            tick: heartbeat / 2,
+            quiet: heartbeat * 2,
+            // `raft::start` sets the maximum election timeout to twice the minimum.
+            lease: tuning.election_timeout * 2,
+            // A leader's messages to its followers are at most a heartbeat apart.
+            margin: heartbeat,
+            stagger: tuning.election_timeout / 2,
+            connect_timeout: (heartbeat * 2).min(Duration::from_millis(200)),
+        }
+    }
+
+    /// When a follower of rank `rank` campaigns, its leader last heard from at `last_contact`.
+    pub fn campaign_at(&self, last_contact: Instant, rank: usize) -> Instant {
+        last_contact + self.lease + self.margin + self.stagger * rank.min(16) as u32
+    }
+
+    /// Past this much silence the follower's own timer has started the election anyway.
+    fn gives_up_after(&self) -> Duration {
+        self.lease * 2 + self.stagger
+    }
+}
+
+/// Where `me` comes among the voters that may replace `leader` (every voter but the leader,
+/// by id); `None` when `me` is not one of them.
+pub fn rank(me: NodeId, voters: &BTreeSet<NodeId>, leader: NodeId) -> Option<usize> {
+    if me == leader || !voters.contains(&me) {
+        return None;
+    }
+    Some(voters.iter().filter(|v| **v != leader && **v < me).count())
+}
+
+/// What a connection attempt to the leader's address said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Refused at once: no process listens there.
+    Refused,
+    /// Accepted, failed otherwise, or no answer in time: says nothing about the process.
+    Inconclusive,
+}
+
+async fn probe(addr: &str, timeout: Duration) -> Probe {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
+        _ => Probe::Inconclusive,
+    }
+}
+
+/// What this node knows of its leader at one look.
+struct Follower {
+    leader: NodeId,
+    term: u64,
+    rank: usize,
+    addr: String,
+}
+
+fn follower_view(raft: &Raft, me: NodeId) -> Option<Follower> {
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Follower {
+        return None;
+    }
+    let leader = m.current_leader?;
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let rank = rank(me, &voters, leader)?;
+    let addr = membership.get_node(&leader)?.addr.clone();
+    Some(Follower { leader, term: m.current_term, rank, addr })
+}
+
+/// The leader's vote as this node holds it, and when a leader's message last renewed it.
+async fn vote_and_contact(raft: &Raft) -> Option<(crate::raft::Vote, Instant)> {
+    raft.with_raft_state(|st| st.vote_last_modified().map(|t| (*st.vote_ref(), t))).await.ok().flatten()
+}
+
+/// Watches the leader from this follower until `stop` is set (see the module comment).
+pub async fn run(
+    raft: Raft,
+    me: NodeId,
+    peers: PeerClient,
+    timing: Timing,
+    campaigns: prometheus::IntCounter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(timing.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let Some(f) = follower_view(&raft, me) else { continue };
+        let Some((vote, contact)) = vote_and_contact(&raft).await else { continue };
+        if !vote.is_committed() {
+            continue;
+        }
+        let silent = contact.elapsed();
+        if silent < timing.quiet || silent > timing.gives_up_after() {
+            continue;
+        }
+        let addr = peers.address_of(f.leader, &f.addr).to_string();
+        if probe(&addr, timing.connect_timeout).await != Probe::Refused {
+            continue;
+        }
+        let at = timing.campaign_at(contact, f.rank);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = stop.changed() => return,
+        }
+        // Called off by any message from a leader since, or by an election already under way.
+        match vote_and_contact(&raft).await {
+            Some((v, c)) if v == vote && c == contact => {}
+            _ => continue,
+        }
+        tracing::info!(
+            leader = f.leader,
+            term = f.term,
+            silent_ms = contact.elapsed().as_millis() as u64,
+            addr = %addr,
+            "the leader's address refuses connections and its lease ran out: campaigning early"
+        );
+        campaigns.inc();
+        if let Err(e) = raft.trigger().elect().await {
+            tracing::warn!(error = %e, "asking Raft for an election");
+            return;
+        }
+        // Give the election its time before looking again.
+        tokio::select! {
+            _ = tokio::time::sleep(timing.lease) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn followers_take_turns_by_id_and_the_leader_has_no_turn() {
+        let voters = set(&[1, 2, 3, 5]);
+        assert_eq!(rank(2, &voters, 1), Some(0));
+        assert_eq!(rank(3, &voters, 1), Some(1));
+        assert_eq!(rank(5, &voters, 1), Some(2));
+        assert_eq!(rank(1, &voters, 3), Some(0));
+        assert_eq!(rank(5, &voters, 3), Some(2));
+        assert_eq!(rank(3, &voters, 3), None, "the leader does not replace itself");
+        assert_eq!(rank(4, &voters, 1), None, "a learner does not campaign");
+    }
+
+    #[test]
+    fn the_first_campaign_waits_out_the_leaders_lease_and_the_next_one_a_stagger_more() {
+        let t = Timing::new(&RaftTuning::default());
+        assert_eq!(t.lease, Duration::from_millis(300));
+        assert_eq!(t.quiet, Duration::from_millis(100));
+        let contact = Instant::now();
+        let first = t.campaign_at(contact, 0);
+        assert!(first > contact + t.lease, "never inside the lease another voter enforces");
+        assert_eq!(t.campaign_at(contact, 1) - first, t.stagger);
+        // Earlier than the normal timer: lease + a drawn timeout of at least the minimum.
+        assert!(first < contact + t.lease + RaftTuning::default().election_timeout);
+        assert!(t.gives_up_after() > t.campaign_at(contact, 2) - contact);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_and_a_listening_one_says_nothing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert_eq!(probe(&open, Duration::from_secs(2)).await, Probe::Inconclusive);
+        drop(listener);
+        assert_eq!(probe(&open, Duration::from_secs(2)).await, Probe::Refused);
+    }
+}
