@@ -78,12 +78,16 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
     let mut term_since: Option<(u64, Instant)> = None;
     let mut quorum_lost_at: Option<Instant> = None;
     let mut revoked_at: HashMap<u32, Instant> = HashMap::new();
+    let mut soon = true;
     loop {
         // The lease as fixed at formation; before that, only the formation itself is due.
         let formed = cfg.as_formed(&cluster.store);
         // Often enough that a shard moves soon after its owner's lease ran out: a fifth of a
-        // lease, and at least every other owner tick.
+        // lease, and at least every other owner tick; every `SOON` while a move may fall due
+        // any moment (see `move_may_be_due`), so that a dead node's shards move within 50 ms
+        // of the end of its wait rather than within 400 ms.
         let every = formed.as_ref().map_or(cfg.tick, |c| (c.lease / 5).min(cfg.tick * 2));
+        let every = if soon { every.min(SOON) } else { every };
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
@@ -92,6 +96,8 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
         if !view.is_leader {
             term_since = None;
             revoked_at.clear();
+            // A new term is then seen within `SOON` of its start: its waits count from then.
+            soon = true;
             continue;
         }
         let term_start = match term_since {
@@ -121,7 +127,47 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
         if let Err(e) = step(&cluster, &timing, since, &mut revoked_at, &view).await {
             tracing::warn!(error = %e, "shard assignment round failed");
         }
+        let voters: Vec<NodeId> = view.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
+        let owned = firing::assignment(&cluster.store).map(|a| a.counts()).ok();
+        let now = Instant::now();
+        soon = move_may_be_due(
+            &Due {
+                voters: &voters,
+                owns_shards: &|n| owned.as_ref().is_none_or(|o| o.get(&n).is_some_and(|c| *c > 0)),
+                last_grant: &|n| cluster.grants.last(n),
+                since,
+                revoked: !revoked_at.is_empty(),
+                age: &|t| now.saturating_duration_since(t),
+            },
+            &timing,
+        );
     }
+}
+
+/// How often the leader looks while a move may fall due any moment.
+const SOON: Duration = Duration::from_millis(50);
+
+/// What [`move_may_be_due`] looks at.
+struct Due<'a, T> {
+    voters: &'a [NodeId],
+    owns_shards: &'a dyn Fn(NodeId) -> bool,
+    last_grant: &'a dyn Fn(NodeId) -> Option<T>,
+    /// The start of the term, or of the spell since a lost majority.
+    since: T,
+    /// A revoked shard waits for its new owner.
+    revoked: bool,
+    age: &'a dyn Fn(T) -> Duration,
+}
+
+/// Whether a move may fall due before the next regular look: the term (or the spell since a
+/// lost majority) is younger than the wait, a revoked shard waits for its new owner, or a voter
+/// that owns shards renews late (more than half a lease since its last grant). Otherwise every
+/// owner renewed lately, and none can be judged dead within a fifth of a lease.
+fn move_may_be_due<T: Copy>(d: &Due<'_, T>, cfg: &SchedulerConfig) -> bool {
+    let wait = cfg.lease + cfg.safety_margin;
+    (d.age)(d.since) <= wait
+        || d.revoked
+        || d.voters.iter().any(|n| (d.owns_shards)(*n) && (d.last_grant)(*n).is_none_or(|t| (d.age)(t) > cfg.lease / 2))
 }
 
 /// Fixes the formation settings (shard count, run history, lease) if no node did yet.
@@ -227,6 +273,34 @@ mod tests {
         };
         plan(&round, &cfg(), revoked)
             .map(|(live, moves)| (live.into_iter().collect(), moves.iter().map(|m| (m.shard, m.from, m.to)).collect()))
+    }
+
+    #[test]
+    fn the_leader_looks_often_only_while_a_move_may_fall_due() {
+        let cfg = cfg();
+        let now: Ms = 100_000;
+        let due = |grants: &[(u64, Ms)], owners: &[u64], since: Ms, revoked: bool| {
+            let grants: HashMap<u64, Ms> = grants.iter().copied().collect();
+            super::move_may_be_due(
+                &super::Due {
+                    voters: &[1, 2, 3],
+                    owns_shards: &|n| owners.contains(&n),
+                    last_grant: &|n| grants.get(&n).copied(),
+                    since,
+                    revoked,
+                    age: &|t: Ms| Duration::from_millis(now.saturating_sub(t)),
+                },
+                &cfg,
+            )
+        };
+        let renewing = [(1, now - 100), (2, now - 900), (3, now - 1500)];
+        assert!(!due(&renewing, &[1, 2, 3], 0, false), "every owner renewed within half a lease");
+        assert!(due(&renewing, &[1, 2, 3], now - 1000, false), "a young term waits for its first moves");
+        assert!(due(&renewing, &[1, 2, 3], 0, true), "a revoked shard waits for its new owner");
+        let late = [(1, now - 100), (2, now - 2100), (3, now - 900)];
+        assert!(due(&late, &[1, 2, 3], 0, false), "node 2 renews late and owns shards");
+        assert!(!due(&late, &[1, 3], 0, false), "node 2 renews late but has nothing left to move");
+        assert!(due(&[(1, now), (3, now)], &[1, 2, 3], 0, false), "node 2 was never granted a lease");
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub async fn run(
         } else {
             tokio::select! {
                 _ = tick.tick() => {}
+                // A shard gained (or lost) is claimed for at once, not at the next tick.
+                _ = cluster.store.shards_written() => {}
                 _ = stop.changed() => break,
             }
         }

@@ -139,6 +139,8 @@ pub struct Store {
     db: Arc<DB>,
     dir: PathBuf,
     watch: Arc<std::sync::Mutex<Option<Changes>>>,
+    /// Woken after a write that touched the shard assignment (see [`Store::shards_written`]).
+    shards_written: Arc<tokio::sync::Notify>,
 }
 
 /// Keys a watcher may have pending before they collapse into "everything changed".
@@ -201,7 +203,7 @@ impl Store {
             ColumnFamilyDescriptor::new(t.name(), cf)
         });
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
-        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf(), watch: Arc::default() })
+        Ok(Store { db: Arc::new(db), dir: dir.to_path_buf(), watch: Arc::default(), shards_written: Arc::default() })
     }
 
     /// The data directory.
@@ -253,6 +255,7 @@ impl Store {
         let watching = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
         // (table, key) per op; `None`: a range.
         let mut touched: Vec<(Table, Option<Vec<u8>>)> = Vec::new();
+        let touched_shards = batch.ops.iter().any(|op| op.table() == Table::Shards);
         for op in batch.ops {
             match op {
                 BatchOp::Put(t, k, v) => {
@@ -276,6 +279,9 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(wb, &wo)?;
+        if touched_shards {
+            self.shards_written.notify_one();
+        }
         if let Some(w) = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
             for (t, key) in touched {
                 match key {
@@ -300,6 +306,13 @@ impl Store {
     pub fn watch(&self, tables: &[Table]) {
         let mut w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *w = Some(Changes { tables: tables.to_vec(), keys: Default::default(), all: true });
+    }
+
+    /// Resolves after the next write that touches the shard assignment (or at once, if one
+    /// came since the last call): the scheduler's owner loop claims for a shard it gained
+    /// without waiting for its next tick.
+    pub async fn shards_written(&self) {
+        self.shards_written.notified().await;
     }
 
     /// The changes since the last take (everything, when nothing is watched).
@@ -473,6 +486,14 @@ pub enum BatchOp {
     DeleteRange(Table, Vec<u8>, Vec<u8>),
 }
 
+impl BatchOp {
+    pub fn table(&self) -> Table {
+        match self {
+            BatchOp::Put(t, ..) | BatchOp::Delete(t, ..) | BatchOp::DeleteRange(t, ..) => *t,
+        }
+    }
+}
+
 impl Batch {
     pub fn put(&mut self, t: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push(BatchOp::Put(t, key.into(), value.into()));
@@ -611,6 +632,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_to_the_shard_assignment_wakes_its_waiter_and_other_writes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let wait = std::time::Duration::from_millis(100);
+        let mut b = Batch::default();
+        b.put(Table::Jobs, b"j".to_vec(), b"v".to_vec());
+        store.write(b, false).unwrap();
+        assert!(tokio::time::timeout(wait, store.shards_written()).await.is_err(), "a job write is not a move");
+        let mut b = Batch::default();
+        b.put(Table::Shards, b"s".to_vec(), b"v".to_vec());
+        store.write(b, false).unwrap();
+        // Written before the wait began: the wake is kept for it.
+        assert!(tokio::time::timeout(wait, store.shards_written()).await.is_ok());
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.shards_written().await })
+        };
+        tokio::task::yield_now().await;
+        let mut b = Batch::default();
+        b.delete(Table::Shards, b"s".to_vec());
+        store.write(b, false).unwrap();
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.is_ok());
     }
 
     #[test]
