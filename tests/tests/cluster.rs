@@ -57,7 +57,15 @@ async fn cluster_forms_and_serves_from_every_node() -> Result<()> {
         api.anonymous().get(&format!("/api/v1/jobs?api_key={key}")).await?.expect_error(400, "BAD_REQUEST")?;
 
         // Node-to-node routes want the cluster token, whatever the body.
-        for path in ["/internal/raft/append", "/internal/raft/vote", "/internal/raft/snapshot", "/internal/forward"] {
+        for path in [
+            "/internal/raft/append",
+            "/internal/raft/vote",
+            "/internal/raft/snapshot",
+            "/internal/raft/last-log",
+            "/internal/forward",
+            "/internal/holding",
+            "/internal/applied",
+        ] {
             for token in [None, Some("wrong-secret-0123456789")] {
                 let mut req = RawRequest {
                     method: "POST".into(),

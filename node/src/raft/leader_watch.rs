@@ -8,8 +8,10 @@
 //! follower that has not heard from its leader for two heartbeats tries a TCP connection to the
 //! leader's address (or its `--peer-override`), and if it is refused, the follower campaigns as
 //! soon as the leader's lease has run out, plus a margin for another follower's later last
-//! contact, the followers one after the other in the order of their ids so that the first one
-//! usually wins alone.
+//! contact. The followers take turns so that they do not split the vote: the longest log first
+//! (a voter refuses a candidate with a shorter log than its own), then the lowest id; each
+//! asks the others how long their logs are (`/internal/raft/last-log`), and one that does not
+//! answer goes by its id.
 //!
 //! Liveness only. An election is always safe in Raft, and this one starts at most one drawn
 //! election timeout before the follower's own timer would start it; a message from the leader
@@ -62,9 +64,10 @@ impl Timing {
         }
     }
 
-    /// When a follower of rank `rank` campaigns, its leader last heard from at `last_contact`.
-    pub fn campaign_at(&self, last_contact: Instant, rank: usize) -> Instant {
-        last_contact + self.lease + self.margin + self.stagger * rank.min(16) as u32
+    /// When the follower whose turn is `turn` campaigns, its leader last heard from at
+    /// `last_contact`.
+    pub fn campaign_at(&self, last_contact: Instant, turn: usize) -> Instant {
+        last_contact + self.lease + self.margin + self.stagger * turn.min(16) as u32
     }
 
     /// Past this much silence the follower's own timer has started the election anyway.
@@ -73,13 +76,27 @@ impl Timing {
     }
 }
 
-/// Where `me` comes among the voters that may replace `leader` (every voter but the leader,
-/// by id); `None` when `me` is not one of them.
-pub fn rank(me: NodeId, voters: &BTreeSet<NodeId>, leader: NodeId) -> Option<usize> {
+/// The voters that may replace `leader` besides `me` (every voter but the two), or `None`
+/// when `me` is not one of the voters that may.
+pub fn rivals(me: NodeId, voters: &BTreeSet<NodeId>, leader: NodeId) -> Option<Vec<NodeId>> {
     if me == leader || !voters.contains(&me) {
         return None;
     }
-    Some(voters.iter().filter(|v| **v != leader && **v < me).count())
+    Some(voters.iter().copied().filter(|v| *v != leader && *v != me).collect())
+}
+
+/// Where `me` comes in the order of campaigns: after every rival with a longer log (a voter
+/// refuses a candidate whose log is shorter than its own), and among equal logs after the lower
+/// ids. A rival that did not say how long its log is (`None`) goes by id alone. Once the leader
+/// is gone the logs stop growing, so every survivor computes the same order.
+pub fn turn(me: NodeId, my_log: Option<u64>, rivals: &[(NodeId, Option<Option<u64>>)]) -> usize {
+    rivals
+        .iter()
+        .filter(|(id, log)| match log {
+            Some(theirs) => (*theirs, std::cmp::Reverse(*id)) > (my_log, std::cmp::Reverse(me)),
+            None => *id < me,
+        })
+        .count()
 }
 
 /// What a connection attempt to the leader's address said.
@@ -102,8 +119,9 @@ async fn probe(addr: &str, timeout: Duration) -> Probe {
 struct Follower {
     leader: NodeId,
     term: u64,
-    rank: usize,
     addr: String,
+    /// The other voters that may replace the leader, with their addresses.
+    rivals: Vec<(NodeId, String)>,
 }
 
 fn follower_view(raft: &Raft, me: NodeId) -> Option<Follower> {
@@ -114,10 +132,28 @@ fn follower_view(raft: &Raft, me: NodeId) -> Option<Follower> {
     let leader = m.current_leader?;
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let rank = rank(me, &voters, leader)?;
+    let rivals = rivals(me, &voters, leader)?
+        .into_iter()
+        .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+        .collect();
     let addr = membership.get_node(&leader)?.addr.clone();
-    Some(Follower { leader, term: m.current_term, rank, addr })
+    Some(Follower { leader, term: m.current_term, addr, rivals })
 }
+
+/// This node's turn, from the rivals' log lengths (asked all at once, each within `timeout`).
+async fn my_turn(raft: &Raft, me: NodeId, peers: &PeerClient, rivals: &[(NodeId, String)], timeout: Duration) -> usize {
+    let asked = rivals.iter().map(|(id, addr)| async move {
+        let log: Option<Option<u64>> = peers.call(*id, addr, LAST_LOG_PATH, &(), timeout).await.ok();
+        (*id, log)
+    });
+    let logs = futures::future::join_all(asked).await;
+    let mine = raft.metrics().borrow().last_log_index;
+    turn(me, mine, &logs)
+}
+
+/// The route that answers a rival's question: this node's last log index (bincode
+/// `Option<u64>`).
+pub const LAST_LOG_PATH: &str = "/internal/raft/last-log";
 
 /// The leader's vote as this node holds it, and when a leader's message last renewed it.
 async fn vote_and_contact(raft: &Raft) -> Option<(crate::raft::Vote, Instant)> {
@@ -156,7 +192,8 @@ pub async fn run(
         if probe(&addr, timing.connect_timeout).await != Probe::Refused {
             continue;
         }
-        let at = timing.campaign_at(contact, f.rank);
+        let turn = my_turn(&raft, me, &peers, &f.rivals, timing.connect_timeout).await;
+        let at = timing.campaign_at(contact, turn);
         tokio::select! {
             _ = tokio::time::sleep_until(at) => {}
             _ = stop.changed() => return,
@@ -169,6 +206,7 @@ pub async fn run(
         tracing::info!(
             leader = f.leader,
             term = f.term,
+            turn,
             silent_ms = contact.elapsed().as_millis() as u64,
             addr = %addr,
             "the leader's address refuses connections and its lease ran out: campaigning early"
@@ -195,15 +233,38 @@ mod tests {
     }
 
     #[test]
-    fn followers_take_turns_by_id_and_the_leader_has_no_turn() {
+    fn the_rivals_are_the_other_voters_and_the_leader_has_none() {
         let voters = set(&[1, 2, 3, 5]);
-        assert_eq!(rank(2, &voters, 1), Some(0));
-        assert_eq!(rank(3, &voters, 1), Some(1));
-        assert_eq!(rank(5, &voters, 1), Some(2));
-        assert_eq!(rank(1, &voters, 3), Some(0));
-        assert_eq!(rank(5, &voters, 3), Some(2));
-        assert_eq!(rank(3, &voters, 3), None, "the leader does not replace itself");
-        assert_eq!(rank(4, &voters, 1), None, "a learner does not campaign");
+        assert_eq!(rivals(2, &voters, 1), Some(vec![3, 5]));
+        assert_eq!(rivals(5, &voters, 3), Some(vec![1, 2]));
+        assert_eq!(rivals(3, &voters, 3), None, "the leader does not replace itself");
+        assert_eq!(rivals(4, &voters, 1), None, "a learner does not campaign");
+    }
+
+    #[test]
+    fn the_longest_log_goes_first_then_the_lowest_id_and_a_silent_rival_by_id() {
+        // Equal logs: by id.
+        assert_eq!(turn(2, Some(10), &[(3, Some(Some(10)))]), 0);
+        assert_eq!(turn(3, Some(10), &[(2, Some(Some(10)))]), 1);
+        // A longer log goes first whatever the ids (the other voter would refuse a shorter one).
+        assert_eq!(turn(2, Some(9), &[(3, Some(Some(10)))]), 1);
+        assert_eq!(turn(3, Some(10), &[(2, Some(Some(9)))]), 0);
+        assert_eq!(turn(3, Some(0), &[(2, Some(None))]), 0, "an empty log is the shortest");
+        // Both sides of a pair agree, and so do three rivals.
+        let logs = [(1, Some(7)), (2, Some(9)), (4, Some(9)), (5, Some(8))];
+        let mut turns: Vec<usize> = logs
+            .iter()
+            .map(|(me, mine)| {
+                let others: Vec<_> = logs.iter().filter(|(id, _)| id != me).map(|(id, l)| (*id, Some(*l))).collect();
+                turn(*me, *mine, &others)
+            })
+            .collect();
+        assert_eq!(turns, vec![3, 0, 1, 2]);
+        turns.sort();
+        assert_eq!(turns, vec![0, 1, 2, 3], "one turn each");
+        // A rival that did not answer goes by id.
+        assert_eq!(turn(3, Some(1), &[(2, None)]), 1);
+        assert_eq!(turn(2, Some(1), &[(3, None)]), 0);
     }
 
     #[test]

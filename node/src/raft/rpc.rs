@@ -1,7 +1,9 @@
-//! The receiving side of node-to-node RPC: `/internal/raft/*` routes, and the cluster-secret
+//! The receiving side of node-to-node RPC: `/internal/raft/*` routes (openraft's three, and
+//! the last log index `raft::leader_watch` asks for), and the cluster-secret
 //! gate that every `/internal` route sits behind.
 //!
-//! Bodies are bincode; answers are bincode of `Result<Response, RaftError>`. An unauthenticated
+//! Bodies are bincode; answers are bincode of `Result<Response, RaftError>` (the last log
+//! index: of `Option<u64>`). An unauthenticated
 //! call gets 401 before its body is read. This module must not serve anything public.
 
 use std::sync::Arc;
@@ -138,7 +140,15 @@ pub fn routes(raft: Raft) -> Router {
         .route("/internal/raft/append", post(append))
         .route("/internal/raft/vote", post(vote))
         .route("/internal/raft/snapshot", post(snapshot))
+        .route(crate::raft::leader_watch::LAST_LOG_PATH, post(last_log))
         .with_state(raft)
+}
+
+/// This node's last log index, for a follower choosing whose turn it is to campaign
+/// (`raft::leader_watch`).
+async fn last_log(State(raft): State<Raft>) -> Response {
+    let last: Option<u64> = raft.metrics().borrow().last_log_index;
+    bincode_answer(&last)
 }
 
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
