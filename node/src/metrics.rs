@@ -459,6 +459,7 @@ mod tests {
             ("raftcron_raft_term", "gauge"),
             ("raftcron_raft_replication_lag_entries", "gauge"),
             ("raftcron_raft_proposals_total", "counter"),
+            ("raftcron_raft_early_campaigns_total", "counter"),
             ("raftcron_raft_proposal_batch_size", "histogram"),
             ("raftcron_raft_snapshot_duration_seconds", "histogram"),
             ("raftcron_scheduler_fires_total", "counter"),

@@ -279,6 +279,7 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
         "raftcron_raft_voters",
         "raftcron_raft_reachable_voters",
         "raftcron_raft_proposals_total",
+        "raftcron_raft_early_campaigns_total",
         "raftcron_raft_proposal_batch_size",
         "raftcron_raft_snapshots_total",
         "raftcron_raft_snapshot_duration_seconds",
