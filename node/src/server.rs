@@ -59,7 +59,9 @@ pub async fn run(
         .context("starting raft")?;
     let handle = RaftHandle::new(raft.clone(), cfg.node_id, store.clone(), contact, metrics.clone());
     let clock = SystemClock::with_offset_ms(cfg.clock_offset_ms);
-    let watched = (raft.clone(), peers.clone(), metrics.raft.early_campaigns.clone());
+    // For `raft::leader_watch`, spawned with the other background tasks below (`cluster` takes
+    // these).
+    let (watch_raft, watch_peers) = (raft.clone(), peers.clone());
     let cluster = Cluster::new(handle, store, peers, Arc::new(clock.clone()));
     if cfg.allow_private_targets {
         tracing::warn!("--allow-private-targets is on: jobs may call loopback and private addresses");
@@ -144,17 +146,17 @@ pub async fn run(
     let sched_cfg =
         SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() }
             .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
+    let leader_watch = tokio::spawn(crate::raft::leader_watch::run(
+        watch_raft,
+        cfg.node_id,
+        watch_peers,
+        crate::raft::leader_watch::Timing::new(&cfg.tuning),
+        metrics.raft.early_campaigns.clone(),
+        stop_rx.clone(),
+    ));
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, holding, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));
-    let leader_watch = tokio::spawn(crate::raft::leader_watch::run(
-        watched.0,
-        cfg.node_id,
-        watched.1,
-        crate::raft::leader_watch::Timing::new(&cfg.tuning),
-        watched.2,
-        stop_rx.clone(),
-    ));
 
     shutdown.await;
     tracing::info!("shutting down");

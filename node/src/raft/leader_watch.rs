@@ -8,10 +8,10 @@
 //! This task sees that case: a follower that has not heard from its leader for two heartbeats
 //! tries a TCP connection to the leader's address (or its `--peer-override`), and if it is
 //! refused, the follower campaigns as soon as the leader's lease has run out, plus a margin for
-//! another follower's later last contact. The followers take turns so that they do not split the vote: the longest log first
-//! (a voter refuses a candidate with a shorter log than its own), then the lowest id; each
-//! asks the others how long their logs are (`/internal/raft/last-log`), and one that does not
-//! answer goes by its id.
+//! another follower's later last contact. The followers take turns so that they do not split
+//! the vote: the longest log first (a voter refuses a candidate with a shorter log than its
+//! own), then the lowest id; each asks the others how long their logs are
+//! (`/internal/raft/last-log`), and one that does not answer goes by its id.
 //!
 //! Liveness only. An election is always safe in Raft, and this one starts at most one drawn
 //! election timeout before the follower's own timer would start it; a message from the leader

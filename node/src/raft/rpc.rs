@@ -1,10 +1,10 @@
 //! The receiving side of node-to-node RPC: `/internal/raft/*` routes (openraft's three, and
-//! the last log index `raft::leader_watch` asks for), and the cluster-secret
-//! gate that every `/internal` route sits behind.
+//! the last log index that `raft::leader_watch` asks for), and the cluster-secret gate that
+//! every `/internal` route sits behind.
 //!
-//! Bodies are bincode; answers are bincode of `Result<Response, RaftError>` (the last log
-//! index: of `Option<u64>`). An unauthenticated
-//! call gets 401 before its body is read. This module must not serve anything public.
+//! Bodies are bincode; answers are bincode of `Result<Response, RaftError>`, or of
+//! `Option<u64>` for the last log index. An unauthenticated call gets 401 before its body is
+//! read. This module must not serve anything public.
 
 use std::sync::Arc;
 

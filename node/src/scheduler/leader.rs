@@ -78,25 +78,22 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
     let mut term_since: Option<(u64, Instant)> = None;
     let mut quorum_lost_at: Option<Instant> = None;
     let mut revoked_at: HashMap<u32, Instant> = HashMap::new();
+    // How often the leader looks: a fifth of a lease, and at least every other owner tick
+    // (before formation, every tick); every `SOON` while a move may fall due any moment (see
+    // `move_may_be_due`), so that a dead node's shards move within 50 ms of the end of its wait
+    // rather than within 400 ms. A node that is not the leader looks every `SOON`, so that a
+    // new term's waits count from within 50 ms of its start.
+    let mut regular = cfg.tick;
     let mut soon = true;
     loop {
-        // The lease as fixed at formation; before that, only the formation itself is due.
-        let formed = cfg.as_formed(&cluster.store);
-        // Often enough that a shard moves soon after its owner's lease ran out: a fifth of a
-        // lease, and at least every other owner tick; every `SOON` while a move may fall due
-        // any moment (see `move_may_be_due`), so that a dead node's shards move within 50 ms
-        // of the end of its wait rather than within 400 ms.
-        let every = formed.as_ref().map_or(cfg.tick, |c| (c.lease / 5).min(cfg.tick * 2));
-        let every = if soon { every.min(SOON) } else { every };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(if soon { SOON } else { regular }) => {}
             _ = stop.changed() => return,
         }
         let view = cluster.raft.view();
         if !view.is_leader {
             term_since = None;
             revoked_at.clear();
-            // A new term is then seen within `SOON` of its start: its waits count from then.
             soon = true;
             continue;
         }
@@ -110,12 +107,15 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
                 now
             }
         };
-        let Some(timing) = formed else {
+        // The lease as fixed at formation; before that, only the formation itself is due.
+        let Some(timing) = cfg.as_formed(&cluster.store) else {
+            (regular, soon) = (cfg.tick, false);
             if let Err(e) = form(&cluster, &cfg).await {
                 tracing::warn!(error = %e, "fixing the formation settings failed");
             }
             continue;
         };
+        regular = (timing.lease / 5).min(cfg.tick * 2);
         // While this leader reaches no majority it grants nothing, so the missing grants of
         // that spell say nothing about the nodes: it starts judging them afresh after it, as
         // after an election (otherwise, healed, it would take every node it could not hear for
@@ -124,23 +124,13 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
             quorum_lost_at = Some(Instant::now());
         }
         let since = quorum_lost_at.map_or(term_start, |t| t.max(term_start));
-        if let Err(e) = step(&cluster, &timing, since, &mut revoked_at, &view).await {
-            tracing::warn!(error = %e, "shard assignment round failed");
-        }
-        let voters: Vec<NodeId> = view.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
-        let owned = firing::assignment(&cluster.store).map(|a| a.counts()).ok();
-        let now = Instant::now();
-        soon = move_may_be_due(
-            &Due {
-                voters: &voters,
-                owns_shards: &|n| owned.as_ref().is_none_or(|o| o.get(&n).is_some_and(|c| *c > 0)),
-                last_grant: &|n| cluster.grants.last(n),
-                since,
-                revoked: !revoked_at.is_empty(),
-                age: &|t| now.saturating_duration_since(t),
-            },
-            &timing,
-        );
+        soon = match step(&cluster, &timing, since, &mut revoked_at, &view).await {
+            Ok(soon) => soon,
+            Err(e) => {
+                tracing::warn!(error = %e, "shard assignment round failed");
+                true
+            }
+        };
     }
 }
 
@@ -191,7 +181,7 @@ async fn step(
     since: Instant,
     revoked_at: &mut HashMap<u32, Instant>,
     view: &crate::raft::handle::RaftView,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     // No grant between reading the grants and the moves' commit (see `LeaseGrants`).
     let moving = cluster.grants.exclusive().await;
     let current = firing::assignment(&cluster.store).map_err(|e| e.to_string())?;
@@ -209,9 +199,21 @@ async fn step(
         cfg,
         revoked_at,
     );
-    let Some((live, moves)) = planned else { return Ok(()) };
+    let owned = current.counts();
+    let soon = move_may_be_due(
+        &Due {
+            voters: &voters,
+            owns_shards: &|n| owned.get(&n).is_some_and(|c| *c > 0),
+            last_grant: &|n| cluster.grants.last(n),
+            since,
+            revoked: !revoked_at.is_empty(),
+            age: &|t: Instant| now.saturating_duration_since(t),
+        },
+        cfg,
+    );
+    let Some((live, moves)) = planned else { return Ok(soon) };
     if moves.is_empty() {
-        return Ok(());
+        return Ok(soon);
     }
     if !moves.iter().any(|m| m.from.is_some() && m.to.is_some()) {
         // Revokes and hand-overs of unowned shards: no owner loses a shard it may fire for.
@@ -223,7 +225,8 @@ async fn step(
         CommandResult::Assigned { .. } => tracing::info!(moves = n, live = ?live, "shards reassigned"),
         other => tracing::warn!(result = ?other, "shard assignment refused"),
     }
-    Ok(())
+    // The assignment changed: judge again at the next look.
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -255,8 +255,9 @@ impl Store {
         let watching = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
         // (table, key) per op; `None`: a range.
         let mut touched: Vec<(Table, Option<Vec<u8>>)> = Vec::new();
-        let touched_shards = batch.ops.iter().any(|op| op.table() == Table::Shards);
+        let mut touched_shards = false;
         for op in batch.ops {
+            touched_shards |= op.table() == Table::Shards;
             match op {
                 BatchOp::Put(t, k, v) => {
                     wb.put_cf(self.cf(t)?, &k, v);
