@@ -8,10 +8,13 @@
 //!
 //! Group commit: `append` writes its entries unsynced (readable at once, as openraft requires)
 //! and queues its callback; one blocking task syncs the WAL for every callback queued so far and
-//! completes them in order, so appends that arrive while a sync runs share the next one. One
-//! fdatasync then serves many client writes instead of one each. The sync covers every earlier
-//! write because the WAL is a single ordered file. This module must not acknowledge an entry
-//! before a sync that started after the entry was written.
+//! completes them in order, so appends that arrive while a sync runs share the next one. The sync
+//! covers every earlier write because the WAL is a single ordered file. openraft 0.9's core
+//! awaits each append's flush before its next command, so in practice one sync serves one
+//! entry; batching many client writes into that entry is `raft::proposals`' work. The sync runs
+//! off the runtime's workers: syncing in the core's own thread (`block_in_place`) measured
+//! slower for a lone writer (`docs/benchmarks.md`, run 11). This module must not acknowledge an
+//! entry before a sync that started after the entry was written.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
