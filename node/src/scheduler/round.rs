@@ -58,8 +58,9 @@ pub struct RoundPlan {
 /// each one every tick is most of a node's work.
 ///
 /// After one full scan of a shard, every job of it is either *busy* (read every round: a slot
-/// in flight, one due within the horizon, or unknown) or *idle until* an instant (nothing in
-/// flight, the next slot beyond the horizon, or paused), kept in time order so a round finds
+/// in flight that this process is not sending, one due within the horizon, or unknown) or
+/// *idle until* an instant (nothing in flight but slots this process is sending, the next slot
+/// beyond the horizon, or paused), kept in time order so a round finds
 /// the ones whose instant came within the horizon without looking at the rest. Knowledge is
 /// valid only while neither the job, nor its firing state, nor the shard owners changed: the
 /// caller hands over the store's change feed (`Store::take_changes`) *before* each round, and a
@@ -404,8 +405,14 @@ fn read_job(
             plan.pending.push(Some(p));
         }
     }
-    // Nothing in flight, nothing claimed now: idle until its next slot (see below).
-    let idle_candidate = fs.in_flight.is_empty();
+    // Nothing claimed now, and nothing in flight but slots this process is sending: idle
+    // until its next slot (see below). Such a slot leaves `active` once its result is written
+    // to the firing state, or, unsent, just before its release is (a stopping process aside),
+    // and that write makes the job busy again at the next round. Until the write no round
+    // would do anything with the job (a let-go slot waits for its release), so reading it
+    // every round only cost: at a whole second every slot of the node is in flight and active
+    // for the length of its request.
+    let idle_candidate = fs.in_flight.iter().all(|f| (me.active)(&f.fire_id));
     let Some(schedule) = job.spec.schedule() else {
         return Ok(if idle_candidate { Seen::IdleUntil(i64::MAX) } else { Seen::Busy });
     };
@@ -931,6 +938,52 @@ mod tests {
             }
             self.state.scan_prefix(t, prefix, limit)
         }
+    }
+
+    /// One round with the idle memory and these slots active; the plan and how many jobs it read.
+    fn plan_counting(s: &MemState, inc: Uuid, active: &HashSet<FireId>, idle: &mut IdleJobs) -> (RoundPlan, usize) {
+        let c = Counting { state: s, job_reads: 0.into(), scans: 0.into() };
+        let is_active = |id: &FireId| active.contains(id);
+        let mut let_go = LetGo::default();
+        let claimed_to = HashMap::new();
+        let mut me = Process {
+            node: ME,
+            incarnation: inc,
+            now_ms: T0 + 500,
+            // The slot after the one in flight (T0 + 2 s) is beyond it.
+            horizon_ms: T0 + 1999,
+            active: &is_active,
+            let_go: &mut let_go,
+            claimed_to: &claimed_to,
+            held_elsewhere: &|_| false,
+            idle: Some(idle),
+        };
+        let plan = plan_round(&c, &mut me).expect("a plan");
+        (plan, c.job_reads.get())
+    }
+
+    #[test]
+    fn a_job_whose_slot_in_flight_this_process_is_sending_is_not_read_until_it_is_written() {
+        let inc = Uuid::new_v4();
+        let (s, job, fire_id) = claimed(Delivery::AtLeastOnce, ME, inc);
+        let key = crate::state::keys::job(&TenantId::default_tenant(), job);
+        let sending: HashSet<FireId> = [fire_id].into();
+        let mut idle = IdleJobs::default();
+        // This process is sending the slot in flight, the next one is beyond the horizon:
+        // nothing to do, and the job is idle until that next slot...
+        let (p, reads) = plan_counting(&s, inc, &sending, &mut idle);
+        assert!(p.items.is_empty() && p.send_now.is_empty() && p.unknown.is_empty());
+        assert_eq!((reads, idle.len()), (1, 1));
+        let (_, reads) = plan_counting(&s, inc, &sending, &mut idle);
+        assert_eq!(reads, 0, "not read again while its slot is being sent");
+        // ...until the store says its firing state was written. Then it is read again, and a
+        // slot of this process still in flight but no longer active (here: its claim's answer
+        // was lost, so it was never sent) is sent now, and the job stays busy.
+        idle.forget(false, [key]);
+        let (p, reads) = plan_counting(&s, inc, &HashSet::new(), &mut idle);
+        assert_eq!(reads, 1);
+        assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire_id]);
+        assert!(idle.is_empty(), "a slot in flight that this process is not sending keeps its job busy");
     }
 
     #[test]
