@@ -147,8 +147,13 @@ async fn my_turn(raft: &Raft, me: NodeId, peers: &PeerClient, rivals: &[(NodeId,
         (*id, log)
     });
     let logs = futures::future::join_all(asked).await;
-    let mine = raft.metrics().borrow().last_log_index;
-    turn(me, mine, &logs)
+    turn(me, last_log_index(raft), &logs)
+}
+
+/// This node's last log index: what it tells a rival that asks (`LAST_LOG_PATH`), and what it
+/// compares with the rivals' answers.
+pub fn last_log_index(raft: &Raft) -> Option<u64> {
+    raft.metrics().borrow().last_log_index
 }
 
 /// The route that answers a rival's question: this node's last log index (bincode

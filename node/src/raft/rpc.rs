@@ -147,8 +147,7 @@ pub fn routes(raft: Raft) -> Router {
 /// This node's last log index, for a follower choosing whose turn it is to campaign
 /// (`raft::leader_watch`).
 async fn last_log(State(raft): State<Raft>) -> Response {
-    let last: Option<u64> = raft.metrics().borrow().last_log_index;
-    bincode_answer(&last)
+    bincode_answer(&crate::raft::leader_watch::last_log_index(&raft))
 }
 
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {

@@ -364,10 +364,13 @@ fn read_job(
     }
     let fs: FireState = value(view, Table::FireState, job_key)?.unwrap_or_default();
     let items_before = plan.items.len();
+    // Whether every slot in flight is one this process is sending (see below).
+    let mut all_sending = true;
     for f in &fs.in_flight {
         if (me.active)(&f.fire_id) {
             continue;
         }
+        all_sending = false;
         let p = Pending { job: job.clone(), fire_id: f.fire_id, at_ms: f.at_ms, shard, epoch };
         let this_process = f.node == me.node && f.incarnation == me.incarnation;
         if f.node != me.node && !f.released && me.now_ms < holder_done_by(&job, f) && (me.held_elsewhere)(f) {
@@ -412,7 +415,7 @@ fn read_job(
     // would do anything with the job (a let-go slot waits for its release), so reading it
     // every round only cost: at a whole second every slot of the node is in flight and active
     // for the length of its request.
-    let idle_candidate = fs.in_flight.iter().all(|f| (me.active)(&f.fire_id));
+    let idle_candidate = all_sending;
     let Some(schedule) = job.spec.schedule() else {
         return Ok(if idle_candidate { Seen::IdleUntil(i64::MAX) } else { Seen::Busy });
     };
@@ -541,21 +544,33 @@ mod tests {
     }
 
     fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, let_go: &mut LetGo) -> RoundPlan {
+        // Nothing new to claim: only what is in flight is judged.
+        plan_with(s, inc, T0 + 999, active, let_go, None)
+    }
+
+    /// One round of this process at T0 + 500 ms with these slots active.
+    fn plan_with(
+        view: &impl StateRead,
+        inc: Uuid,
+        horizon_ms: i64,
+        active: &HashSet<FireId>,
+        let_go: &mut LetGo,
+        idle: Option<&mut IdleJobs>,
+    ) -> RoundPlan {
         let is_active = |id: &FireId| active.contains(id);
         let claimed_to = HashMap::new();
         let mut me = Process {
             node: ME,
             incarnation: inc,
             now_ms: T0 + 500,
-            // Nothing new to claim: only what is in flight is judged.
-            horizon_ms: T0 + 999,
+            horizon_ms,
             active: &is_active,
             let_go,
             claimed_to: &claimed_to,
             held_elsewhere: &|_| false,
-            idle: None,
+            idle,
         };
-        plan_round(s, &mut me).expect("a plan")
+        plan_round(view, &mut me).expect("a plan")
     }
 
     /// Like [`plan`], at `now_ms`, with node 2's process still sending its slots or not.
@@ -943,22 +958,8 @@ mod tests {
     /// One round with the idle memory and these slots active; the plan and how many jobs it read.
     fn plan_counting(s: &MemState, inc: Uuid, active: &HashSet<FireId>, idle: &mut IdleJobs) -> (RoundPlan, usize) {
         let c = Counting { state: s, job_reads: 0.into(), scans: 0.into() };
-        let is_active = |id: &FireId| active.contains(id);
-        let mut let_go = LetGo::default();
-        let claimed_to = HashMap::new();
-        let mut me = Process {
-            node: ME,
-            incarnation: inc,
-            now_ms: T0 + 500,
-            // The slot after the one in flight (T0 + 2 s) is beyond it.
-            horizon_ms: T0 + 1999,
-            active: &is_active,
-            let_go: &mut let_go,
-            claimed_to: &claimed_to,
-            held_elsewhere: &|_| false,
-            idle: Some(idle),
-        };
-        let plan = plan_round(&c, &mut me).expect("a plan");
+        // The slot after the one in flight (T0 + 2 s) is beyond the horizon.
+        let plan = plan_with(&c, inc, T0 + 1999, active, &mut LetGo::default(), Some(idle));
         (plan, c.job_reads.get())
     }
 
