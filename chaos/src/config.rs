@@ -213,6 +213,9 @@ pub struct Timing {
     pub lease_ms: i64,
     /// The leader's safety margin before moving a shard (a quarter of the lease in the node).
     pub lease_margin_ms: i64,
+    /// How long the leader lets a silent node keep its shards (the node's `--dead-after-ms`
+    /// default, which the suite does not change).
+    pub dead_after_ms: i64,
     /// How far ahead slots are claimed (fixed in the node: 2 s).
     pub claim_ahead_ms: i64,
     /// Log entries between snapshots: small, so the log is purged and a re-added node needs one.
@@ -220,6 +223,12 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// How long a silent follower keeps its shards: the leader's patience, and never less than
+    /// the lease and the margin.
+    pub fn move_wait_ms(&self) -> i64 {
+        self.dead_after_ms.max(self.lease_ms + self.lease_margin_ms)
+    }
+
     /// The default timings with another lease and election timeout (heartbeat a fifth of it).
     pub fn with(lease_ms: i64, election_timeout_ms: u64) -> Timing {
         Timing {
@@ -239,6 +248,7 @@ impl Default for Timing {
             heartbeat_ms: 200,
             lease_ms: 4000,
             lease_margin_ms: 1000,
+            dead_after_ms: 5000,
             claim_ahead_ms: 2000,
             snapshot_every: 2000,
         }

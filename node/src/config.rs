@@ -132,10 +132,16 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTCRON_RUN_HISTORY")]
     pub run_history: Option<u32>,
     /// Firing lease of a new cluster in milliseconds; fixed once the cluster formed (default
-    /// 4000). A shard of a crashed node fires again about 1.25 leases after the crash is
-    /// noticed; a shorter lease asks for a steadier network and machine.
+    /// 700, or twice the election timeout if that is more). A node sends nothing once it went a lease without a renewal; a new leader moves
+    /// the shards of the leader before it 1.25 leases after its election.
     #[arg(long, env = "RAFTCRON_LEASE_MS")]
     pub lease_ms: Option<u32>,
+    /// How long a node may go without renewing its lease before this node, as the leader,
+    /// takes it for dead and moves its shards, in milliseconds (default 5000, at most 600000;
+    /// never less than 1.25 leases). Patience with stalls and network blips: until then a
+    /// silent node's slots wait for it rather than being re-sent by another node.
+    #[arg(long, env = "RAFTCRON_DEAD_AFTER_MS")]
+    pub dead_after_ms: Option<u64>,
     /// A webhook URL that hears about failing and recovered jobs (repeatable; comma-separated in
     /// the environment).
     #[arg(long = "notify-webhook", env = "RAFTCRON_NOTIFY_WEBHOOK", value_delimiter = ',')]
@@ -221,6 +227,8 @@ pub struct Config {
     pub shards: u32,
     pub run_history: u32,
     pub lease_ms: u32,
+    /// The leader's patience with a silent node (`--dead-after-ms`).
+    pub dead_after: Duration,
     pub peer_overrides: BTreeMap<NodeId, String>,
     /// Seals and opens job secrets.
     pub keyring: std::sync::Arc<crate::crypto::Keyring>,
@@ -278,6 +286,7 @@ impl ServeArgs {
             shards: self.shards.or(file.shards),
             run_history: self.run_history.or(file.run_history),
             lease_ms: self.lease_ms.or(file.lease_ms),
+            dead_after_ms: self.dead_after_ms.or(file.dead_after_ms),
             notify_webhook: if self.notify_webhook.is_empty() { file.notify_webhook } else { self.notify_webhook },
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
@@ -375,13 +384,20 @@ impl ServeArgs {
             problems.push("--run-history: must be between 10 and 10000".to_string());
         }
         use crate::state::firing::{DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS};
-        let lease_ms = args.lease_ms.unwrap_or(DEFAULT_LEASE_MS);
+        // Without `--lease-ms`, a lease that the election timeout allows (see below).
+        let lease_ms = args.lease_ms.unwrap_or_else(|| {
+            DEFAULT_LEASE_MS.max(u32::try_from(election.as_millis() * 2).unwrap_or(MAX_LEASE_MS).min(MAX_LEASE_MS))
+        });
         if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&lease_ms) {
             problems.push(format!("--lease-ms: must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"));
         } else if u128::from(lease_ms) < election.as_millis() * 2 {
             // Each renewal is a quorum round: a lease shorter than two election timeouts would
             // run out in every election.
             problems.push("--lease-ms: must be at least twice --election-timeout-ms".to_string());
+        }
+        let dead_after_ms = args.dead_after_ms.unwrap_or(crate::scheduler::DEFAULT_DEAD_AFTER_MS);
+        if dead_after_ms > 600_000 {
+            problems.push("--dead-after-ms: must be at most 600000".to_string());
         }
         for hook in &args.notify_webhook {
             match url::Url::parse(hook) {
@@ -434,6 +450,7 @@ impl ServeArgs {
             shards,
             run_history,
             lease_ms,
+            dead_after: Duration::from_millis(dead_after_ms),
             peer_overrides,
             keyring: std::sync::Arc::new(keyring),
             tls,

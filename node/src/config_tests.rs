@@ -88,6 +88,7 @@ fn flags_win_over_the_file_and_the_file_over_defaults() {
     assert_eq!(cfg.listen.port(), 9100, "the flag wins");
     assert_eq!(cfg.tuning.election_timeout.as_millis(), 900);
     assert!(cfg.allow_private_targets);
+    assert_eq!(cfg.lease_ms, 1800, "the default lease is at least twice the election timeout");
     assert_eq!(cfg.tuning.keep_after_snapshot, 2_000, "default snapshot interval keeps 2,000 entries");
 }
 
@@ -125,5 +126,14 @@ fn formation_settings_have_bounds() {
     args.extend(["--shards", "64", "--run-history", "500", "--lease-ms", "1000"]);
     let cfg = serve(&args).resolve(None).unwrap();
     assert_eq!((cfg.shards, cfg.run_history, cfg.lease_ms), (64, 500, 1000));
-    assert_eq!(serve(&base).resolve(None).unwrap().lease_ms, 4000, "the default lease");
+    let defaults = serve(&base).resolve(None).unwrap();
+    assert_eq!(defaults.lease_ms, 700, "the default lease");
+    assert_eq!(defaults.dead_after, std::time::Duration::from_secs(5), "the default patience");
+    let mut args = base.to_vec();
+    args.extend(["--dead-after-ms", "600001"]);
+    let text = serve(&args).resolve(None).unwrap_err().to_string();
+    assert!(text.contains("--dead-after-ms: must be at most 600000"), "{text}");
+    let mut args = base.to_vec();
+    args.extend(["--dead-after-ms", "0"]);
+    assert_eq!(serve(&args).resolve(None).unwrap().dead_after, std::time::Duration::ZERO);
 }

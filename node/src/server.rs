@@ -143,9 +143,13 @@ pub async fn run(
         .context("building the HTTP executor")?
         .with_keyring(cfg.keyring.clone());
     let notifier = Notifier::new(cfg.notify_webhooks.clone(), metrics.clone()).context("building the notifier")?;
-    let sched_cfg =
-        SchedulerConfig { shard_count: cfg.shards, runs_kept: cfg.run_history, ..SchedulerConfig::default() }
-            .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
+    let sched_cfg = SchedulerConfig {
+        shard_count: cfg.shards,
+        runs_kept: cfg.run_history,
+        dead_after: cfg.dead_after,
+        ..SchedulerConfig::default()
+    }
+    .with_lease(Duration::from_millis(u64::from(cfg.lease_ms)));
     let leader_watch = tokio::spawn(crate::raft::leader_watch::run(
         watch_raft,
         cfg.node_id,

@@ -44,8 +44,8 @@ pub fn plan(seed: u64, kinds: &[FaultKind], duration_ms: u64, timing: &Timing) -
         return out;
     }
     let mut rng = rng::stream(seed, "fault-plan");
-    // Longer than the lease plus the leader's margin, so shards really move.
-    let stop_min = (timing.lease_ms + timing.lease_margin_ms) as u64 + 1_000;
+    // Longer than the leader's wait for a silent node, so that shards really move.
+    let stop_min = timing.move_wait_ms() as u64 + 1_000;
     let mut total = 0u64;
     for _round in 0..1000 {
         let mut order = kinds.to_vec();
@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(first.len(), 3, "each kind once in the first round");
         for f in &a {
             if matches!(f.kind, FaultKind::PauseFollower) {
-                assert!(f.hold_ms as i64 > t.lease_ms + t.lease_margin_ms);
+                assert!(f.hold_ms as i64 > t.move_wait_ms());
             }
         }
         assert!(plan(42, &[], 120_000, &t).is_empty());

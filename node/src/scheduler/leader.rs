@@ -2,11 +2,20 @@
 //! shards so that every shard has exactly one live owner, balanced, without ever letting two
 //! nodes fire for one shard.
 //!
-//! A node is live while its last grant is younger than `lease + safety_margin`. A shard leaves a
-//! node only when that node can no longer hold a valid lease: from a dead node once its last
-//! grant (or this leader's election, whichever is later) is older than `lease + safety_margin`;
-//! from a live node (rebalancing) in two steps: revoke now, give it to another node once the
-//! same wait has passed since the revoke.
+//! Safety needs one wait: a shard leaves a node only once that node can no longer hold a valid
+//! lease, `lease + safety_margin` after its last grant (or after this leader's election, whichever
+//! is later: a new leader does not know its predecessor's grants). On top of that the leader is
+//! patient with a node that goes silent: it takes it for dead only after `dead_after` (5 s by
+//! default), so that a stall or a network blip costs late slots, sent by the node itself once it
+//! renews, rather than a move and the next owner's re-send of its unrecorded requests. The leader
+//! of the previous term gets no patience: a quorum has already given up on it (that is how this
+//! leader was elected), so its shards move as soon as safety allows, and a dead leader's slots
+//! fire again about `lease + safety_margin` after the election. From a live node (rebalancing) a
+//! shard moves in two steps: revoke now, give it to another node once the safety wait has passed
+//! since the revoke.
+//!
+//! It must not move a shard before the safety wait, whatever the settings: `dead_after` only
+//! ever adds to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -28,6 +37,8 @@ pub struct Round<'a, T> {
     pub last_grant: &'a dyn Fn(NodeId) -> Option<T>,
     /// When this leader's term began (its grants before that do not exist).
     pub since: T,
+    /// The leader of the previous term, as this node last saw it before its election.
+    pub previous_leader: Option<NodeId>,
     pub now: T,
     /// How long ago an instant was, as of `now`.
     pub age: &'a dyn Fn(T) -> Duration,
@@ -44,9 +55,19 @@ pub fn plan<T: Copy + Ord>(
     if (r.age)(r.since) < cfg.lease / 2 {
         return None;
     }
-    let wait = cfg.lease + cfg.safety_margin;
+    let safe = cfg.lease_wait();
+    // How long each node may go without a grant: the patience, except for a previous leader
+    // that has not renewed in this term.
+    let wait = |n: NodeId| {
+        let unheard = (r.last_grant)(n).is_none_or(|g| g < r.since);
+        if r.previous_leader == Some(n) && unheard {
+            safe
+        } else {
+            cfg.dead_wait()
+        }
+    };
     let live: BTreeSet<NodeId> =
-        r.voters.iter().copied().filter(|n| (r.last_grant)(*n).is_some_and(|t| (r.age)(t) < wait)).collect();
+        r.voters.iter().copied().filter(|n| (r.last_grant)(*n).is_some_and(|t| (r.age)(t) < wait(*n))).collect();
     let mut moves = Vec::new();
     for m in assignment::rebalance(r.current, &live) {
         match m.from {
@@ -57,14 +78,14 @@ pub fn plan<T: Copy + Ord>(
             }
             Some(from) => {
                 let last = (r.last_grant)(from).map_or(r.since, |g| g.max(r.since));
-                if (r.age)(last) > wait {
+                if (r.age)(last) > wait(from) {
                     moves.push(m);
                 }
             }
             None => {
                 let epoch = r.current.owner(m.shard).map_or(0, |o| o.epoch);
                 let since_revoke = revoked_at.get(&m.shard).copied().unwrap_or(r.since);
-                if epoch == 0 || (r.age)(since_revoke) > wait {
+                if epoch == 0 || (r.age)(since_revoke) > safe {
                     moves.push(m);
                     revoked_at.remove(&m.shard);
                 }
@@ -76,6 +97,10 @@ pub fn plan<T: Copy + Ord>(
 
 pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut term_since: Option<(u64, Instant)> = None;
+    // The last leader this node knew (its term, its id: this node itself while it leads), and,
+    // in this node's term, the one before it if another: the leader the quorum gave up on.
+    let mut followed: Option<(u64, NodeId)> = None;
+    let mut previous_leader: Option<NodeId> = None;
     let mut quorum_lost_at: Option<Instant> = None;
     let mut revoked_at: HashMap<u32, Instant> = HashMap::new();
     // How often the leader looks: a fifth of a lease, and at least every other owner tick
@@ -92,16 +117,22 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
         }
         let view = cluster.raft.view();
         if !view.is_leader {
+            if let Some(leader) = view.leader_id {
+                followed = Some((view.term, leader));
+            }
             term_since = None;
             revoked_at.clear();
             soon = true;
             continue;
         }
+        let previous = followed.replace((view.term, view.node_id));
         let term_start = match term_since {
             Some((term, t)) if term == view.term => t,
             _ => {
                 let now = Instant::now();
                 term_since = Some((view.term, now));
+                previous_leader =
+                    previous.filter(|(term, id)| *term < view.term && *id != view.node_id).map(|(_, id)| id);
                 quorum_lost_at = None;
                 revoked_at.clear();
                 now
@@ -124,7 +155,7 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
             quorum_lost_at = Some(Instant::now());
         }
         let since = quorum_lost_at.map_or(term_start, |t| t.max(term_start));
-        soon = match step(&cluster, &timing, since, &mut revoked_at, &view).await {
+        soon = match step(&cluster, &timing, since, previous_leader, &mut revoked_at, &view).await {
             Ok(soon) => soon,
             Err(e) => {
                 tracing::warn!(error = %e, "shard assignment round failed");
@@ -154,8 +185,7 @@ struct Due<'a, T> {
 /// that owns shards renews late (more than half a lease since its last grant). Otherwise every
 /// owner renewed lately, and none can be judged dead within a fifth of a lease.
 fn move_may_be_due<T: Copy>(d: &Due<'_, T>, cfg: &SchedulerConfig) -> bool {
-    let wait = cfg.lease + cfg.safety_margin;
-    (d.age)(d.since) <= wait
+    (d.age)(d.since) <= cfg.dead_wait()
         || d.revoked
         || d.voters.iter().any(|n| (d.owns_shards)(*n) && (d.last_grant)(*n).is_none_or(|t| (d.age)(t) > cfg.lease / 2))
 }
@@ -179,6 +209,7 @@ async fn step(
     cluster: &Cluster,
     cfg: &SchedulerConfig,
     since: Instant,
+    previous_leader: Option<NodeId>,
     revoked_at: &mut HashMap<u32, Instant>,
     view: &crate::raft::handle::RaftView,
 ) -> Result<bool, String> {
@@ -193,6 +224,7 @@ async fn step(
             voters: &voters,
             last_grant: &|n| cluster.grants.last(n),
             since,
+            previous_leader,
             now,
             age: &|t: Instant| now.saturating_duration_since(t),
         },
@@ -247,6 +279,7 @@ mod tests {
         SchedulerConfig {
             lease: Duration::from_millis(4000),
             safety_margin: Duration::from_millis(600),
+            dead_after: Duration::from_millis(8000),
             ..SchedulerConfig::default()
         }
     }
@@ -266,11 +299,23 @@ mod tests {
         now: Ms,
         revoked: &mut HashMap<u32, Ms>,
     ) -> Option<(Vec<u64>, Moves)> {
+        run_after(current, grants, (since, None), now, revoked)
+    }
+
+    /// [`run`] in a term that began at `since.0` and followed `since.1`'s.
+    fn run_after(
+        current: &Assignment,
+        grants: &HashMap<u64, Ms>,
+        (since, previous_leader): (Ms, Option<u64>),
+        now: Ms,
+        revoked: &mut HashMap<u32, Ms>,
+    ) -> Option<(Vec<u64>, Moves)> {
         let round = Round {
             current,
             voters: &[1, 2, 3],
             last_grant: &|n| grants.get(&n).copied(),
             since,
+            previous_leader,
             now,
             age: &|t: Ms| Duration::from_millis(now.saturating_sub(t)),
         };
@@ -337,16 +382,41 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_nodes_shards_move_only_after_its_lease_and_the_margin() {
+    fn a_silent_nodes_shards_move_only_after_the_leaders_patience() {
         let a = owned(&[Some(1), Some(2), Some(3)]);
-        // Node 3's last grant was at 10 000; the lease plus margin is 4 600 ms.
-        let grants = HashMap::from([(1, 14_000), (2, 14_000), (3, 10_000)]);
-        let (live, moves) = run(&a, &grants, 0, 14_600, &mut HashMap::new()).expect("a round");
+        // Node 3's last grant was at 10 000; its lease plus margin ended at 14 600, and the
+        // leader's patience (`dead_after`) at 18 000.
+        let grants = HashMap::from([(1, 17_000), (2, 17_000), (3, 10_000)]);
+        let (live, moves) = run(&a, &grants, 0, 14_601, &mut HashMap::new()).expect("a round");
+        assert_eq!(live, vec![1, 2, 3], "node 3 may only be stalled: it is still counted live");
+        assert!(moves.is_empty(), "{moves:?}");
+        let (live, moves) = run(&a, &grants, 0, 18_000, &mut HashMap::new()).expect("a round");
         assert_eq!(live, vec![1, 2], "node 3 is no longer live");
-        assert!(moves.is_empty(), "node 3 may still hold its lease: {moves:?}");
-        let (_, moves) = run(&a, &grants, 0, 14_601, &mut HashMap::new()).expect("a round");
+        assert!(moves.is_empty(), "not yet past the patience: {moves:?}");
+        let (_, moves) = run(&a, &grants, 0, 18_001, &mut HashMap::new()).expect("a round");
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert_eq!((moves[0].0, moves[0].1), (2, Some(3)));
+    }
+
+    #[test]
+    fn the_patience_never_shortens_the_wait_that_safety_needs() {
+        let a = owned(&[Some(1), Some(2), Some(3)]);
+        let grants = HashMap::from([(1, 14_000), (2, 14_000), (3, 10_000)]);
+        let impatient = SchedulerConfig { dead_after: Duration::ZERO, ..cfg() };
+        let round = |now: Ms| {
+            let r = Round {
+                current: &a,
+                voters: &[1, 2, 3],
+                last_grant: &|n| grants.get(&n).copied(),
+                since: 0,
+                previous_leader: Some(3),
+                now,
+                age: &|t: Ms| Duration::from_millis(now.saturating_sub(t)),
+            };
+            plan(&r, &impatient, &mut HashMap::new()).expect("a round").1
+        };
+        assert!(round(14_600).is_empty(), "node 3 may still hold its lease");
+        assert_eq!(round(14_601).len(), 1);
     }
 
     #[test]
@@ -354,9 +424,32 @@ mod tests {
         let a = owned(&[Some(1), Some(2), Some(3)]);
         // This leader never granted node 3 anything; it was elected at 20 000.
         let grants = HashMap::from([(1, 22_000), (2, 22_000)]);
-        let (_, moves) = run(&a, &grants, 20_000, 24_600, &mut HashMap::new()).expect("a round");
+        let (_, moves) = run(&a, &grants, 20_000, 28_000, &mut HashMap::new()).expect("a round");
         assert!(moves.is_empty(), "{moves:?}");
-        let (_, moves) = run(&a, &grants, 20_000, 24_601, &mut HashMap::new()).expect("a round");
+        let (_, moves) = run(&a, &grants, 20_000, 28_001, &mut HashMap::new()).expect("a round");
+        assert_eq!(moves.len(), 1, "{moves:?}");
+    }
+
+    #[test]
+    fn the_previous_leaders_shards_move_once_its_lease_surely_ended() {
+        let a = owned(&[Some(1), Some(2), Some(3)]);
+        // Elected at 20 000 after node 3's term; node 3 has not asked this leader for a lease.
+        let grants = HashMap::from([(1, 22_000), (2, 22_000)]);
+        let after_3 = (20_000, Some(3));
+        let (live, moves) = run_after(&a, &grants, after_3, 24_600, &mut HashMap::new()).expect("a round");
+        assert_eq!(live, vec![1, 2]);
+        assert!(moves.is_empty(), "node 3 may still hold a lease from its own term: {moves:?}");
+        let (_, moves) = run_after(&a, &grants, after_3, 24_601, &mut HashMap::new()).expect("a round");
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!((moves[0].0, moves[0].1), (2, Some(3)));
+
+        // Node 3 asked this leader for a lease: it is a live node like any other again, and
+        // gets the leader's patience when it falls silent.
+        let renewed = HashMap::from([(1, 26_000), (2, 26_000), (3, 21_000)]);
+        let (live, moves) = run_after(&a, &renewed, after_3, 25_601, &mut HashMap::new()).expect("a round");
+        assert_eq!(live, vec![1, 2, 3]);
+        assert!(moves.is_empty(), "{moves:?}");
+        let (_, moves) = run_after(&a, &renewed, after_3, 29_001, &mut HashMap::new()).expect("a round");
         assert_eq!(moves.len(), 1, "{moves:?}");
     }
 

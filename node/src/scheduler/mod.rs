@@ -31,6 +31,13 @@ pub struct SchedulerConfig {
     pub drift_margin: Duration,
     /// What the leader adds to a lease before moving a shard away (a quarter of the lease).
     pub safety_margin: Duration,
+    /// How long a node may go without a grant before the leader takes it for dead and moves its
+    /// shards (`--dead-after-ms`), never less than `lease + safety_margin`: safety needs only
+    /// that wait; the rest is patience with a live node's stall or network blip, which would
+    /// otherwise have its shards moved and its unrecorded requests re-sent by the next owner.
+    /// The leader of the previous term gets no such patience (see `scheduler::leader`). A
+    /// setting of each node's leader duty, not of the cluster: no other node relies on it.
+    pub dead_after: Duration,
     /// How far ahead of their time slots are claimed.
     pub claim_ahead: Duration,
     /// How often owners look for slots to claim.
@@ -48,6 +55,7 @@ impl Default for SchedulerConfig {
             lease,
             drift_margin: lease / 10,
             safety_margin: lease / 4,
+            dead_after: Duration::from_millis(DEFAULT_DEAD_AFTER_MS),
             claim_ahead: Duration::from_millis(2000),
             tick: Duration::from_millis(200),
             shard_count: crate::state::firing::DEFAULT_SHARDS,
@@ -56,7 +64,23 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// How long a silent node keeps its shards by default (`--dead-after-ms`): what the leader
+/// waited before the lease and this patience were two settings (a 4 s lease and its margin).
+pub const DEFAULT_DEAD_AFTER_MS: u64 = 5_000;
+
 impl SchedulerConfig {
+    /// The wait that safety needs before a shard leaves a node that may hold a lease: the
+    /// longest lease plus the margin.
+    pub fn lease_wait(&self) -> Duration {
+        self.lease + self.safety_margin
+    }
+
+    /// How long a node may go without a grant before its shards move: `dead_after`, and never
+    /// less than [`SchedulerConfig::lease_wait`].
+    pub fn dead_wait(&self) -> Duration {
+        self.dead_after.max(self.lease_wait())
+    }
+
     /// These timings for a cluster whose lease is `lease`: the margins scale with it.
     pub fn with_lease(&self, lease: Duration) -> SchedulerConfig {
         SchedulerConfig { lease, drift_margin: lease / 10, safety_margin: lease / 4, ..self.clone() }

@@ -29,9 +29,13 @@ use crate::store::{Batch, Table};
 pub const MAX_CLAIM_AHEAD_MS: i64 = 5_000;
 /// The shard count used when none was set at formation.
 pub const DEFAULT_SHARDS: u32 = 256;
-/// The firing lease of a cluster formed without `--lease-ms`, and of clusters formed before it
-/// was a setting.
-pub const DEFAULT_LEASE_MS: u32 = 4_000;
+/// The firing lease of a cluster formed without `--lease-ms`: short, so that the shards of a
+/// dead leader fire again about a second after the election (`scheduler::leader`); how long a
+/// silent node keeps its shards is the leader's patience (`--dead-after-ms`), not the lease.
+pub const DEFAULT_LEASE_MS: u32 = 700;
+/// The firing lease of clusters formed before the lease was a setting (their log holds
+/// `InitShards`): what their nodes were built with.
+pub const LEGACY_LEASE_MS: u32 = 4_000;
 /// The shortest and longest firing lease a cluster may be formed with.
 pub const MIN_LEASE_MS: u32 = 500;
 pub const MAX_LEASE_MS: u32 = 60_000;
@@ -150,13 +154,13 @@ pub fn apply_init_shards(
     }
 }
 
-/// The firing lease: fixed at formation ([`DEFAULT_LEASE_MS`] in clusters formed before it was
+/// The firing lease: fixed at formation ([`LEGACY_LEASE_MS`] in clusters formed before it was
 /// a setting). `None` until the cluster formed: no lease may be granted before it is known.
 pub fn lease(view: &impl StateRead) -> Result<Option<std::time::Duration>, StateError> {
     if get_value::<u32>(view, Table::SmMeta, keys::SHARD_COUNT)?.is_none() {
         return Ok(None);
     }
-    let ms: u32 = get_value(view, Table::SmMeta, keys::LEASE_MS)?.unwrap_or(DEFAULT_LEASE_MS);
+    let ms: u32 = get_value(view, Table::SmMeta, keys::LEASE_MS)?.unwrap_or(LEGACY_LEASE_MS);
     Ok(Some(std::time::Duration::from_millis(u64::from(ms))))
 }
 

@@ -328,7 +328,7 @@ fn a_job_created_before_the_shard_count_was_fixed_is_indexed_under_its_real_shar
 fn the_lease_is_fixed_once_at_formation_and_older_clusters_keep_the_default() {
     use std::time::Duration;
 
-    use crate::state::firing::{lease, DEFAULT_LEASE_MS};
+    use crate::state::firing::{lease, LEGACY_LEASE_MS};
     let mut s = MemState::default();
     assert_eq!(lease(&s).unwrap(), None, "no lease before formation: nothing may be granted");
     let form = |lease_ms| CommandBody::Form { shard_count: 4, runs_kept: RUNS_KEPT, lease_ms };
@@ -345,7 +345,7 @@ fn the_lease_is_fixed_once_at_formation_and_older_clusters_keep_the_default() {
     // A cluster formed before the lease was a setting keeps the lease its nodes were built with.
     let mut old = MemState::default();
     old.apply(&at(T0, CommandBody::InitShards { shard_count: 4, runs_kept: RUNS_KEPT }));
-    assert_eq!(lease(&old).unwrap(), Some(Duration::from_millis(u64::from(DEFAULT_LEASE_MS))));
+    assert_eq!(lease(&old).unwrap(), Some(Duration::from_millis(u64::from(LEGACY_LEASE_MS))));
 
     // Out-of-range values are clamped by the state machine, whatever a client sent.
     let mut tiny = MemState::default();

@@ -120,29 +120,42 @@ async fn lease_loop(world: Arc<World>, h: Arc<NodeHandle>) {
 async fn leader_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     let cfg = world.cfg.clone();
     let mut term_since: Option<(u64, i64)> = None;
+    // As the node: the last leader it knew, and the one before this node's term.
+    let mut followed: Option<(u64, NodeId)> = None;
+    let mut previous_leader: Option<NodeId> = None;
     let mut revoked_at: HashMap<u32, i64> = HashMap::new();
     loop {
         h.sleep_own(cfg.tick * 2).await;
-        let (state, term, voters) = {
+        let (state, term, leader, voters) = {
             let m = h.raft.metrics();
             let m = m.borrow();
-            (m.state, m.current_term, m.membership_config.membership().voter_ids().collect::<Vec<_>>())
+            (
+                m.state,
+                m.current_term,
+                m.current_leader,
+                m.membership_config.membership().voter_ids().collect::<Vec<_>>(),
+            )
         };
         if state != ServerState::Leader {
+            if let Some(leader) = leader {
+                followed = Some((term, leader));
+            }
             term_since = None;
             revoked_at.clear();
             continue;
         }
+        let previous = followed.replace((term, h.id));
         let since = match term_since {
             Some((t, since)) if t == term => since,
             _ => {
                 let now = h.mono_us();
                 term_since = Some((term, now));
+                previous_leader = previous.filter(|(t, id)| *t < term && *id != h.id).map(|(_, id)| id);
                 revoked_at.clear();
                 now
             }
         };
-        leader_step(&world, &h, since, &mut revoked_at, &voters).await;
+        leader_step(&world, &h, (since, previous_leader), &mut revoked_at, &voters).await;
     }
 }
 
@@ -150,7 +163,7 @@ async fn leader_loop(world: Arc<World>, h: Arc<NodeHandle>) {
 async fn leader_step(
     world: &Arc<World>,
     h: &Arc<NodeHandle>,
-    since: i64,
+    (since, previous_leader): (i64, Option<NodeId>),
     revoked_at: &mut HashMap<u32, i64>,
     voters: &[NodeId],
 ) {
@@ -175,6 +188,7 @@ async fn leader_step(
             voters,
             last_grant: &|n| grants.get(&n).copied(),
             since,
+            previous_leader,
             now,
             age: &|t: i64| Duration::from_micros((now - t).max(0) as u64),
         },
