@@ -685,3 +685,47 @@ async fn wait_for_a_fire(hits: &Hits, id: &str, after_ms: i64) -> Result<()> {
     })
     .await
 }
+
+/// The leader's patience with a silent node (`--dead-after-ms`, here a minute) keeps a paused
+/// follower's shards with it well past its lease, and does not hold the shards of a leader that
+/// died: a quorum elected another leader, which moves them once their lease surely ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_keeps_its_shards_for_the_patience_and_a_dead_leader_does_not() -> Result<()> {
+    let mut cluster = TestCluster::start_with(3, &["--dead-after-ms", "60000"]).await?;
+    let leader = cluster.leader().await?;
+    let api = cluster.client(leader);
+    wait_for_spread(&api).await?;
+    let lease_ms =
+        api.get("/api/v1/cluster/shards").await?.expect(200)?.json["lease_ms"].as_i64().context("lease_ms")?;
+    let follower = (1..=3).find(|n| *n != leader).context("a follower")?;
+
+    // Paused for three leases and more: its lease ran out, its shards stay its own.
+    cluster.pause(follower)?;
+    let watch = Duration::from_millis((lease_ms as u64) * 3 + 2_000);
+    let paused = std::time::Instant::now();
+    while paused.elapsed() < watch {
+        let per = shards_per_node(&api).await?;
+        ensure!(
+            per.get(&follower).is_some_and(|n| *n > 0),
+            "node {follower}'s shards moved while it was paused: {per:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    cluster.resume(follower)?;
+
+    // The leader's process dies: its shards move long before a minute.
+    cluster.kill(leader)?;
+    let killed = std::time::Instant::now();
+    let survivor = cluster.client(follower);
+    wait_until("the dead leader's shards on the two survivors", WAIT, || {
+        let survivor = survivor.clone();
+        async move {
+            let per = shards_per_node(&survivor).await?;
+            ensure!(per.len() == 2 && !per.contains_key(&leader) && per.values().sum::<u64>() == 256, "{per:?}");
+            Ok(())
+        }
+    })
+    .await?;
+    eprintln!("the dead leader's shards moved {:.2?} after the kill ({lease_ms} ms lease)", killed.elapsed());
+    cluster.stop()
+}
