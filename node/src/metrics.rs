@@ -165,6 +165,7 @@ impl RaftMetrics {
 pub struct SchedulerMetrics {
     pub shards_owned: IntGauge,
     pub lease_renewals: IntCounter,
+    pub lease_lapses: IntCounter,
     pub claims: IntCounter,
     fires: IntCounterVec,
     pub fire_lateness: Histogram,
@@ -306,7 +307,7 @@ impl Metrics {
             voters: b.gauge("raftcron_raft_voters", "Voting members in this node's membership config")?,
             reachable_voters: b.gauge(
                 "raftcron_raft_reachable_voters",
-                "On the leader: voters (itself included) heard from within the lease (4 s); 0 elsewhere",
+                "On the leader: voters (itself included) heard from within the firing lease; 0 elsewhere",
             )?,
             proposals: b.counter("raftcron_raft_proposals_total", "Commands proposed to Raft on this node")?,
             early_campaigns: b.counter(
@@ -337,6 +338,10 @@ impl Metrics {
             )?,
             lease_renewals: b
                 .counter("raftcron_scheduler_lease_renewals_total", "Firing leases granted to this node")?,
+            lease_lapses: b.counter(
+                "raftcron_scheduler_lease_lapses_total",
+                "Times this node's firing lease ran out before its renewal (it sent nothing meanwhile)",
+            )?,
             claims: b.counter("raftcron_scheduler_claims_total", "Slots this node claimed through Raft (accepted)")?,
             fires: b.counters(
                 "raftcron_scheduler_fires_total",

@@ -50,6 +50,7 @@ const METRICS: &[(&str, Kind)] = &[
     ("raftcron_storage_size_bytes", Kind::Gauge),
     ("raftcron_scheduler_shards_owned", Kind::Gauge),
     ("raftcron_scheduler_lease_renewals_total", Kind::Counter),
+    ("raftcron_scheduler_lease_lapses_total", Kind::Counter),
     ("raftcron_scheduler_claims_total", Kind::Counter),
     ("raftcron_scheduler_fires_total", Kind::Counter),
     ("raftcron_scheduler_fire_lateness_seconds", Kind::Histogram),

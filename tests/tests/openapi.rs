@@ -286,6 +286,7 @@ async fn the_document_describes_what_the_node_answers() -> Result<()> {
         "raftcron_storage_size_bytes",
         "raftcron_scheduler_shards_owned",
         "raftcron_scheduler_lease_renewals_total",
+        "raftcron_scheduler_lease_lapses_total",
         "raftcron_scheduler_claims_total",
         "raftcron_scheduler_fires_total",
         "raftcron_scheduler_fire_lateness_seconds",

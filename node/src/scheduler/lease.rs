@@ -19,6 +19,12 @@ impl Lease {
         self.0.lock().ok().and_then(|g| *g).is_some_and(|until| Instant::now() < until)
     }
 
+    /// How long ago the lease ran out; `None` while it is valid, or before the first grant.
+    fn lapsed_for(&self) -> Option<Duration> {
+        let until = self.0.lock().ok().and_then(|g| *g)?;
+        Instant::now().checked_duration_since(until)
+    }
+
     fn extend(&self, until: Instant) {
         if let Ok(mut g) = self.0.lock() {
             if g.is_none_or(|cur| until > cur) {
@@ -65,6 +71,11 @@ pub async fn run(
             Ok(leader_ms) => {
                 // The leader read the cluster's time somewhere between asking and now.
                 clock.observe(leader_ms, asked, Instant::now());
+                // A lapse: the node sent nothing for that long (its slots wait, late, for it).
+                if let Some(lapse) = lease.lapsed_for() {
+                    metrics.scheduler.lease_lapses.inc();
+                    tracing::info!(lapse_ms = lapse.as_millis() as u64, "firing lease renewed after it ran out");
+                }
                 lease.extend(asked + cfg.lease.saturating_sub(cfg.drift_margin));
                 metrics.scheduler.lease_renewals.inc();
                 let skew = clock.own_skew_ms();
