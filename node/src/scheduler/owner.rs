@@ -78,6 +78,7 @@ pub async fn run(
         clock.clone(),
         notifier,
         active.clone(),
+        dropped.clone(),
         results_rx,
         stop.clone(),
     ));
@@ -376,12 +377,15 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     });
 }
 
-/// Records results in batches; a fire id leaves `active` once its result is committed.
+/// Records results in batches; a fire id leaves `active` once its result is committed. A
+/// let-go slot may be claimed back once its release write was answered "committed"
+/// (`round::LetGo`).
 async fn record_results(
     cluster: Cluster,
     clock: ClusterClock,
     notifier: Notifier,
     active: Active,
+    dropped: Dropped,
     mut rx: tokio::sync::mpsc::Receiver<Report>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -413,7 +417,14 @@ async fn record_results(
         if !releases.is_empty() {
             let node = cluster.node_id();
             match cluster.write(CommandBody::ReleaseSlots { node, items: releases.clone() }).await {
-                Ok(_) => releases.clear(),
+                Ok(_) => {
+                    if let Ok(mut d) = dropped.lock() {
+                        for r in &releases {
+                            d.release_written(&r.fire_id);
+                        }
+                    }
+                    releases.clear();
+                }
                 Err(e) => tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry"),
             }
         }

@@ -206,21 +206,44 @@ impl IdleJobs {
 
 /// The slots this process let go unsent (its lease lapsed, or the shard was revoked, at their
 /// instant), from the drop until they are claimed back or sent, each with whether this process
-/// has seen its release in its own state yet.
+/// has seen its release in its own state yet, and whether a write of its release may still be
+/// on its way.
 ///
 /// A let-go slot is sent only through a reclaim, and the reclaim only once the release shows:
 /// sent earlier, a release that commits later would mark a sent slot "never sent". So a round
 /// tells apart a let-go slot that shows "not released" because its release is still on its way
 /// (wait) from one whose release was seen and that shows "not released" again because this
-/// process's reclaim committed while its answer was lost (send it now). The caller forgets a
-/// slot once its reclaim was judged (a reclaim lost on its way is planned again) or it is sent.
+/// process's reclaim committed while its answer was lost (send it now). For the same reason a
+/// let-go slot is not claimed back while the recorder may still write its release: a write whose
+/// answer was lost commits and shows, and the recorder's retry of it would otherwise commit
+/// after the reclaim and mark the slot, sent by then, "never sent" again (simulation seed 20481,
+/// `docs/design/simulation.md`, finding 11). The caller forgets a slot once its reclaim was
+/// judged (a reclaim lost on its way is planned again) or it is sent.
 #[derive(Debug, Default)]
-pub struct LetGo(HashMap<FireId, bool>);
+pub struct LetGo(HashMap<FireId, LetGoSlot>);
+
+/// What a process knows about one slot it let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LetGoSlot {
+    /// Its release showed in this process's state.
+    seen: bool,
+    /// A write of its release has not been answered "committed" yet.
+    writing: bool,
+}
 
 impl LetGo {
-    /// Dispatch reached the slot's instant and did not send it.
+    /// Dispatch reached the slot's instant and did not send it; its release goes to the
+    /// recorder.
     pub fn dropped(&mut self, id: FireId) {
-        self.0.insert(id, false);
+        self.0.insert(id, LetGoSlot { seen: false, writing: true });
+    }
+
+    /// The recorder's write of its release was answered "committed": no later write of it
+    /// can come.
+    pub fn release_written(&mut self, id: &FireId) {
+        if let Some(slot) = self.0.get_mut(id) {
+            slot.writing = false;
+        }
     }
 
     /// Its reclaim was judged (accepted, or no longer this process's to claim back), or it
@@ -232,9 +255,15 @@ impl LetGo {
     /// Its release shows in this process's state (or it is being claimed back at a new epoch):
     /// from now on "not released" means this process's reclaim committed.
     fn saw_release(&mut self, id: &FireId) {
-        if let Some(seen) = self.0.get_mut(id) {
-            *seen = true;
+        if let Some(slot) = self.0.get_mut(id) {
+            slot.seen = true;
         }
+    }
+
+    /// Whether the round must leave the slot alone for now: its release may still be written,
+    /// or, not released in this state, its release has not shown yet.
+    fn must_wait(&self, id: &FireId, released: bool) -> bool {
+        self.0.get(id).is_some_and(|slot| slot.writing || (!released && !slot.seen))
     }
 }
 
@@ -381,9 +410,9 @@ fn read_job(
         if !this_process {
             // Another holder has it now: no longer this process's to claim back.
             me.let_go.forget(&f.fire_id);
-        } else if !f.released && me.let_go.0.get(&f.fire_id) == Some(&false) {
-            // Let go, and its release has not shown yet: wait for it (see `LetGo`),
-            // whatever the shard's epoch is now.
+        } else if me.let_go.must_wait(&f.fire_id, f.released) {
+            // Let go, and its release has not shown yet or may still be written: wait for it
+            // (see `LetGo`), whatever the shard's epoch is now.
             continue;
         }
         if this_process && f.epoch == epoch {
@@ -676,6 +705,11 @@ mod tests {
         // claimed back.
         let p = plan(&before_release, inc, &HashSet::new(), &mut let_go);
         assert!(p.items.is_empty() && p.send_now.is_empty(), "{p:?}");
+        // The release shows, but its write has not been answered: the recorder may still write
+        // it again, and that copy must not come after a reclaim (finding 11). No reclaim yet.
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "{p:?}");
+        let_go.release_written(&fire);
         let p = plan(&s, inc, &HashSet::new(), &mut let_go);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert!(p.send_now.is_empty(), "never sent without the reclaim");
@@ -716,6 +750,7 @@ mod tests {
         back(&mut s);
         let mut let_go = LetGo::default();
         let_go.dropped(fire);
+        let_go.release_written(&fire);
         // Its release has not shown: neither recorded unknown, nor claimed back, nor sent.
         let p = plan(&before_release, inc, &HashSet::new(), &mut let_go);
         assert!(p.items.is_empty() && p.send_now.is_empty() && p.unknown.is_empty(), "{p:?}");

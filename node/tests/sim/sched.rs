@@ -369,7 +369,11 @@ async fn recorder_loop(world: Arc<World>, h: Arc<NodeHandle>) {
                 // Exactly those written (the first ones): a release of the same slot queued
                 // while this write was on its way is a new one (the node's recorder moves
                 // reports out of its channel only between writes).
-                h.sched.lock().unwrap().releases.drain(..releases.len());
+                let mut s = h.sched.lock().unwrap();
+                s.releases.drain(..releases.len());
+                for r in &releases {
+                    s.dropped.release_written(&r.fire_id);
+                }
             }
         }
         if !runs.is_empty() {
