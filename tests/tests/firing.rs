@@ -582,8 +582,11 @@ async fn a_slow_request_in_flight_is_not_sent_again_when_rebalancing_moves_its_s
         }
     })
     .await?;
-    // Past every request in flight at the hand-over, and a few of node 4's own.
-    tokio::time::sleep(Duration::from_millis(SLOW_MS + 8_000)).await;
+    // Past every request in flight at the hand-over, and a few of node 4's own; and far enough
+    // that the window judged spans 14 s or more, however quick the join and the hand-over were
+    // (1.25 leases: 2.5 s with this suite's timings).
+    let past = (first_slot + 14_000 + SLOW_MS as i64 + 2_000 - now_ms()).max(SLOW_MS as i64 + 8_000);
+    tokio::time::sleep(Duration::from_millis(past as u64)).await;
     let last_slot = (now_ms() - SLOW_MS as i64 - 2_000) / 2000 * 2000;
     let after = shards_per_node(&api).await?;
 
