@@ -132,8 +132,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTCRON_RUN_HISTORY")]
     pub run_history: Option<u32>,
     /// Firing lease of a new cluster in milliseconds; fixed once the cluster formed (default
-    /// 700, or twice the election timeout if that is more). A node sends nothing once it went a lease without a renewal; a new leader moves
-    /// the shards of the leader before it 1.25 leases after its election.
+    /// 700, or twice the election timeout if that is more). A node sends nothing once it went a
+    /// lease without a renewal; a new leader moves the shards of the leader before it 1.25
+    /// leases after its election.
     #[arg(long, env = "RAFTCRON_LEASE_MS")]
     pub lease_ms: Option<u32>,
     /// How long a node may go without renewing its lease before this node, as the leader,
@@ -385,12 +386,11 @@ impl ServeArgs {
         }
         use crate::state::firing::{DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS};
         // Without `--lease-ms`, a lease that the election timeout allows (see below).
-        let lease_ms = args.lease_ms.unwrap_or_else(|| {
-            DEFAULT_LEASE_MS.max(u32::try_from(election.as_millis() * 2).unwrap_or(MAX_LEASE_MS).min(MAX_LEASE_MS))
-        });
+        let twice_election = u32::try_from(election.as_millis() * 2).unwrap_or(u32::MAX);
+        let lease_ms = args.lease_ms.unwrap_or(DEFAULT_LEASE_MS.max(twice_election).min(MAX_LEASE_MS));
         if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&lease_ms) {
             problems.push(format!("--lease-ms: must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"));
-        } else if u128::from(lease_ms) < election.as_millis() * 2 {
+        } else if lease_ms < twice_election {
             // Each renewal is a quorum round: a lease shorter than two election timeouts would
             // run out in every election.
             problems.push("--lease-ms: must be at least twice --election-timeout-ms".to_string());

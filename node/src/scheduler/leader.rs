@@ -95,11 +95,26 @@ pub fn plan<T: Copy + Ord>(
     Some((live, moves))
 }
 
+/// Which leader this node's term replaced: the last leader it knew before it, kept from look to
+/// look (a node that never saw one knows none, which costs only the patience).
+#[derive(Debug, Default)]
+pub struct Predecessor(Option<(u64, NodeId)>);
+
+impl Predecessor {
+    /// Notes the leader this node sees at `term` (itself while it leads), and answers the
+    /// leader of an earlier term that `leader` replaced, if another node; `None` once it has
+    /// been noted at this term.
+    pub fn note(&mut self, term: u64, leader: Option<NodeId>) -> Option<NodeId> {
+        let leader = leader?;
+        let before = self.0.replace((term, leader));
+        before.filter(|(t, id)| *t < term && *id != leader).map(|(_, id)| id)
+    }
+}
+
 pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut term_since: Option<(u64, Instant)> = None;
-    // The last leader this node knew (its term, its id: this node itself while it leads), and,
-    // in this node's term, the one before it if another: the leader the quorum gave up on.
-    let mut followed: Option<(u64, NodeId)> = None;
+    // In this node's term, the leader before it: the one the quorum gave up on.
+    let mut predecessor = Predecessor::default();
     let mut previous_leader: Option<NodeId> = None;
     let mut quorum_lost_at: Option<Instant> = None;
     let mut revoked_at: HashMap<u32, Instant> = HashMap::new();
@@ -116,23 +131,19 @@ pub async fn run(cluster: Cluster, cfg: SchedulerConfig, mut stop: tokio::sync::
             _ = stop.changed() => return,
         }
         let view = cluster.raft.view();
+        let replaced = predecessor.note(view.term, view.leader_id);
         if !view.is_leader {
-            if let Some(leader) = view.leader_id {
-                followed = Some((view.term, leader));
-            }
             term_since = None;
             revoked_at.clear();
             soon = true;
             continue;
         }
-        let previous = followed.replace((view.term, view.node_id));
         let term_start = match term_since {
             Some((term, t)) if term == view.term => t,
             _ => {
                 let now = Instant::now();
                 term_since = Some((view.term, now));
-                previous_leader =
-                    previous.filter(|(term, id)| *term < view.term && *id != view.node_id).map(|(_, id)| id);
+                previous_leader = replaced;
                 quorum_lost_at = None;
                 revoked_at.clear();
                 now
@@ -428,6 +439,17 @@ mod tests {
         assert!(moves.is_empty(), "{moves:?}");
         let (_, moves) = run(&a, &grants, 20_000, 28_001, &mut HashMap::new()).expect("a round");
         assert_eq!(moves.len(), 1, "{moves:?}");
+    }
+
+    #[test]
+    fn a_new_term_knows_the_leader_it_replaced_once() {
+        let mut p = super::Predecessor::default();
+        assert_eq!(p.note(1, None), None, "no leader seen yet");
+        assert_eq!(p.note(1, Some(3)), None, "following node 3: it replaced nobody known");
+        assert_eq!(p.note(2, None), None, "a candidate sees no leader");
+        assert_eq!(p.note(2, Some(1)), Some(3), "this node (1) leads term 2, after node 3");
+        assert_eq!(p.note(2, Some(1)), None, "said once per term");
+        assert_eq!(p.note(4, Some(1)), None, "re-elected after its own term: no other node replaced");
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub const DEFAULT_DEAD_AFTER_MS: u64 = 5_000;
 
 impl SchedulerConfig {
     /// The wait that safety needs before a shard leaves a node that may hold a lease: the
-    /// longest lease plus the margin.
+    /// lease plus the margin.
     pub fn lease_wait(&self) -> Duration {
         self.lease + self.safety_margin
     }

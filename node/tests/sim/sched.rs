@@ -120,8 +120,8 @@ async fn lease_loop(world: Arc<World>, h: Arc<NodeHandle>) {
 async fn leader_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     let cfg = world.cfg.clone();
     let mut term_since: Option<(u64, i64)> = None;
-    // As the node: the last leader it knew, and the one before this node's term.
-    let mut followed: Option<(u64, NodeId)> = None;
+    // As the node: the leader before this node's term.
+    let mut predecessor = leader::Predecessor::default();
     let mut previous_leader: Option<NodeId> = None;
     let mut revoked_at: HashMap<u32, i64> = HashMap::new();
     loop {
@@ -136,21 +136,18 @@ async fn leader_loop(world: Arc<World>, h: Arc<NodeHandle>) {
                 m.membership_config.membership().voter_ids().collect::<Vec<_>>(),
             )
         };
+        let replaced = predecessor.note(term, leader);
         if state != ServerState::Leader {
-            if let Some(leader) = leader {
-                followed = Some((term, leader));
-            }
             term_since = None;
             revoked_at.clear();
             continue;
         }
-        let previous = followed.replace((term, h.id));
         let since = match term_since {
             Some((t, since)) if t == term => since,
             _ => {
                 let now = h.mono_us();
                 term_since = Some((term, now));
-                previous_leader = previous.filter(|(t, id)| *t < term && *id != h.id).map(|(_, id)| id);
+                previous_leader = replaced;
                 revoked_at.clear();
                 now
             }
