@@ -506,7 +506,7 @@ async fn record_slowly(State(hits): State<Hits>, headers: HeaderMap) -> &'static
 }
 
 /// How long the slow target takes to answer: longer than a shard's hand-over after a
-/// rebalancing revoke (lease + safety margin, 5 s with the default lease).
+/// rebalancing revoke (lease + safety margin, 2.5 s with this suite's timings).
 const SLOW_MS: u64 = 7_000;
 
 /// The shard of a job id under `shards` shards, as `docs/design/firing.md` defines it.
