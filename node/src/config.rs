@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 150).
     #[arg(long, env = "RAFTCRON_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
+    /// As the leader, send a lone new entry to idle followers while this node's own log sync
+    /// runs, so the two syncs overlap (default true; false waits for the local sync first).
+    #[arg(long, env = "RAFTCRON_EAGER_REPLICATION", num_args = 0..=1, default_missing_value = "true")]
+    pub eager_replication: Option<bool>,
     /// Commands applied between snapshots (default 100000).
     #[arg(long, env = "RAFTCRON_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
@@ -283,6 +287,7 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format),
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
             election_timeout_ms: self.election_timeout_ms.or(file.election_timeout_ms),
+            eager_replication: self.eager_replication.or(file.eager_replication),
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
             shards: self.shards.or(file.shards),
             run_history: self.run_history.or(file.run_history),
@@ -462,6 +467,7 @@ impl ServeArgs {
             tuning: RaftTuning {
                 heartbeat,
                 election_timeout: election,
+                eager_replication: args.eager_replication.unwrap_or(defaults.eager_replication),
                 snapshot_every,
                 // Keep a tenth of a snapshot interval of log behind each snapshot (at most the default).
                 keep_after_snapshot: (snapshot_every / 10).clamp(1, defaults.keep_after_snapshot),

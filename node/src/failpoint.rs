@@ -9,6 +9,9 @@
 //! - `claim-committed-before-send`: a claim batch committed, its slots not yet sent;
 //! - `fire-after-send`: a slot sent (the target answered), its result not yet recorded;
 //! - `log-append-before-sync`: Raft entries about to be written and synced;
+//! - `log-append-sent-then-lost`: the leader sent a command's entry eagerly
+//!   ([`crate::raft::eager`]) before its own sync; the point deletes the entry from this
+//!   node's log, as a power cut before the sync would, then exits;
 //! - `snapshot-install-midway`: a snapshot install has replaced part of the state.
 //!
 //! One point does not end the process: `claim-answer-lost` (in `scheduler::owner`) makes a

@@ -149,6 +149,7 @@ pub struct RaftMetrics {
     pub proposals: IntCounter,
     pub proposal_batch_size: Histogram,
     pub early_campaigns: IntCounter,
+    pub eager_appends: IntCounter,
     snapshots: IntCounterVec,
     pub snapshot_duration: Histogram,
     pub storage_size_bytes: IntGauge,
@@ -314,6 +315,10 @@ impl Metrics {
                 "raftcron_raft_early_campaigns_total",
                 "Elections this node started early because its leader's address refused connections",
             )?,
+            eager_appends: b.counter(
+                "raftcron_raft_eager_appends_total",
+                "AppendEntries this node, as leader, sent to an idle follower while its own log sync ran",
+            )?,
             proposal_batch_size: b.histogram(
                 "raftcron_raft_proposal_batch_size",
                 "Commands in each log entry this node, as leader, proposed",
@@ -465,6 +470,7 @@ mod tests {
             ("raftcron_raft_replication_lag_entries", "gauge"),
             ("raftcron_raft_proposals_total", "counter"),
             ("raftcron_raft_early_campaigns_total", "counter"),
+            ("raftcron_raft_eager_appends_total", "counter"),
             ("raftcron_raft_proposal_batch_size", "histogram"),
             ("raftcron_raft_snapshot_duration_seconds", "histogram"),
             ("raftcron_scheduler_fires_total", "counter"),

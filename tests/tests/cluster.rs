@@ -318,3 +318,42 @@ async fn a_forwarded_write_keeps_its_request_id_on_the_leader() -> Result<()> {
     );
     c.stop()
 }
+
+/// `raftcron_raft_eager_appends_total` of node `id`.
+async fn eager_appends(c: &TestCluster, id: u64) -> Result<f64> {
+    let metrics = c.client(id).anonymous().get("/metrics").await?.expect(200)?.text;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("raftcron_raft_eager_appends_total ")?.trim().parse::<f64>().ok())
+        .context("no raftcron_raft_eager_appends_total")
+}
+
+#[tokio::test]
+async fn a_lone_writes_entry_goes_to_the_followers_while_the_leader_syncs_unless_switched_off() -> Result<()> {
+    for eager in [true, false] {
+        let flag = format!("--eager-replication={eager}");
+        let c = TestCluster::start_with(3, &[flag.as_str()]).await?;
+        let leader = c.leader().await?;
+        let before = eager_appends(&c, leader).await?;
+        let api = c.client(leader);
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            ids.push(job_id(&api.create_job(&job(&format!("lone-{i}"))).await?));
+        }
+        let sent = eager_appends(&c, leader).await? - before;
+        if eager {
+            // One writer: an entry finds at least the follower that answered the last one idle,
+            // unless a heartbeat is in flight to it just then.
+            ensure!(sent >= 10.0, "{sent} eager AppendEntries for 20 lone writes to 2 followers");
+        } else {
+            ensure!(sent == 0.0, "{sent} eager AppendEntries with --eager-replication=false");
+        }
+        for f in c.followers().await? {
+            ensure!(eager_appends(&c, f).await? == 0.0, "follower {f} sent entries eagerly");
+            let listed: Vec<String> = c.client(f).all_jobs(false).await?.iter().map(job_id).collect();
+            ensure!(listed.len() == ids.len() && ids.iter().all(|id| listed.contains(id)), "follower {f}: {listed:?}");
+        }
+        c.stop()?;
+    }
+    Ok(())
+}

@@ -44,6 +44,7 @@ const METRICS: &[(&str, Kind)] = &[
     ("raftcron_raft_reachable_voters", Kind::Gauge),
     ("raftcron_raft_proposals_total", Kind::Counter),
     ("raftcron_raft_early_campaigns_total", Kind::Counter),
+    ("raftcron_raft_eager_appends_total", Kind::Counter),
     ("raftcron_raft_proposal_batch_size", Kind::Histogram),
     ("raftcron_raft_snapshots_total", Kind::Counter),
     ("raftcron_raft_snapshot_duration_seconds", Kind::Histogram),

@@ -8,6 +8,8 @@
 //! - a claim batch committed but its answer lost on the way back (the leader died right after
 //!   the commit): its slots are still sent, once each, by the node that claimed them;
 //! - before a Raft append is synced: no acknowledged write is lost;
+//! - a leader's entry sent eagerly to the followers, then lost from its own log before its sync
+//!   (a power cut): the nodes still agree on one history holding every acknowledged write;
 //! - midway through a snapshot install: the node finishes the install when it restarts.
 
 mod common;
@@ -269,6 +271,78 @@ async fn a_crash_before_a_log_append_is_synced_loses_no_acknowledged_write() -> 
     .await?;
     c.stop()?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_an_entry_it_sent_eagerly_leaves_one_history() -> Result<()> {
+    let mut c = TestCluster::start(3).await?;
+    let first = c.leader().await?;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        acked.push(job_id(&c.client(first).create_job(&job(&format!("before-{i}"))).await?));
+    }
+    // Arm both followers (restarted one at a time, so the leader keeps its quorum), then kill
+    // the leader: the next leader is armed, and its first lone command entry goes out eagerly,
+    // then vanishes from its own log as a power cut before the sync would take it.
+    let armed = c.followers().await?;
+    for &f in &armed {
+        c.node_env.insert(f, vec![("FAILPOINTS".into(), "log-append-sent-then-lost=1*return".into())]);
+        c.kill(f)?;
+        c.restart(f)?;
+        c.wait_ready(FORM_TIMEOUT).await?;
+    }
+    c.kill(first)?;
+    let mut crashed = None;
+    'writes: for i in 0..100 {
+        for &f in &armed {
+            let r = c
+                .client(f)
+                .with_timeout(Duration::from_secs(2))
+                .post("/api/v1/jobs", &job(&format!("during-{i}")))
+                .await;
+            if let Ok(r) = r {
+                if r.status == 201 {
+                    acked.push(job_id(&r.field("job")?));
+                }
+            }
+            if let Ok(code) = c.wait_exit(f, Duration::from_millis(100)).await {
+                crashed = Some((f, code));
+                break 'writes;
+            }
+        }
+    }
+    let (victim, code) = crashed.context("no armed leader reached the failpoint in 100 rounds of writes")?;
+    ensure!(code == FAILPOINT_EXIT, "node {victim} exited with {code}");
+    // Everyone back, unarmed: the entry the victim lost is either in every log or in none.
+    for &f in &armed {
+        c.node_env.remove(&f);
+        if c.running().contains(&f) {
+            c.kill(f)?;
+        }
+    }
+    for id in 1..=3 {
+        c.restart(id)?;
+    }
+    let leader = c.wait_ready(FORM_TIMEOUT).await?;
+    acked.push(job_id(&c.client(leader).create_job(&job("after")).await?));
+    let clients = c.clients();
+    wait_until("every node to hold the same jobs, every acknowledged one among them", WAIT, || {
+        let (clients, acked) = (clients.clone(), acked.clone());
+        async move {
+            let mut lists = Vec::new();
+            for api in &clients {
+                let mut have: Vec<String> = api.all_jobs(true).await?.iter().map(job_id).collect();
+                have.sort();
+                let missing: Vec<&String> = acked.iter().filter(|a| !have.contains(a)).collect();
+                ensure!(missing.is_empty(), "node {} misses {missing:?}", api.node_id);
+                lists.push(have);
+            }
+            ensure!(lists.windows(2).all(|w| w[0] == w[1]), "the nodes disagree: {lists:?}");
+            Ok(())
+        }
+    })
+    .await?;
+    c.stop()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,11 +18,12 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
 
+use crate::raft::eager::{self, Eager};
 use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::store::{decode, Batch, Store, Table};
 
@@ -30,11 +31,24 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
-/// The log store. Cloning shares the same database and the same sync queue.
+/// The log store. Cloning shares the same database, the same sync queue and the same eager
+/// sender.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Store,
     syncs: Arc<Mutex<SyncQueue>>,
+    eager: Arc<OnceLock<Eager>>,
+    /// What an eager AppendEntries carries besides the entries: the vote and commit index last
+    /// saved, and the id of the last entry appended (unknown after a start or a truncation
+    /// until the next append).
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    last: Option<Option<LogId>>,
 }
 
 /// Appends written but not yet synced, and whether a sync task is running.
@@ -91,6 +105,26 @@ pub fn has_state(store: &Store) -> Result<bool, crate::store::StoreError> {
         || !store.scan(Table::Log, &[], &[], 1)?.is_empty())
 }
 
+/// Takes back this node's own leadership from the vote it saved, keeping the vote itself: a
+/// vote committed for `node` becomes the same vote uncommitted. openraft 0.9 restarts a node
+/// whose saved vote is its own committed one as the leader of that same term; but a leader sends
+/// entries before its own sync ([`crate::raft::eager`]), so after a power cut its log may lack
+/// an entry a follower holds, and leading on in the same term would give another entry the same
+/// log id. Against any other node's vote the uncommitted vote compares as the committed one did
+/// (openraft orders votes by term, then candidate), so the node grants nothing it would not have
+/// granted; it leads again only through an election, in a new term. Returns whether the vote
+/// changed.
+pub fn resign_on_start(store: &Store, node: crate::ids::NodeId) -> Result<bool, crate::store::StoreError> {
+    let Some(vote) = store.get_value::<Vote>(Table::RaftMeta, VOTE)? else { return Ok(false) };
+    if !vote.is_committed() || vote.leader_id().voted_for() != Some(node) {
+        return Ok(false);
+    }
+    let mut b = Batch::default();
+    b.put_value(Table::RaftMeta, VOTE.to_vec(), &Vote::new(vote.leader_id().term, node))?;
+    store.write(b, true)?;
+    Ok(true)
+}
+
 /// Prepares an empty log for a node seeded from a snapshot ending at `last` (restore, recovery):
 /// everything up to `last` counts as committed and purged, and the vote is at `last`'s term by
 /// `node`, so this node's first election uses a later term than any entry it holds.
@@ -105,7 +139,29 @@ pub fn seed(store: &Store, last: LogId, node: crate::ids::NodeId) -> Result<(), 
 
 impl LogStore {
     pub fn new(store: Store) -> LogStore {
-        LogStore { store, syncs: Arc::default() }
+        LogStore { store, syncs: Arc::default(), eager: Arc::default(), seen: Arc::default() }
+    }
+
+    /// From now on, send this leader's lone new entries to idle followers as they are written
+    /// ([`crate::raft::eager`]). Set once, after the Raft node started.
+    pub fn send_eagerly(&self, eager: Eager) {
+        let _ = self.eager.set(eager);
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The eager AppendEntries for `entries`, written after `prev`, if they are this node's own
+    /// entries as the leader and small enough; `None` otherwise.
+    fn eager_request(&self, entries: &[Entry], bytes: usize) -> Option<(Vote, Option<LogId>, Option<LogId>)> {
+        let me = self.eager.get()?.me();
+        if bytes > eager::MAX_EAGER_BYTES {
+            return None;
+        }
+        let seen = self.seen();
+        let (vote, prev) = (seen.vote?, seen.last?);
+        eager::is_leaders_own(me, &vote, prev, entries).then_some((vote, prev, seen.committed))
     }
 
     /// Queues `callback` for the next WAL sync, starting the sync task when none runs.
@@ -205,6 +261,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.meta(LAST_PURGED, ErrorSubject::Store)?;
         let last = self.last_entry_id()?.or(last_purged);
+        self.seen().last = Some(last);
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
@@ -213,11 +270,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote, ErrorSubject::Vote)
+        self.put_meta(VOTE, vote, ErrorSubject::Vote)?;
+        self.seen().vote = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.meta(VOTE, ErrorSubject::Vote)
+        let vote: Option<Vote> = self.meta(VOTE, ErrorSubject::Vote)?;
+        self.seen().vote = vote;
+        Ok(vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -225,7 +286,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut b = Batch::default();
         b.put_value(Table::RaftMeta, COMMITTED.to_vec(), &committed)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        self.store.write(b, false).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        self.store.write(b, false).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.seen().committed = committed;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -237,21 +300,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut b = Batch::default();
-        for entry in entries {
-            b.put_value(Table::Log, index_key(entry.log_id.index).to_vec(), &entry)
+        for entry in &entries {
+            b.put_value(Table::Log, index_key(entry.log_id.index).to_vec(), entry)
                 .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
         }
-        if b.is_empty() {
+        let Some(last) = entries.last().map(|e| e.log_id) else {
             callback.log_io_completed(Ok(()));
             return Ok(());
-        }
+        };
+        let eager = self.eager_request(&entries, b.bytes());
         crate::crash_point!("log-append-before-sync");
         // Readable now; durable (and acknowledged to Raft) after the next group sync.
         if let Err(e) = self.store.write(b, false) {
+            self.seen().last = None;
             callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
         }
+        self.seen().last = Some(Some(last));
+        #[cfg(feature = "failpoints")]
+        let (first, normal) = (
+            entries.first().map_or(last.index, |e| e.log_id.index),
+            entries.iter().any(|e| matches!(e.payload, openraft::EntryPayload::Normal(_))),
+        );
+        // Written, so the leader's log holds them: followers may sync while this node does.
+        let sent_eagerly = match (eager, self.eager.get()) {
+            (Some((vote, prev, committed)), Some(sender)) => sender.send(vote, prev, entries, committed),
+            _ => 0,
+        };
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("log-append-sent-then-lost", normal && sent_eagerly > 0, |_| {
+            // A power cut before the sync: the followers may hold what this log never will.
+            let mut lost = Batch::default();
+            lost.delete_range(Table::Log, index_key(first).to_vec(), index_key(last.index + 1).to_vec());
+            let _ = self.store.write(lost, true);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            crate::failpoint::crash("log-append-sent-then-lost")
+        });
+        let _ = sent_eagerly;
         self.complete_after_sync(callback);
         Ok(())
     }
@@ -260,6 +347,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut b = Batch::default();
         b.delete_range(Table::Log, index_key(log_id.index).to_vec(), index_key(u64::MAX).to_vec());
         b.delete(Table::Log, index_key(u64::MAX).to_vec());
+        self.seen().last = None;
         self.store.write(b, true).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 

@@ -3,14 +3,16 @@
 //! It declares the type configuration, stores the log and vote in RocksDB ([`log_store`]),
 //! applies committed entries through `state::apply` ([`state_machine`]), builds and installs
 //! snapshots as streamed files ([`snapshot`]), and carries Raft RPCs between nodes
-//! ([`network`] on the sending side, [`rpc`] on the receiving side); concurrent proposals
-//! share log entries ([`proposals`]); a follower campaigns early when its leader's process is
+//! ([`network`] on the sending side, [`rpc`] on the receiving side); the leader sends a lone
+//! entry while its own sync runs ([`eager`]); concurrent proposals share log entries
+//! ([`proposals`]); a follower campaigns early when its leader's process is
 //! gone ([`leader_watch`]). It knows nothing of HTTP routes other than its own
 //! internal ones and nothing of jobs beyond the `Command` type.
 
 // openraft's `StorageError` is large and not ours to shrink; its trait methods return it anyway.
 #![allow(clippy::result_large_err)]
 
+pub mod eager;
 pub mod handle;
 pub mod leader_watch;
 pub mod log_store;
@@ -66,6 +68,8 @@ pub use openraft::ChangeMembers;
 pub struct RaftTuning {
     pub heartbeat: Duration,
     pub election_timeout: Duration,
+    /// Send a lone new entry to idle followers while the leader's own sync runs ([`eager`]).
+    pub eager_replication: bool,
     /// Build a snapshot after this many commands (or log entries) since the last one.
     pub snapshot_every: u64,
     /// Entries kept behind a snapshot, so a briefly lagging follower needs no snapshot.
@@ -82,6 +86,7 @@ impl Default for RaftTuning {
             // benchmark up to 256 writers or 5,000 fires a second on 2 cores, docs/benchmarks.md).
             heartbeat: Duration::from_millis(50),
             election_timeout: Duration::from_millis(150),
+            eager_replication: true,
             snapshot_every: 100_000,
             keep_after_snapshot: 2_000,
         }
@@ -114,10 +119,17 @@ pub async fn start(
         ..Default::default()
     };
     let config = Arc::new(config.validate()?);
+    if log_store::resign_on_start(&store, node_id)? {
+        tracing::info!("this node led before it stopped: it leads again only through a new election");
+    }
     let log_store = log_store::LogStore::new(store.clone());
+    let eager_appends = metrics.raft.eager_appends.clone();
     let sm = state_machine::StateMachine::open(store, metrics).await?;
     let commands = sm.commands_since_snapshot();
-    let raft = Raft::new(node_id, config, network, log_store, sm).await?;
+    let raft = Raft::new(node_id, config, network.clone(), log_store.clone(), sm).await?;
+    if tuning.eager_replication {
+        log_store.send_eagerly(eager::Eager::new(node_id, network, raft.metrics(), eager_appends));
+    }
     tokio::spawn(snapshot_by_commands(raft.clone(), commands, tuning.snapshot_every));
     Ok(raft)
 }

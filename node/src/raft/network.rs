@@ -187,6 +187,8 @@ impl LastContact {
 pub struct PeerNetwork {
     pub client: PeerClient,
     pub contact: LastContact,
+    /// AppendEntries in flight per peer (see [`crate::raft::eager`]).
+    pub inflight: crate::raft::eager::InFlight,
 }
 
 /// A connection to one peer. Connections are pooled inside the shared client.
@@ -194,6 +196,7 @@ pub struct PeerNetwork {
 pub struct PeerConnection {
     client: PeerClient,
     contact: LastContact,
+    inflight: crate::raft::eager::InFlight,
     target: NodeId,
     addr: String,
 }
@@ -202,7 +205,13 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
-        PeerConnection { client: self.client.clone(), contact: self.contact.clone(), target, addr: node.addr.clone() }
+        PeerConnection {
+            client: self.client.clone(),
+            contact: self.contact.clone(),
+            inflight: self.inflight.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
@@ -235,6 +244,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         req: AppendEntriesRequest,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse, openraft::error::Infallible> {
+        let _counted = self.inflight.count(self.target);
         self.rpc("/internal/raft/append", &req, option.hard_ttl()).await
     }
 

@@ -119,3 +119,31 @@ async fn a_node_with_a_vote_or_a_log_entry_has_raft_state() {
     crate::raft::log_store::seed(&seeded, last, 1).unwrap();
     assert!(crate::raft::log_store::has_state(&seeded).unwrap(), "seeded from a snapshot");
 }
+
+#[tokio::test]
+async fn a_node_that_led_starts_again_with_its_vote_but_not_its_leadership() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::Vote;
+
+    use crate::raft::log_store::resign_on_start;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut log = LogStore::new(store.clone());
+    assert!(!resign_on_start(&store, 1).unwrap(), "no vote yet");
+    log.save_vote(&Vote::new_committed(7, 2)).await.unwrap();
+    assert!(!resign_on_start(&store, 1).unwrap(), "another node's leadership stays");
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new_committed(7, 2)));
+    log.save_vote(&Vote::new(8, 1)).await.unwrap();
+    assert!(!resign_on_start(&store, 1).unwrap(), "a candidacy stays");
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(8, 1)));
+
+    log.save_vote(&Vote::new_committed(8, 1)).await.unwrap();
+    assert!(resign_on_start(&store, 1).unwrap(), "its own leadership goes");
+    let vote = log.read_vote().await.unwrap().unwrap();
+    assert_eq!(vote, Vote::new(8, 1), "the same term and candidate, uncommitted");
+    // Against any other node's vote it compares as before (by term, then candidate).
+    for other in [Vote::new(8, 2), Vote::new_committed(8, 2), Vote::new(7, 3), Vote::new_committed(9, 3)] {
+        assert_eq!(vote.partial_cmp(&other), Vote::new_committed(8, 1).partial_cmp(&other), "against {other}");
+    }
+}

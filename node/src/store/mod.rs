@@ -524,6 +524,11 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// The bytes of keys and values put so far.
+    pub fn bytes(&self) -> usize {
+        self.ops.iter().map(|op| if let BatchOp::Put(_, k, v) = op { k.len() + v.len() } else { 0 }).sum()
+    }
+
     /// The writes so far, in order.
     pub fn ops(&self) -> &[BatchOp] {
         &self.ops
