@@ -64,7 +64,7 @@ impl InFlight {
 }
 
 /// One AppendEntries in flight to `node`, counted until the guard drops: a stream's (or any)
-/// from [`InFlight::count`], or an eager one's mark from [`InFlight::try_eager`].
+/// from [`InFlight::count`], or the mark of an eager send.
 pub struct CountGuard {
     inflight: InFlight,
     node: NodeId,
