@@ -115,14 +115,18 @@ pub fn has_state(store: &Store) -> Result<bool, crate::store::StoreError> {
 /// granted; it leads again only through an election, in a new term. Returns whether the vote
 /// changed.
 pub fn resign_on_start(store: &Store, node: crate::ids::NodeId) -> Result<bool, crate::store::StoreError> {
-    let Some(vote) = store.get_value::<Vote>(Table::RaftMeta, VOTE)? else { return Ok(false) };
-    if !vote.is_committed() || vote.leader_id().voted_for() != Some(node) {
+    let Some(resigned) = store.get_value::<Vote>(Table::RaftMeta, VOTE)?.and_then(|v| resigned(&v, node)) else {
         return Ok(false);
-    }
+    };
     let mut b = Batch::default();
-    b.put_value(Table::RaftMeta, VOTE.to_vec(), &Vote::new(vote.leader_id().term, node))?;
+    b.put_value(Table::RaftMeta, VOTE.to_vec(), &resigned)?;
     store.write(b, true)?;
     Ok(true)
+}
+
+/// The vote [`resign_on_start`] saves instead of `vote`, if `vote` is committed for `node`.
+pub fn resigned(vote: &Vote, node: crate::ids::NodeId) -> Option<Vote> {
+    (vote.is_committed() && vote.leader_id().voted_for() == Some(node)).then(|| Vote::new(vote.leader_id().term, node))
 }
 
 /// Prepares an empty log for a node seeded from a snapshot ending at `last` (restore, recovery):

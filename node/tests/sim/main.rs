@@ -13,6 +13,8 @@
 //! - `RAFTCRON_SIM_STEPS=400` makes every run longer; `RAFTCRON_SIM_TRACE=1` prints every event.
 //! - `RAFTCRON_SIM_FORWARD_MOVES=1` models the node's leader as it is today (finding 1 of the
 //!   design note).
+//! - `RAFTCRON_SIM_EAGER=1` models eager replication with power cuts (the
+//!   `eager_replication_keeps_every_invariant` test does, on seeds 100000..100100).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use run::{run_seed, run_seed_with, Outcome};
+use run::{run_seed, run_seed_with, Model, Outcome};
 
 const DEFAULT_SEEDS: u64 = 200;
 const DEFAULT_STEPS: u64 = 100;
@@ -46,7 +48,7 @@ fn replay_command(seed: u64, steps: u64) -> String {
 }
 
 /// Runs `seeds` on every core, each on its own single-threaded runtime.
-fn run_many(seeds: Vec<u64>, steps: u64) -> Vec<Outcome> {
+fn run_many(seeds: Vec<u64>, steps: u64, model: Model) -> Vec<Outcome> {
     let next = AtomicU64::new(0);
     let outcomes = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(seeds.len().max(1));
@@ -77,7 +79,7 @@ fn run_many(seeds: Vec<u64>, steps: u64) -> Vec<Outcome> {
                     let i = next.fetch_add(1, Ordering::SeqCst) as usize;
                     let Some(&seed) = seeds.get(i) else { break };
                     running.lock().unwrap()[worker] = Some((seed, Instant::now()));
-                    let outcome = std::panic::catch_unwind(|| run_seed(seed, steps)).unwrap_or_else(|p| {
+                    let outcome = std::panic::catch_unwind(|| run_seed_with(seed, steps, model)).unwrap_or_else(|p| {
                         let msg = p
                             .downcast_ref::<String>()
                             .cloned()
@@ -116,8 +118,28 @@ fn seeded_simulation_keeps_every_invariant() {
             (first..first + env_u64("RAFTCRON_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
         }
     };
+    check_seeds(seeds, steps, Model::from_env());
+}
+
+/// Eager replication (`raft::eager`, on by default in the node): a leader sends its new
+/// entries before its own sync, and a crash before the sync loses them from its log, as a
+/// power cut would. Seeds 100000.. by default (`RAFTCRON_SIM_EAGER_FIRST`,
+/// `RAFTCRON_SIM_EAGER_SEEDS`); replay one with `RAFTCRON_SIM_EAGER=1 RAFTCRON_SIM_SEED=N`.
+#[test]
+fn eager_replication_keeps_every_invariant() {
+    let steps = env_u64("RAFTCRON_SIM_STEPS").unwrap_or(DEFAULT_STEPS);
+    let first = env_u64("RAFTCRON_SIM_EAGER_FIRST").unwrap_or(100_000);
+    let seeds = (first..first + env_u64("RAFTCRON_SIM_EAGER_SEEDS").unwrap_or(EAGER_SEEDS)).collect();
+    check_seeds(seeds, steps, Model { eager: true, ..Model::from_env() });
+}
+
+/// Seeds the eager test runs by default (half the main test's: it adds to the suite's time).
+const EAGER_SEEDS: u64 = 100;
+
+/// Runs `seeds` and fails with the first broken invariants and how to replay them.
+fn check_seeds(seeds: Vec<u64>, steps: u64, model: Model) {
     let started = Instant::now();
-    let outcomes = run_many(seeds.clone(), steps);
+    let outcomes = run_many(seeds.clone(), steps, model);
     let mut total = check::Stats::default();
     let mut sim_seconds = 0.0;
     for o in &outcomes {
@@ -139,23 +161,27 @@ fn seeded_simulation_keeps_every_invariant() {
         }
     }
     println!(
-        "{} seeds x {steps} steps: {:.0} simulated s in {:.1} s; {total:?}",
+        "{} seeds x {steps} steps ({model:?}): {:.0} simulated s in {:.1} s; {total:?}",
         outcomes.len(),
         sim_seconds,
         started.elapsed().as_secs_f64()
     );
+    let replay = |seed| {
+        let eager = if model.eager { "RAFTCRON_SIM_EAGER=1 " } else { "" };
+        format!("{eager}{}", replay_command(seed, steps))
+    };
     let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
     if let Some(first) = failures.first() {
         let mut report = String::new();
         for o in failures.iter().take(5) {
             report.push_str(o.failure.as_deref().unwrap_or_default());
-            report.push_str(&format!("\n  replay: {}\n", replay_command(o.seed, steps)));
+            report.push_str(&format!("\n  replay: {}\n", replay(o.seed)));
         }
         panic!(
             "{} of {} seeds broke an invariant:\n{report}\nreplay the first with:\n  {}",
             failures.len(),
             outcomes.len(),
-            replay_command(first.seed, steps)
+            replay(first.seed)
         );
     }
     assert!(total.sends > 0 && total.acked > 0, "the workload did nothing: {total:?}");
@@ -226,7 +252,7 @@ fn a_let_go_slot_is_claimed_back_only_once_its_release_write_was_answered() {
 #[test]
 fn known_issue_forwarded_shard_moves_give_a_shard_two_owners() {
     assert!(run_seed(447, 150).failure.is_none());
-    let as_is = run_seed_with(447, 150, true);
+    let as_is = run_seed_with(447, 150, run::Model { forward_moves: true, eager: false });
     let failure = as_is.failure.unwrap_or_default();
     assert!(failure.contains("both believe they own shard"), "seed 447 no longer shows the issue: {failure}");
 }

@@ -21,6 +21,7 @@ use crate::net::{on_leader, Fwd, SimNetwork};
 use crate::rng::Rng;
 use crate::sched::{self, Sched};
 use crate::store::{Disk, LogStore, StateMachine};
+pub use crate::world::Model;
 use crate::world::{NodeClock, NodeHandle, Slot, World};
 
 /// What one run found.
@@ -36,14 +37,13 @@ pub struct Outcome {
 
 /// Runs seed `seed` for `steps` steps on a fresh single-threaded runtime with a paused clock.
 pub fn run_seed(seed: u64, steps: u64) -> Outcome {
-    run_seed_with(seed, steps, std::env::var_os("RAFTCRON_SIM_FORWARD_MOVES").is_some())
+    run_seed_with(seed, steps, Model::from_env())
 }
 
-/// Like [`run_seed`]; `forward_moves` models `scheduler::leader` as it is today (see
-/// `World::forward_moves`).
-pub fn run_seed_with(seed: u64, steps: u64, forward_moves: bool) -> Outcome {
+/// Like [`run_seed`], modelling what `model` says (see [`Model`]).
+pub fn run_seed_with(seed: u64, steps: u64, model: Model) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-    rt.block_on(simulate(seed, steps, forward_moves))
+    rt.block_on(simulate(seed, steps, model))
 }
 
 /// Heal, then let the scheduler recover for this long before stopping it.
@@ -51,7 +51,8 @@ const RECOVERY: Duration = Duration::from_secs(12);
 /// The most a healed cluster may take to converge once the scheduler stopped.
 const CONVERGENCE: Duration = Duration::from_secs(30);
 
-async fn simulate(seed: u64, steps: u64, forward_moves: bool) -> Outcome {
+async fn simulate(seed: u64, steps: u64, model: Model) -> Outcome {
+    let forward_moves = model.forward_moves;
     let mut setup = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
     let node_count: u64 = if setup.chance(0.5) { 3 } else { 5 };
     let ids: Vec<NodeId> = (1..=node_count).collect();
@@ -69,7 +70,7 @@ async fn simulate(seed: u64, steps: u64, forward_moves: bool) -> Outcome {
     } else {
         base.with_lease(Duration::from_secs(4))
     };
-    let world = Arc::new(World::new(seed, ids.clone(), cfg, forward_moves));
+    let world = Arc::new(World::new(seed, ids.clone(), cfg, model));
     for &id in &ids {
         // Rates differ by less than drift_margin / lease (10%): each is within 4.5% of true.
         let clock = NodeClock {
@@ -192,7 +193,14 @@ pub async fn start(world: &Arc<World>, id: NodeId) {
         let s = &slots[&id];
         (s.disk.clone(), s.clock)
     };
-    let generation = disk.lock().unwrap().generation;
+    let generation = {
+        let mut d = disk.lock().unwrap();
+        // As `raft::start` does: a node that led starts as a follower.
+        if let Some(resigned) = d.vote.and_then(|v| raftcron_node::raft::log_store::resigned(&v, id)) {
+            d.vote = Some(resigned);
+        }
+        d.generation
+    };
     let (uuid, election) = world.rand(|r| (r.uuid(), r.range(500, 1000)));
     // openraft draws each election timeout from min..max with a thread-local RNG the seed does
     // not control; a one-millisecond range makes the draw constant, and the seed picks it.

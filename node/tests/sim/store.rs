@@ -1,6 +1,8 @@
 //! One node's "disk" in memory, behind openraft's storage-v2 traits.
 //!
-//! The log and the vote are durable the moment they are written (the RocksDB store syncs them).
+//! The log and the vote are durable the moment they are written (the RocksDB store syncs them),
+//! except a leader's eagerly sent entries under `World::eager`: they sync 0-60 ms later, and a
+//! crash before that takes them away, as a power cut would.
 //! The state machine and the commit index are not: a crash keeps them as of the last synced
 //! write or any later point, as a WAL-ordered store would ([`Disk::crash`]). Apply goes through
 //! the node's real `state::apply`, over a `BTreeMap` that implements `StateRead`.
@@ -16,14 +18,20 @@ use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::BasicNode;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
 use raftcron_node::ids::NodeId;
-use raftcron_node::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
+use raftcron_node::raft::{
+    eager, AppendEntriesRequest, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
 use raftcron_node::state::{self, CommandResult, StateError, StateRead};
 use raftcron_node::store::{Batch, BatchOp, Pair, Table};
 
+use crate::net::SimNetwork;
 use crate::world::World;
 
 /// A 64-bit digest of anything serializable, through its bincode bytes (the wire format).
@@ -141,6 +149,9 @@ pub struct Disk {
     pub synced_committed: Option<LogId>,
     /// The process that may use this disk: a store of a dead process must not touch it.
     pub generation: u64,
+    /// Indexes of log entries written but not yet synced (a leader's eager appends, see
+    /// `World::eager`): a crash takes them away.
+    pub unsynced: std::collections::BTreeSet<u64>,
 }
 
 impl Disk {
@@ -154,6 +165,9 @@ impl Disk {
     /// applying the durable log again. Returns the index kept.
     pub fn crash(&mut self, keep: impl FnOnce(u64, u64) -> u64) -> Result<Option<u64>, String> {
         self.generation += 1;
+        for i in std::mem::take(&mut self.unsynced) {
+            self.log.remove(&i);
+        }
         let Some(last) = self.sm.last_applied.map(|l| l.index) else { return Ok(None) };
         // `lo` counts "nothing applied" as 0 and an applied index i as i + 1.
         let lo = self.synced_applied.map_or(0, |i| i + 1);
@@ -251,8 +265,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut disk = lock(&self.disk, self.generation)?;
+        // As `raft::log_store` does: the leader's own new entries go to the peers before its
+        // sync, with what the stream's AppendEntries would carry.
+        let prev = disk.log.values().next_back().map(|e| e.log_id).or(disk.last_purged);
+        let eager = match disk.vote {
+            Some(vote) if self.world.eager && eager::is_leaders_own(self.id, &vote, prev, &entries) => {
+                Some(AppendEntriesRequest {
+                    vote,
+                    prev_log_id: prev,
+                    leader_commit: disk.committed,
+                    entries: entries.clone(),
+                })
+            }
+            _ => None,
+        };
         {
-            let mut disk = lock(&self.disk, self.generation)?;
             for entry in entries {
                 // A stale leader may append its own entries where others committed different
                 // ones (it will be truncated); what must never happen is replacing a committed
@@ -266,11 +295,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     }
                 }
                 self.world.trace(|| format!("n{} append {}", self.id, entry.log_id));
+                if eager.is_some() {
+                    disk.unsynced.insert(entry.log_id.index);
+                }
                 disk.log.insert(entry.log_id.index, entry);
             }
-            disk.synced();
         }
-        callback.log_io_completed(Ok(()));
+        let Some(req) = eager else {
+            disk.synced();
+            drop(disk);
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        drop(disk);
+        self.world.trace(|| {
+            format!("n{} eager send of {:?} after {:?}", self.id, req.entries.last().map(|e| e.log_id), req.prev_log_id)
+        });
+        for &to in self.world.ids.iter().filter(|&&to| to != self.id) {
+            let (req, world, from) = (req.clone(), self.world.clone(), self.id);
+            // A message in flight outlives its sender's crash, as on a real network.
+            tokio::spawn(async move {
+                let mut conn = SimNetwork { world, from }.new_client(to, &BasicNode::default()).await;
+                let _ = conn.append_entries(req, RPCOption::new(Duration::from_secs(1))).await;
+            });
+        }
+        // The sync ends a little later; a crash before it loses the entries (`Disk::crash`).
+        let delay = self.world.rand(|r| r.range(0, 60));
+        let (disk, generation) = (self.disk.clone(), self.generation);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let Ok(mut d) = lock(&disk, generation) else { return };
+            d.unsynced.clear();
+            d.synced();
+            drop(d);
+            callback.log_io_completed(Ok(()));
+        });
         Ok(())
     }
 

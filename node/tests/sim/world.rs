@@ -113,6 +113,25 @@ impl NodeHandle {
 }
 
 /// The whole simulated cluster of one run.
+/// Which ways of the node a run models, besides its defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Model {
+    /// See [`World::forward_moves`].
+    pub forward_moves: bool,
+    /// See [`World::eager`].
+    pub eager: bool,
+}
+
+impl Model {
+    /// `RAFTCRON_SIM_FORWARD_MOVES=1` and `RAFTCRON_SIM_EAGER=1`.
+    pub fn from_env() -> Model {
+        Model {
+            forward_moves: std::env::var_os("RAFTCRON_SIM_FORWARD_MOVES").is_some(),
+            eager: std::env::var_os("RAFTCRON_SIM_EAGER").is_some(),
+        }
+    }
+}
+
 pub struct World {
     pub ids: Vec<NodeId>,
     pub start: Instant,
@@ -125,10 +144,13 @@ pub struct World {
     /// Model `scheduler::leader` as it is: shard moves written through `Cluster::write`,
     /// which forwards them to the current leader (`RAFTCRON_SIM_FORWARD_MOVES=1`).
     pub forward_moves: bool,
+    /// Model `raft::eager`: a leader sends a new entry to its peers before its own sync, and a
+    /// crash before that sync loses the entry from its log, as a power cut would.
+    pub eager: bool,
 }
 
 impl World {
-    pub fn new(seed: u64, ids: Vec<NodeId>, cfg: SchedulerConfig, forward_moves: bool) -> World {
+    pub fn new(seed: u64, ids: Vec<NodeId>, cfg: SchedulerConfig, model: Model) -> World {
         World {
             ids,
             start: Instant::now(),
@@ -143,7 +165,8 @@ impl World {
             hist: Mutex::new(History::default()),
             cfg,
             verbose: std::env::var_os("RAFTCRON_SIM_TRACE").is_some(),
-            forward_moves,
+            forward_moves: model.forward_moves,
+            eager: model.eager,
         }
     }
 
