@@ -122,8 +122,9 @@ pub struct ServeArgs {
     /// Minimum Raft election timeout in milliseconds; the maximum is twice it (default 150).
     #[arg(long, env = "RAFTCRON_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
-    /// As the leader, send a lone new entry to idle followers while this node's own log sync
-    /// runs, so the two syncs overlap (default true; false waits for the local sync first).
+    /// As the leader, send each new entry (at most 64 KiB) to idle followers while this node's
+    /// own log sync runs, so the two syncs overlap (default true; false waits for the local sync
+    /// first).
     #[arg(long, env = "RAFTCRON_EAGER_REPLICATION", num_args = 0..=1, default_missing_value = "true")]
     pub eager_replication: Option<bool>,
     /// Commands applied between snapshots (default 100000).

@@ -11,7 +11,9 @@
 //! completes them in order, so appends that arrive while a sync runs share the next one. The sync
 //! covers every earlier write because the WAL is a single ordered file. openraft 0.9's core
 //! awaits each append's flush before its next command, so in practice one sync serves one
-//! entry; batching many client writes into that entry is `raft::proposals`' work. The sync runs
+//! entry; batching many client writes into that entry is `raft::proposals`' work. A leader's
+//! own new entry also goes to idle followers once written, before the sync
+//! ([`crate::raft::eager`]), so their syncs overlap with this node's. The sync runs
 //! off the runtime's workers: syncing in the core's own thread (`block_in_place`) measured
 //! slower for a lone writer (`docs/benchmarks.md`, run 11). This module must not acknowledge an
 //! entry before a sync that started after the entry was written.
@@ -146,7 +148,7 @@ impl LogStore {
         LogStore { store, syncs: Arc::default(), eager: Arc::default(), seen: Arc::default() }
     }
 
-    /// From now on, send this leader's lone new entries to idle followers as they are written
+    /// From now on, send this leader's new entries to idle followers as they are written
     /// ([`crate::raft::eager`]). Set once, after the Raft node started.
     pub fn send_eagerly(&self, eager: Eager) {
         let _ = self.eager.set(eager);
@@ -156,16 +158,18 @@ impl LogStore {
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The eager AppendEntries for `entries`, written after `prev`, if they are this node's own
-    /// entries as the leader and small enough; `None` otherwise.
-    fn eager_request(&self, entries: &[Entry], bytes: usize) -> Option<(Vote, Option<LogId>, Option<LogId>)> {
+    /// What an eager AppendEntries for `entries` (written as `batch`) carries besides them: the
+    /// vote, the predecessor and the commit index, if they are this node's own entries as the
+    /// leader and small enough; `None` otherwise. Followers stop at the vote check.
+    fn eager_request(&self, entries: &[Entry], batch: &Batch) -> Option<(Vote, Option<LogId>, Option<LogId>)> {
         let me = self.eager.get()?.me();
-        if bytes > eager::MAX_EAGER_BYTES {
-            return None;
-        }
         let seen = self.seen();
         let (vote, prev) = (seen.vote?, seen.last?);
-        eager::is_leaders_own(me, &vote, prev, entries).then_some((vote, prev, seen.committed))
+        (eager::is_leaders_own(me, &vote, prev, entries) && batch.bytes() <= eager::MAX_EAGER_BYTES).then_some((
+            vote,
+            prev,
+            seen.committed,
+        ))
     }
 
     /// Queues `callback` for the next WAL sync, starting the sync task when none runs.
@@ -314,7 +318,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         };
-        let eager = self.eager_request(&entries, b.bytes());
+        let eager = self.eager_request(&entries, &b);
         crate::crash_point!("log-append-before-sync");
         // Readable now; durable (and acknowledged to Raft) after the next group sync.
         if let Err(e) = self.store.write(b, false) {

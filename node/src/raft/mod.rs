@@ -68,7 +68,7 @@ pub use openraft::ChangeMembers;
 pub struct RaftTuning {
     pub heartbeat: Duration,
     pub election_timeout: Duration,
-    /// Send a lone new entry to idle followers while the leader's own sync runs ([`eager`]).
+    /// Send a new entry (at most 64 KiB) to idle followers while the leader's own sync runs ([`eager`]).
     pub eager_replication: bool,
     /// Build a snapshot after this many commands (or log entries) since the last one.
     pub snapshot_every: u64,
