@@ -185,15 +185,20 @@ impl ClusterClock {
     /// can be (the reading minus its uncertainty) reaches it. Zero once it has. A slot waits
     /// for this, so that no node fires it before its instant, even on an uncertain reading.
     pub fn until(&self, at_ms: i64) -> Duration {
-        let now = Instant::now();
-        let reading = *self.reading.lock().unwrap_or_else(PoisonError::into_inner);
-        let earliest = reading.map_or(self.own.now_ms() as f64, |r| r.estimate(now) - r.err_at(now));
+        let earliest = self.earliest_at(Instant::now()).unwrap_or_else(|| self.own.now_ms() as f64);
         let ms = at_ms as f64 - earliest;
         if ms > 0.0 {
             Duration::from_secs_f64(ms / 1000.0)
         } else {
             Duration::ZERO
         }
+    }
+
+    /// The earliest the timeline can be at the monotonic instant `t` (the reading minus its
+    /// uncertainty); `None` before this node heard a leader or led.
+    pub fn earliest_at(&self, t: Instant) -> Option<f64> {
+        let reading = *self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        reading.map(|r| r.estimate(t) - r.err_at(t))
     }
 
     /// The timeline at the monotonic instant `t`; `None` before this node heard a leader or led.

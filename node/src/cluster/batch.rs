@@ -7,8 +7,8 @@
 //! concurrently (its own proposals then share log entries, `raft::proposals`). A lone write
 //! goes at once, alone, as before. Each write gets its own answer; a failed call fails every
 //! write in it with the same error, as if each had been sent alone. Only writes are batched:
-//! read-index and lease calls are not delayed behind them. This module decides nothing about
-//! routing (`Cluster::on_leader` does) and must not retry.
+//! read-index and lease calls are not delayed behind them, and a fenced write goes alone. This
+//! module decides nothing about routing (`Cluster::on_leader` does) and must not retry.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -78,7 +78,20 @@ impl ForwardBatches {
     }
 
     /// Sends `op` to `leader` within `timeout`: a write through the queue, anything else at once.
-    pub async fn call(&self, leader: NodeId, addr: &str, op: &ForwardOp, timeout: Duration) -> Answer {
+    /// A write fenced with `propose_by` (`Cluster::write_fenced`) goes at once and alone: the
+    /// fence is the call's, and must not refuse the writes of others.
+    pub async fn call(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        op: &ForwardOp,
+        timeout: Duration,
+        propose_by: Option<i64>,
+    ) -> Answer {
+        if let Some(by) = propose_by {
+            let fence = [(forward::PROPOSE_BY_HEADER, by.to_string())];
+            return self.peers.call_with(leader, addr, forward::PATH, op, timeout, &fence).await;
+        }
         if !matches!(op, ForwardOp::Write(..)) {
             return self.peers.call(leader, addr, forward::PATH, op, timeout).await;
         }

@@ -19,6 +19,10 @@ use crate::state::{CommandBody, CommandResult};
 
 pub const PATH: &str = "/internal/forward";
 
+/// A write's fence (`Cluster::write_fenced`): the cluster's time, in ms, after which the leader
+/// must not propose it. A leader that does not know the header ignores it.
+pub const PROPOSE_BY_HEADER: &str = "x-raftcron-propose-by";
+
 /// What a node asks the leader to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardOp {
@@ -116,6 +120,12 @@ async fn handle(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes)
     };
     // The leader's lines for a forwarded API request carry the id the client sees.
     let request_id = headers.get(crate::request_id::HEADER).and_then(crate::request_id::sane);
+    let propose_by = match headers.get(PROPOSE_BY_HEADER).map(|v| v.to_str().ok().and_then(|v| v.parse::<i64>().ok())) {
+        None => None,
+        Some(Some(by)) => Some(by),
+        // Never ignore a fence it cannot read: refusing is safe, proposing might not be.
+        Some(None) => return bincode_answer(&ForwardResult::Failed(format!("unreadable {PROPOSE_BY_HEADER}"))),
+    };
     let span = match request_id {
         Some(id) => tracing::error_span!("forwarded", request_id = %id),
         None => tracing::Span::none(),
@@ -133,7 +143,7 @@ async fn handle(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes)
                     let kind = op.kind();
                     let result = match op {
                         ForwardOp::Batch(_) => ForwardResult::Failed("a batch inside a batch".into()),
-                        op => answer(cluster.run_local(op).instrument(span.clone()).await),
+                        op => answer(cluster.run_local(op, propose_by).instrument(span.clone()).await),
                     };
                     span.in_scope(|| tracing::debug!(op = kind, answer = result.kind(), "forwarded request served"));
                     result
@@ -141,7 +151,7 @@ async fn handle(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes)
             });
             ForwardResult::Batch(futures::future::join_all(runs).await)
         }
-        op => answer(cluster.run_local(op).instrument(span.clone()).await),
+        op => answer(cluster.run_local(op, propose_by).instrument(span.clone()).await),
     };
     span.in_scope(|| tracing::debug!(op = kind, answer = result.kind(), "forwarded request served"));
     bincode_answer(&result)

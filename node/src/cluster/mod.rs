@@ -31,11 +31,24 @@ use forward::{ForwardOp, ForwardResult};
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long a committed-or-not write may take before its outcome is reported unknown.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long past a write's fence [`Cluster::fence_passed`] waits: the time a leader may take
+/// from its check of the fence to handing the command to its Raft core, with room to spare (no
+/// wait lies in between; this covers a thread put aside by the OS).
+const FENCE_MARGIN: Duration = Duration::from_secs(1);
 /// Forwarding hops before giving up (leadership moving while we route).
 const MAX_HOPS: usize = 4;
 /// A node whose own wall clock differs from the leader's by more than this says so in its log
 /// (it fires on the cluster's time either way; see `clock::ClusterClock`).
 pub const MAX_CLOCK_SKEW_MS: i64 = 1000;
+
+/// A write's answer, or why there is none.
+fn written(answer: ForwardResult) -> Result<CommandResult, ClusterError> {
+    match answer {
+        ForwardResult::Written(r) => Ok(r),
+        ForwardResult::Unknown(m) => Err(ClusterError::OutcomeUnknown(m)),
+        other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
+    }
+}
 
 /// Why a write or read barrier did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,13 +150,15 @@ impl Cluster {
         &self.clock
     }
 
-    /// Runs `op` on the leader, wherever it is.
-    async fn on_leader(&self, op: ForwardOp) -> Result<ForwardResult, ClusterError> {
+    /// Runs `op` on the leader, wherever it is; a write fenced by `propose_by` (see
+    /// [`Cluster::write_fenced`]) only if the leader can still propose it by then.
+    async fn on_leader(&self, op: ForwardOp, propose_by: Option<i64>) -> Result<ForwardResult, ClusterError> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         let mut hops = 0;
         let mut last = ClusterError::NoLeader;
         while tokio::time::Instant::now() < deadline && hops < MAX_HOPS {
-            match self.run_local(op.clone()).await {
+            match self.run_local(op.clone(), propose_by).await {
+                Ok(ForwardResult::Failed(m)) => return Err(ClusterError::Failed(m)),
                 Ok(r) => return Ok(r),
                 Err(ProposeError::NoLeader) => {
                     if self.raft.wait_for_leader(LEADER_WAIT).await.is_none() {
@@ -158,7 +173,7 @@ impl Cluster {
                     // A leader cut off from the rest keeps an open connection silent until the
                     // timeout; once this node follows another leader, waiting on it is pointless.
                     let answer = tokio::select! {
-                        r = self.forwards.call(leader_id, &addr, &op, left) => r,
+                        r = self.forwards.call(leader_id, &addr, &op, left, propose_by) => r,
                         () = self.raft.leader_moved_from(leader_id) => {
                             if op.is_write() {
                                 return Err(ClusterError::OutcomeUnknown(format!(
@@ -210,7 +225,12 @@ impl Cluster {
     }
 
     /// Runs `op` here if this node leads. Used by both local callers and `/internal/forward`.
-    pub(crate) async fn run_local(&self, op: ForwardOp) -> Result<ForwardResult, ProposeError> {
+    /// A write is not proposed once the cluster's time is past `propose_by`.
+    pub(crate) async fn run_local(
+        &self,
+        op: ForwardOp,
+        propose_by: Option<i64>,
+    ) -> Result<ForwardResult, ProposeError> {
         match op {
             ForwardOp::Write(body, actor) => {
                 // Taking access away must reach every node at once, not at the next heartbeat.
@@ -218,8 +238,18 @@ impl Cluster {
                     *body,
                     CommandBody::RevokeKey { .. } | CommandBody::UpdateKey { .. } | CommandBody::DeleteTenant { .. }
                 );
-                // The cluster's time, stamped once by the leader: every replica applies the same instant.
-                let cmd = Command { proposed_at_ms: self.clock.lead_ms(), body: *body, actor };
+                // The cluster's time, stamped once by the leader: every replica applies the same
+                // instant. Only a leader moves the timeline (`lead_ms`); on a follower, whose
+                // proposal Raft refuses, the stamp is its reading, which keeps its uncertainty.
+                let stamp = if self.raft.is_leader() { self.clock.lead_ms() } else { self.clock.now_ms() };
+                let cmd = Command { proposed_at_ms: stamp, body: *body, actor };
+                if let Some(by) = propose_by.filter(|by| cmd.proposed_at_ms > *by) {
+                    // Its sender may already be sending it again (see `write_fenced`).
+                    return Ok(ForwardResult::Failed(format!(
+                        "fenced write not proposed: the cluster's time {} is past its fence {by}",
+                        cmd.proposed_at_ms
+                    )));
+                }
                 let written = match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
                     Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
@@ -265,7 +295,7 @@ impl Cluster {
     /// that are only valid on the leader that made them (shard moves judged from its own lease
     /// grants): forwarded to a successor, they would be committed on another leader's behalf.
     pub async fn write_as_leader(&self, body: CommandBody) -> Result<CommandResult, ClusterError> {
-        match self.run_local(ForwardOp::Write(Box::new(body), None)).await {
+        match self.run_local(ForwardOp::Write(Box::new(body), None), None).await {
             Ok(ForwardResult::Written(r)) => Ok(r),
             Ok(ForwardResult::Unknown(m)) => Err(ClusterError::OutcomeUnknown(m)),
             Ok(other) => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
@@ -277,11 +307,25 @@ impl Cluster {
 
     /// Like [`Cluster::write`], naming who asked (the audit trail records it).
     pub async fn write_as(&self, body: CommandBody, actor: Option<Actor>) -> Result<CommandResult, ClusterError> {
-        match self.on_leader(ForwardOp::Write(Box::new(body), actor)).await? {
-            ForwardResult::Written(r) => Ok(r),
-            ForwardResult::Unknown(m) => Err(ClusterError::OutcomeUnknown(m)),
-            other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
-        }
+        written(self.on_leader(ForwardOp::Write(Box::new(body), actor), None).await?)
+    }
+
+    /// Like [`Cluster::write`], with a fence: no leader proposes this write once the cluster's
+    /// time is past `propose_by` (the leader checks when it stamps the command, just before it
+    /// hands it to Raft). So once [`Cluster::fence_passed`] says so, no copy of a write sent
+    /// with that fence can still be proposed: a write whose outcome was unknown that is sent
+    /// again only then, and answered "committed", has every copy of it applied before anything
+    /// the caller proposes next. A leader that does not know fences (an older release, during a
+    /// rolling upgrade) proposes it anyway; the guarantee holds once every node runs this one.
+    pub async fn write_fenced(&self, body: CommandBody, propose_by: i64) -> Result<CommandResult, ClusterError> {
+        written(self.on_leader(ForwardOp::Write(Box::new(body), None), Some(propose_by)).await?)
+    }
+
+    /// Whether no leader can still propose a write fenced at `propose_by`: the cluster's time is
+    /// surely past it (this node's reading minus its uncertainty), by `FENCE_MARGIN` more for
+    /// the step from a leader's check to its Raft core's queue.
+    pub fn fence_passed(&self, propose_by: i64) -> bool {
+        self.clock.until(propose_by.saturating_add(FENCE_MARGIN.as_millis() as i64)).is_zero()
     }
 
     /// Makes a following local read see every write acknowledged before this call.
@@ -325,7 +369,7 @@ impl Cluster {
                 }
                 std::mem::take(&mut q.waiting)
             };
-            let answer = match self.on_leader(ForwardOp::ReadIndex).await {
+            let answer = match self.on_leader(ForwardOp::ReadIndex, None).await {
                 Ok(ForwardResult::ReadIndex(i)) => Ok(i),
                 Ok(other) => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
                 Err(e) => Err(e),
@@ -341,7 +385,7 @@ impl Cluster {
     /// calling (see docs/design/firing.md).
     pub async fn lease_grant(&self) -> Result<i64, ClusterError> {
         let node_id = self.node_id();
-        let (index, leader_wall_ms) = match self.on_leader(ForwardOp::LeaseGrant { node_id }).await? {
+        let (index, leader_wall_ms) = match self.on_leader(ForwardOp::LeaseGrant { node_id }, None).await? {
             ForwardResult::Lease { index, leader_wall_ms } => (index, leader_wall_ms),
             other => return Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
         };
@@ -377,18 +421,18 @@ impl Cluster {
 
     /// Milliseconds since the leader last granted each node its firing lease, per node.
     pub async fn lease_ages(&self) -> Result<BTreeMap<NodeId, u64>, ClusterError> {
-        match self.on_leader(ForwardOp::Leases).await? {
+        match self.on_leader(ForwardOp::Leases, None).await? {
             ForwardResult::Leases(v) => Ok(v.into_iter().collect()),
             other => Err(ClusterError::Failed(format!("unexpected answer {other:?}"))),
         }
     }
 
     pub async fn add_node(&self, node_id: NodeId, addr: String) -> Result<(), ClusterError> {
-        self.on_leader(ForwardOp::AddVoter { node_id, addr }).await.map(|_| ())
+        self.on_leader(ForwardOp::AddVoter { node_id, addr }, None).await.map(|_| ())
     }
 
     pub async fn remove_node(&self, node_id: NodeId) -> Result<(), ClusterError> {
-        self.on_leader(ForwardOp::RemoveMember { node_id }).await.map(|_| ())
+        self.on_leader(ForwardOp::RemoveMember { node_id }, None).await.map(|_| ())
     }
 
     /// This node's view of the cluster.
@@ -444,5 +488,51 @@ impl Cluster {
             return Err(format!("applying the log: {applied} of {committed} committed entries"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::network::{LastContact, PeerNetwork};
+    use crate::raft::{BasicNode, RaftTuning};
+
+    /// A one-node cluster on a fresh store, leading.
+    async fn lone_leader(dir: &std::path::Path) -> Cluster {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let store = Store::open(dir).unwrap();
+        let ids = crate::crypto::KeyringIds { current: "k1".into(), all: vec!["k1".into()] };
+        let peers = PeerClient::new("secret".into(), BTreeMap::new(), &ids, None).unwrap();
+        let contact = LastContact::default();
+        let network = PeerNetwork { client: peers.clone(), contact: contact.clone(), inflight: Default::default() };
+        let raft =
+            crate::raft::start(1, store.clone(), network, &RaftTuning::default(), metrics.clone()).await.unwrap();
+        let handle = RaftHandle::new(raft, 1, store.clone(), contact, metrics);
+        let members = BTreeMap::from([(1, BasicNode { addr: "127.0.0.1:9".into() })]);
+        assert!(handle.initialize(members).await.unwrap());
+        let cluster = Cluster::new(handle, store, peers, Arc::new(crate::clock::SystemClock::default()));
+        assert!(cluster.raft.wait_for_leader(Duration::from_secs(10)).await.is_some());
+        cluster
+    }
+
+    #[tokio::test]
+    async fn a_fenced_write_is_proposed_only_until_its_fence() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = lone_leader(dir.path()).await;
+        let now = c.clock().now_ms();
+        let applied = || c.raft.view().applied_index.unwrap_or(0);
+        let before = applied();
+        match c.write_fenced(CommandBody::Noop, now - 1).await {
+            Err(ClusterError::Failed(m)) => assert!(m.contains("past its fence"), "{m}"),
+            other => panic!("a write past its fence was not refused: {other:?}"),
+        }
+        assert_eq!(applied(), before, "a refused fenced write reached the log");
+        assert!(c.write_fenced(CommandBody::Noop, now + 60_000).await.is_ok());
+        assert!(applied() > before);
+        // Passed only once the cluster's time is surely beyond the fence and its margin.
+        assert!(c.fence_passed(now - FENCE_MARGIN.as_millis() as i64 - 1_000));
+        assert!(!c.fence_passed(c.clock().now_ms()));
+        assert!(!c.fence_passed(now + 60_000));
+        c.raft.shutdown().await;
     }
 }

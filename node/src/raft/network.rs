@@ -115,6 +115,19 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
+        self.call_with(node, addr, path, req, timeout, &[]).await
+    }
+
+    /// [`PeerClient::call`] with extra request headers.
+    pub async fn call_with<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+        headers: &[(&'static str, String)],
+    ) -> Result<Resp, PeerError> {
         let addr = self.address_of(node, addr);
         let body = bincode::serialize(req).map_err(|e| PeerError::BadAnswer {
             addr: addr.into(),
@@ -129,6 +142,9 @@ impl PeerClient {
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
         if let Some(id) = crate::request_id::current() {
             request = request.header(crate::request_id::HEADER, id);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let resp = request.timeout(timeout).body(body).send().await.map_err(|e| classify(addr, &e))?;
         let status = resp.status();

@@ -287,6 +287,10 @@ const HOLDER_WAIT: Duration = Duration::from_millis(100);
 /// at about 10 µs a read (a million jobs on 3 nodes of a 2-core machine), slices of about 50 ms.
 const SCAN_BUDGET: usize = 5_000;
 
+/// How long a release write may take to reach the leader's Raft core before the leader refuses
+/// it (`Cluster::write_fenced`): a retry waits this plus the fence's margin after the last
+/// attempt whose outcome is unknown, so a slot whose release failed fires again that much later.
+const RELEASE_FENCE_MS: i64 = 2_000;
 const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";
 const SKIPPED_REASON: &str = "the previous run was still in flight (concurrency_policy: forbid)";
 
@@ -392,6 +396,8 @@ async fn record_results(
     let mut batch: Vec<RunOutcome> = Vec::new();
     let mut releases: Vec<Released> = Vec::new();
     let mut awaiting: Vec<FireId> = Vec::new();
+    // The fence of the last release write whose outcome is unknown.
+    let mut release_fence: Option<i64> = None;
     let mut retry = tokio::time::interval(Duration::from_millis(250));
     let mut stopping = false;
     loop {
@@ -414,9 +420,13 @@ async fn record_results(
                 Err(_) => break,
             }
         }
-        if !releases.is_empty() {
+        // A release goes again only once no copy of the last one (whose outcome is unknown)
+        // can still be proposed: answered "committed", it then has every copy applied before the
+        // round claims the slot back (simulation finding 11).
+        if !releases.is_empty() && release_fence.is_none_or(|by| cluster.fence_passed(by)) {
             let node = cluster.node_id();
-            match cluster.write(CommandBody::ReleaseSlots { node, items: releases.clone() }).await {
+            let by = clock.now_ms() + RELEASE_FENCE_MS;
+            match cluster.write_fenced(CommandBody::ReleaseSlots { node, items: releases.clone() }, by).await {
                 Ok(_) => {
                     if let Ok(mut d) = dropped.lock() {
                         for r in &releases {
@@ -424,8 +434,12 @@ async fn record_results(
                         }
                     }
                     releases.clear();
+                    release_fence = None;
                 }
-                Err(e) => tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry"),
+                Err(e) => {
+                    release_fence = Some(by);
+                    tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry");
+                }
             }
         }
         if batch.is_empty() {

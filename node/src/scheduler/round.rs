@@ -260,6 +260,11 @@ impl LetGo {
         }
     }
 
+    /// Whether a write of its release may still commit.
+    fn writing(&self, id: &FireId) -> bool {
+        self.0.get(id).is_some_and(|slot| slot.writing)
+    }
+
     /// Whether the round must leave the slot alone for now: its release may still be written,
     /// or, not released in this state, its release has not shown yet.
     fn must_wait(&self, id: &FireId, released: bool) -> bool {
@@ -405,6 +410,12 @@ fn read_job(
         if f.node != me.node && !f.released && me.now_ms < holder_done_by(&job, f) && (me.held_elsewhere)(f) {
             // Another node's process is still sending it (a shard moved by rebalancing while
             // the target is slow): it records the result; claiming it back would send it twice.
+            continue;
+        }
+        if me.let_go.writing(&f.fire_id) {
+            // This process let it go and its release may still be written, whoever holds the
+            // slot now: were this process to claim it back and send it first, that release
+            // would mark it "never sent" (simulation finding 11, seed 30573).
             continue;
         }
         if !this_process {
@@ -763,6 +774,23 @@ mod tests {
         // That answer was lost: the slot now shows this process's reclaim, and is sent.
         let p = plan(&s, inc, &HashSet::new(), &mut let_go);
         assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
+    }
+
+    #[test]
+    fn a_let_go_slot_taken_by_another_holder_is_not_claimed_back_while_its_release_may_be_written() {
+        let inc = Uuid::new_v4();
+        // This process let the slot go; another node's process claimed it back meanwhile.
+        let (s, _, fire) = claimed(Delivery::AtLeastOnce, 2, Uuid::new_v4());
+        let mut let_go = LetGo::default();
+        let_go.dropped(fire);
+        // Its release is still on its way: taking the slot back now and sending it would let
+        // that release, committed later, mark it "never sent".
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
+        assert!(p.items.is_empty() && p.send_now.is_empty() && p.unknown.is_empty(), "{p:?}");
+        // Once its write was answered "committed", no copy can follow: an ordinary reclaim.
+        let_go.release_written(&fire);
+        let p = plan(&s, inc, &HashSet::new(), &mut let_go);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
     }
 
     #[test]

@@ -233,7 +233,43 @@ fn first_apply(
         (Some(CommandBody::RecordRuns { outcomes }), _) => {
             h.recorded.extend(outcomes.iter().map(|o| o.run.fire_id));
         }
+        (Some(CommandBody::ReleaseSlots { node, items }), _) => {
+            released_after_send(h, problems, index, *node, items, sm);
+        }
         _ => {}
+    }
+}
+
+/// A release says its holder never sent the slot: the state must never say so of a slot that
+/// the holding process did send (a copy of a release landing after the slot was claimed back
+/// and sent, simulation finding 11). A process lets go only slots it has not sent, and never
+/// lets go one it sent, so any send of the slot by the process the state now names as the
+/// releasing holder is a violation.
+fn released_after_send(
+    h: &History,
+    problems: &mut Vec<String>,
+    index: u64,
+    node: NodeId,
+    items: &[raftcron_node::state::firing::Released],
+    sm: &SmData,
+) {
+    use raftcron_node::model::run::FireState;
+    use raftcron_node::state::{keys, StateRead};
+    use raftcron_node::store::{decode, Table};
+    for r in items {
+        let key = keys::job(&r.tenant, r.job);
+        let fs: FireState =
+            sm.get(Table::FireState, &key).ok().flatten().and_then(|b| decode(&b).ok()).unwrap_or_default();
+        let Some(f) = fs.in_flight.iter().find(|f| f.fire_id == r.fire_id && f.node == node && f.released) else {
+            continue;
+        };
+        let sent = h.sends.get(&r.fire_id).is_some_and(|s| s.iter().any(|s| s.node == node && s.uuid == f.incarnation));
+        if sent {
+            problems.push(format!(
+                "index {index}: node {node}'s release marks slot {} of job {} never sent, but that process sent it",
+                f.at_ms, r.job
+            ));
+        }
     }
 }
 

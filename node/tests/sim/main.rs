@@ -15,6 +15,9 @@
 //!   design note).
 //! - `RAFTCRON_SIM_EAGER=1` models eager replication with power cuts (the
 //!   `eager_replication_keeps_every_invariant` test does, on seeds 100000..100100).
+//! - `RAFTCRON_SIM_LATE_WRITES=1` holds some forwarded writes past their sender's timeout (the
+//!   `late_writes_keep_every_invariant` test does, on seeds 300000..300100);
+//!   `RAFTCRON_SIM_UNFENCED_RELEASES=1` sends releases as before finding 11's residual was closed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -136,6 +139,34 @@ fn eager_replication_keeps_every_invariant() {
 /// Seeds the eager test runs by default (half the main test's: it adds to the suite's time).
 const EAGER_SEEDS: u64 = 100;
 
+/// Forwarded writes held in the network past their sender's timeout, release writes above all
+/// (finding 11). Seeds 300000.. by default (`RAFTCRON_SIM_LATE_FIRST`, `RAFTCRON_SIM_LATE_SEEDS`);
+/// replay one with `RAFTCRON_SIM_LATE_WRITES=1 RAFTCRON_SIM_SEED=N`.
+#[test]
+fn late_writes_keep_every_invariant() {
+    let steps = env_u64("RAFTCRON_SIM_STEPS").unwrap_or(DEFAULT_STEPS);
+    let first = env_u64("RAFTCRON_SIM_LATE_FIRST").unwrap_or(300_000);
+    let seeds = (first..first + env_u64("RAFTCRON_SIM_LATE_SEEDS").unwrap_or(EAGER_SEEDS)).collect();
+    check_seeds(seeds, steps, Model { late_writes: true, ..Model::from_env() });
+}
+
+/// Pins the residual of finding 11: a late copy of a release, held in the network past its
+/// sender's timeout, committed after the slot was claimed back and sent, and marked it "never
+/// sent". With release writes fenced (`Cluster::write_fenced`) the same seed keeps every
+/// invariant; the switch keeps proving that the checker would catch the old way.
+#[test]
+fn a_late_copy_of_a_release_cannot_follow_the_reclaim() {
+    let late = Model { late_writes: true, ..Model::default() };
+    let fenced = run_seed_with(30517, 100, late);
+    assert!(fenced.failure.is_none(), "{:?}", fenced.failure);
+    let unfenced = run_seed_with(30517, 100, Model { unfenced_releases: true, ..late });
+    let failure = unfenced.failure.unwrap_or_default();
+    assert!(
+        failure.contains("never sent, but that process sent it"),
+        "seed 30517 no longer shows the issue: {failure}"
+    );
+}
+
 /// Runs `seeds` and fails with the first broken invariants and how to replay them.
 fn check_seeds(seeds: Vec<u64>, steps: u64, model: Model) {
     let started = Instant::now();
@@ -168,7 +199,8 @@ fn check_seeds(seeds: Vec<u64>, steps: u64, model: Model) {
     );
     let replay = |seed| {
         let eager = if model.eager { "RAFTCRON_SIM_EAGER=1 " } else { "" };
-        format!("{eager}{}", replay_command(seed, steps))
+        let late = if model.late_writes { "RAFTCRON_SIM_LATE_WRITES=1 " } else { "" };
+        format!("{eager}{late}{}", replay_command(seed, steps))
     };
     let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
     if let Some(first) = failures.first() {
@@ -252,7 +284,7 @@ fn a_let_go_slot_is_claimed_back_only_once_its_release_write_was_answered() {
 #[test]
 fn known_issue_forwarded_shard_moves_give_a_shard_two_owners() {
     assert!(run_seed(447, 150).failure.is_none());
-    let as_is = run_seed_with(447, 150, run::Model { forward_moves: true, eager: false });
+    let as_is = run_seed_with(447, 150, run::Model { forward_moves: true, ..run::Model::default() });
     let failure = as_is.failure.unwrap_or_default();
     assert!(failure.contains("both believe they own shard"), "seed 447 no longer shows the issue: {failure}");
 }

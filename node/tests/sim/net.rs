@@ -55,6 +55,24 @@ where
     F: FnOnce(Arc<NodeHandle>) -> Fut + Send + 'static,
     Fut: Future<Output = Option<T>> + Send,
 {
+    rpc_held(world, from, to, ttl, Duration::ZERO, handle).await
+}
+
+/// [`rpc`], with the request held `held` longer on its way (a forward stuck in the network
+/// past its sender's timeout, with `World::late_writes`).
+async fn rpc_held<T, F, Fut>(
+    world: &Arc<World>,
+    from: NodeId,
+    to: NodeId,
+    ttl: Duration,
+    held: Duration,
+    handle: F,
+) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<NodeHandle>) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<T>> + Send,
+{
     let (req_delay, req_lost, resp_delay, resp_lost) = {
         let (loss, (lo, hi)) = {
             let net = world.net.lock().unwrap();
@@ -72,7 +90,7 @@ where
     let (tx, rx) = tokio::sync::oneshot::channel();
     let w = world.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(req_delay).await;
+        tokio::time::sleep(req_delay + held).await;
         if req_lost || !w.link_up(from, to) {
             return;
         }
@@ -156,6 +174,8 @@ impl RaftNetwork<TypeConfig> for SimConn {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Fwd {
     Write(Box<CommandBody>),
+    /// A write fenced at the cluster's time `.1` (the node's `Cluster::write_fenced`).
+    WriteBy(Box<CommandBody>, i64),
     ReadIndex,
     LeaseGrant(NodeId),
 }
@@ -165,6 +185,8 @@ pub enum FwdResult {
     Written(LogId, CommandResult),
     /// Sent, but no answer came: the write may have been applied.
     Unknown,
+    /// A fenced write that reached the leader past its fence: not proposed.
+    Expired,
     NotLeader,
     ReadIndex(u64),
     Lease {
@@ -173,24 +195,31 @@ pub enum FwdResult {
     },
 }
 
+/// Commits `body` if `h` leads and, for a fenced write, its stamp is not past `propose_by`.
+async fn write(world: &Arc<World>, h: &Arc<NodeHandle>, body: Box<CommandBody>, propose_by: Option<i64>) -> FwdResult {
+    let body_digest = digest(&body);
+    // The leader stamps the cluster's time: every replica applies the same instant.
+    let cmd = Command { proposed_at_ms: h.lead_ms(), body: *body, actor: None };
+    if propose_by.is_some_and(|by| cmd.proposed_at_ms > by) {
+        return FwdResult::Expired;
+    }
+    match tokio::time::timeout(WRITE_TIMEOUT, h.raft.client_write(cmd)).await {
+        Ok(Ok(resp)) => {
+            let mut hist = world.hist.lock().unwrap();
+            hist.acked.push((resp.log_id, body_digest));
+            hist.stats.acked += 1;
+            FwdResult::Written(resp.log_id, resp.data)
+        }
+        Ok(Err(_)) => FwdResult::NotLeader,
+        Err(_) => FwdResult::Unknown,
+    }
+}
+
 /// Runs `op` on `h` if it leads (the node's `Cluster::run_local`).
 pub async fn run_local(world: &Arc<World>, h: &Arc<NodeHandle>, op: Fwd) -> FwdResult {
     match op {
-        Fwd::Write(body) => {
-            let body_digest = digest(&body);
-            // The leader stamps the cluster's time: every replica applies the same instant.
-            let cmd = Command { proposed_at_ms: h.lead_ms(), body: *body, actor: None };
-            match tokio::time::timeout(WRITE_TIMEOUT, h.raft.client_write(cmd)).await {
-                Ok(Ok(resp)) => {
-                    let mut hist = world.hist.lock().unwrap();
-                    hist.acked.push((resp.log_id, body_digest));
-                    hist.stats.acked += 1;
-                    FwdResult::Written(resp.log_id, resp.data)
-                }
-                Ok(Err(_)) => FwdResult::NotLeader,
-                Err(_) => FwdResult::Unknown,
-            }
-        }
+        Fwd::Write(body) => write(world, h, body, None).await,
+        Fwd::WriteBy(body, by) => write(world, h, body, Some(by)).await,
         Fwd::ReadIndex => match h.raft.get_read_log_id().await {
             Ok((read, _)) => FwdResult::ReadIndex(read.map_or(0, |l| l.index)),
             Err(_) => FwdResult::NotLeader,
@@ -261,8 +290,20 @@ pub async fn on_leader(world: &Arc<World>, me: &Arc<NodeHandle>, op: Fwd) -> Opt
         let left = deadline.saturating_duration_since(Instant::now());
         let w = world.clone();
         let sent = wire(world, op.clone());
-        let is_write = matches!(op, Fwd::Write(_));
-        let answer = rpc(world, me.id, leader, left, move |h| async move {
+        let is_write = matches!(op, Fwd::Write(_) | Fwd::WriteBy(..));
+        // Now and then a write is held in the network past its sender's timeout, and runs on
+        // the leader after its sender gave up on it (and may have sent it again).
+        let faulty = world.late_writes && !world.healed.load(std::sync::atomic::Ordering::SeqCst);
+        // Releases more often: a late one is what simulation finding 11 is about.
+        let release =
+            matches!(&op, Fwd::Write(b) | Fwd::WriteBy(b, _) if matches!(**b, CommandBody::ReleaseSlots { .. }));
+        let chance = if release { 0.5 } else { 0.05 };
+        let held = if is_write && faulty && world.rand(|r| r.chance(chance)) {
+            Duration::from_millis(world.rand(|r| r.range(500, 12_000)))
+        } else {
+            Duration::ZERO
+        };
+        let answer = rpc_held(world, me.id, leader, left, held, move |h| async move {
             let r = run_local(&w, &h, sent).await;
             Some(wire(&w, r))
         })

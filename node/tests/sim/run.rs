@@ -140,8 +140,11 @@ async fn heal_and_converge(world: &Arc<World>) -> Result<(), String> {
             start(world, id).await;
         }
     }
+    world.healed.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A write held in the network just before healing holds its sender up to its timeout.
+    let recovery = if world.late_writes { RECOVERY + crate::net::WRITE_TIMEOUT } else { RECOVERY };
     let mut waited = Duration::ZERO;
-    while waited < RECOVERY {
+    while waited < recovery {
         tokio::time::sleep(Duration::from_millis(250)).await;
         waited += Duration::from_millis(250);
         step_checks(world);

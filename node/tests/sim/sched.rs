@@ -53,6 +53,10 @@ impl Sched {
     }
 }
 
+/// The node's `owner::RELEASE_FENCE_MS` and `cluster::FENCE_MARGIN`.
+const RELEASE_FENCE_MS: i64 = 2_000;
+const FENCE_MARGIN_MS: i64 = 1_000;
+
 fn us(d: Duration) -> i64 {
     d.as_micros() as i64
 }
@@ -63,6 +67,13 @@ impl NodeHandle {
     pub fn firing_now_ms(&self) -> i64 {
         let at = self.instant();
         self.sched.lock().unwrap().timeline.reading_at(at).unwrap_or_else(|| self.wall_ms())
+    }
+
+    /// Whether no leader can still propose a write fenced at `by` (`Cluster::fence_passed`).
+    fn fence_passed(&self, by: i64) -> bool {
+        let at = self.instant();
+        let earliest = self.sched.lock().unwrap().timeline.earliest_at(at).unwrap_or(self.wall_ms() as f64);
+        earliest >= (by + FENCE_MARGIN_MS) as f64
     }
 
     /// As leader: the cluster's time, slewed toward this node's wall clock (`ClusterClock::lead_at`).
@@ -354,15 +365,26 @@ fn dispatch(world: &Arc<World>, h: &Arc<NodeHandle>, p: Pending) {
 /// a fire id leaves `active`.
 async fn recorder_loop(world: Arc<World>, h: Arc<NodeHandle>) {
     let mut awaiting: Vec<FireId> = Vec::new();
+    // The fence of the last release write whose outcome is unknown.
+    let mut release_fence: Option<i64> = None;
     loop {
         h.sleep_own(Duration::from_millis(50)).await;
         let (runs, releases) = {
             let s = h.sched.lock().unwrap();
             (s.runs.clone(), s.releases.clone())
         };
-        if !releases.is_empty() {
-            let body = CommandBody::ReleaseSlots { node: h.id, items: releases.clone() };
-            if let Some(FwdResult::Written(..)) = on_leader(&world, &h, Fwd::Write(Box::new(body))).await {
+        // As the node: a release goes again only once no copy of the last one can still be
+        // proposed (`Cluster::fence_passed`).
+        if !releases.is_empty() && release_fence.is_none_or(|by| h.fence_passed(by)) {
+            let body = Box::new(CommandBody::ReleaseSlots { node: h.id, items: releases.clone() });
+            let by = h.firing_now_ms() + RELEASE_FENCE_MS;
+            let op = if world.unfenced_releases { Fwd::Write(body) } else { Fwd::WriteBy(body, by) };
+            let answer = on_leader(&world, &h, op).await;
+            if !world.unfenced_releases && !matches!(answer, Some(FwdResult::Written(..))) {
+                release_fence = Some(by);
+            }
+            if let Some(FwdResult::Written(..)) = answer {
+                release_fence = None;
                 // Exactly those written (the first ones): a release of the same slot queued
                 // while this write was on its way is a new one (the node's recorder moves
                 // reports out of its channel only between writes).

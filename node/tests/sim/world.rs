@@ -112,7 +112,6 @@ impl NodeHandle {
     }
 }
 
-/// The whole simulated cluster of one run.
 /// Which ways of the node a run models, besides its defaults.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Model {
@@ -120,18 +119,26 @@ pub struct Model {
     pub forward_moves: bool,
     /// See [`World::eager`].
     pub eager: bool,
+    /// See [`World::late_writes`].
+    pub late_writes: bool,
+    /// See [`World::unfenced_releases`].
+    pub unfenced_releases: bool,
 }
 
 impl Model {
-    /// `RAFTCRON_SIM_FORWARD_MOVES=1` and `RAFTCRON_SIM_EAGER=1`.
+    /// `RAFTCRON_SIM_FORWARD_MOVES=1`, `RAFTCRON_SIM_EAGER=1`, `RAFTCRON_SIM_LATE_WRITES=1`
+    /// and `RAFTCRON_SIM_UNFENCED_RELEASES=1`.
     pub fn from_env() -> Model {
         Model {
             forward_moves: std::env::var_os("RAFTCRON_SIM_FORWARD_MOVES").is_some(),
             eager: std::env::var_os("RAFTCRON_SIM_EAGER").is_some(),
+            late_writes: std::env::var_os("RAFTCRON_SIM_LATE_WRITES").is_some(),
+            unfenced_releases: std::env::var_os("RAFTCRON_SIM_UNFENCED_RELEASES").is_some(),
         }
     }
 }
 
+/// The whole simulated cluster of one run.
 pub struct World {
     pub ids: Vec<NodeId>,
     pub start: Instant,
@@ -147,6 +154,16 @@ pub struct World {
     /// Model `raft::eager`: a leader sends a new entry to its peers before its own sync, and a
     /// crash before that sync loses the entry from its log, as a power cut would.
     pub eager: bool,
+    /// Now and then (5 % of forwarded writes) hold a forwarded write in the network for
+    /// 0.5-12 s, past its sender's timeout: it runs on the leader after its sender gave up on
+    /// it and perhaps sent it again (`RAFTCRON_SIM_LATE_WRITES=1`).
+    pub late_writes: bool,
+    /// Model the recorder as it was before its releases were fenced (simulation finding 11):
+    /// a release whose outcome is unknown goes again at once, with no fence
+    /// (`RAFTCRON_SIM_UNFENCED_RELEASES=1`).
+    pub unfenced_releases: bool,
+    /// The faults are over: no write is held any more (see `late_writes`).
+    pub healed: std::sync::atomic::AtomicBool,
 }
 
 impl World {
@@ -167,6 +184,9 @@ impl World {
             verbose: std::env::var_os("RAFTCRON_SIM_TRACE").is_some(),
             forward_moves: model.forward_moves,
             eager: model.eager,
+            late_writes: model.late_writes,
+            unfenced_releases: model.unfenced_releases,
+            healed: Default::default(),
         }
     }
 
