@@ -34,7 +34,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long past a write's fence [`Cluster::fence_passed`] waits: the time a leader may take
 /// from its check of the fence to handing the command to its Raft core, with room to spare (no
 /// wait lies in between; this covers a thread put aside by the OS).
-const FENCE_MARGIN: Duration = Duration::from_secs(1);
+pub const FENCE_MARGIN_MS: i64 = 1_000;
 /// Forwarding hops before giving up (leadership moving while we route).
 const MAX_HOPS: usize = 4;
 /// A node whose own wall clock differs from the leader's by more than this says so in its log
@@ -322,10 +322,10 @@ impl Cluster {
     }
 
     /// Whether no leader can still propose a write fenced at `propose_by`: the cluster's time is
-    /// surely past it (this node's reading minus its uncertainty), by `FENCE_MARGIN` more for
+    /// surely past it (this node's reading minus its uncertainty), by [`FENCE_MARGIN_MS`] more for
     /// the step from a leader's check to its Raft core's queue.
     pub fn fence_passed(&self, propose_by: i64) -> bool {
-        self.clock.until(propose_by.saturating_add(FENCE_MARGIN.as_millis() as i64)).is_zero()
+        self.clock.until(propose_by.saturating_add(FENCE_MARGIN_MS)).is_zero()
     }
 
     /// Makes a following local read see every write acknowledged before this call.
@@ -530,7 +530,7 @@ mod tests {
         assert!(c.write_fenced(CommandBody::Noop, now + 60_000).await.is_ok());
         assert!(applied() > before);
         // Passed only once the cluster's time is surely beyond the fence and its margin.
-        assert!(c.fence_passed(now - FENCE_MARGIN.as_millis() as i64 - 1_000));
+        assert!(c.fence_passed(now - FENCE_MARGIN_MS - 1_000));
         assert!(!c.fence_passed(c.clock().now_ms()));
         assert!(!c.fence_passed(now + 60_000));
         c.raft.shutdown().await;

@@ -287,10 +287,6 @@ const HOLDER_WAIT: Duration = Duration::from_millis(100);
 /// at about 10 µs a read (a million jobs on 3 nodes of a 2-core machine), slices of about 50 ms.
 const SCAN_BUDGET: usize = 5_000;
 
-/// How long a release write may take to reach the leader's Raft core before the leader refuses
-/// it (`Cluster::write_fenced`): a retry waits this plus the fence's margin after the last
-/// attempt whose outcome is unknown, so a slot whose release failed fires again that much later.
-const RELEASE_FENCE_MS: i64 = 2_000;
 const UNKNOWN_REASON: &str = "its sender stopped before recording a result; not re-sent (delivery: at_most_once)";
 const SKIPPED_REASON: &str = "the previous run was still in flight (concurrency_policy: forbid)";
 
@@ -425,7 +421,9 @@ async fn record_results(
         // round claims the slot back (simulation finding 11).
         if !releases.is_empty() && release_fence.is_none_or(|by| cluster.fence_passed(by)) {
             let node = cluster.node_id();
-            let by = clock.now_ms() + RELEASE_FENCE_MS;
+            // A retry waits for this fence (plus its margin) after an attempt whose outcome is
+            // unknown, so a slot whose release failed fires again up to that much later.
+            let by = clock.now_ms() + round::RELEASE_FENCE_MS;
             match cluster.write_fenced(CommandBody::ReleaseSlots { node, items: releases.clone() }, by).await {
                 Ok(_) => {
                     if let Ok(mut d) = dropped.lock() {

@@ -220,7 +220,19 @@ impl IdleJobs {
 /// `docs/design/simulation.md`, finding 11). The caller forgets a slot once its reclaim was
 /// judged (a reclaim lost on its way is planned again) or it is sent.
 #[derive(Debug, Default)]
-pub struct LetGo(HashMap<FireId, LetGoSlot>);
+pub struct LetGo {
+    slots: HashMap<FireId, LetGoSlot>,
+    /// The cluster's time at this process's first round. An earlier process of this node may
+    /// have let slots go whose release writes are still on their way (held in the network, or
+    /// resent by its kernel after it died); it fenced them at most `RELEASE_FENCE_MS` ahead.
+    /// Until those fences have passed, this process claims nothing back, so that no such
+    /// release can mark a slot it claimed back and sent "never sent" (`LetGo::quiet`).
+    first_round_ms: Option<i64>,
+}
+
+/// How far ahead of the cluster's time a release write is fenced (`Cluster::write_fenced`): a
+/// leader that gets it later refuses it.
+pub const RELEASE_FENCE_MS: i64 = 2_000;
 
 /// What a process knows about one slot it let go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,13 +247,13 @@ impl LetGo {
     /// Dispatch reached the slot's instant and did not send it; its release goes to the
     /// recorder.
     pub fn dropped(&mut self, id: FireId) {
-        self.0.insert(id, LetGoSlot { seen: false, writing: true });
+        self.slots.insert(id, LetGoSlot { seen: false, writing: true });
     }
 
     /// The recorder's write of its release was answered "committed": no later write of it
     /// can come.
     pub fn release_written(&mut self, id: &FireId) {
-        if let Some(slot) = self.0.get_mut(id) {
+        if let Some(slot) = self.slots.get_mut(id) {
             slot.writing = false;
         }
     }
@@ -249,26 +261,35 @@ impl LetGo {
     /// Its reclaim was judged (accepted, or no longer this process's to claim back), or it
     /// was sent.
     pub fn forget(&mut self, id: &FireId) {
-        self.0.remove(id);
+        self.slots.remove(id);
     }
 
     /// Its release shows in this process's state (or it is being claimed back at a new epoch):
     /// from now on "not released" means this process's reclaim committed.
     fn saw_release(&mut self, id: &FireId) {
-        if let Some(slot) = self.0.get_mut(id) {
+        if let Some(slot) = self.slots.get_mut(id) {
             slot.seen = true;
         }
     }
 
+    /// Whether this process must not claim anything back yet, at the cluster's time `now_ms`:
+    /// until every release an earlier process of this node may have fenced has surely passed
+    /// its fence (`RELEASE_FENCE_MS` after this process's first round, plus the fence's margin
+    /// for the leader's step to Raft and for the readings' uncertainty).
+    fn quiet(&mut self, now_ms: i64) -> bool {
+        let first = *self.first_round_ms.get_or_insert(now_ms);
+        now_ms < first + RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS
+    }
+
     /// Whether a write of its release may still commit.
     fn writing(&self, id: &FireId) -> bool {
-        self.0.get(id).is_some_and(|slot| slot.writing)
+        self.slots.get(id).is_some_and(|slot| slot.writing)
     }
 
     /// Whether the round must leave the slot alone for now: its release may still be written,
     /// or, not released in this state, its release has not shown yet.
     fn must_wait(&self, id: &FireId, released: bool) -> bool {
-        self.0.get(id).is_some_and(|slot| slot.writing || (!released && !slot.seen))
+        self.slots.get(id).is_some_and(|slot| slot.writing || (!released && !slot.seen))
     }
 }
 
@@ -400,6 +421,7 @@ fn read_job(
     let items_before = plan.items.len();
     // Whether every slot in flight is one this process is sending (see below).
     let mut all_sending = true;
+    let quiet = !fs.in_flight.is_empty() && me.let_go.quiet(me.now_ms);
     for f in &fs.in_flight {
         if (me.active)(&f.fire_id) {
             continue;
@@ -424,6 +446,15 @@ fn read_job(
         } else if me.let_go.must_wait(&f.fire_id, f.released) {
             // Let go, and its release has not shown yet or may still be written: wait for it
             // (see `LetGo`), whatever the shard's epoch is now.
+            continue;
+        }
+        // What the branches below do with it: claim it back, or (its own, unreleased) send it
+        // at once, or (at-most-once, maybe sent) record it unknown.
+        let own_now = this_process && f.epoch == epoch;
+        let reclaim = if own_now { f.released } else { f.released || job.spec.delivery != Delivery::AtMostOnce };
+        if reclaim && quiet {
+            // Just started: a release of an earlier process of this node may still be on its
+            // way (see `LetGo::quiet`).
             continue;
         }
         if this_process && f.epoch == epoch {
@@ -583,6 +614,11 @@ mod tests {
         (s, job, FireId::scheduled(job, T0 + 1000))
     }
 
+    /// The memory of a process past its first rounds' quiet period (`LetGo::quiet`).
+    fn settled() -> LetGo {
+        LetGo { first_round_ms: Some(0), ..LetGo::default() }
+    }
+
     fn plan(s: &MemState, inc: Uuid, active: &HashSet<FireId>, let_go: &mut LetGo) -> RoundPlan {
         // Nothing new to claim: only what is in flight is judged.
         plan_with(s, inc, T0 + 999, active, let_go, None)
@@ -618,7 +654,7 @@ mod tests {
         let none = |_: &FireId| false;
         let claimed_to = HashMap::new();
         let sending = move |f: &InFlight| f.node == 2 && node_2_sending;
-        let mut let_go = LetGo::default();
+        let mut let_go = settled();
         let mut me = Process {
             node: ME,
             incarnation: Uuid::new_v4(),
@@ -696,10 +732,10 @@ mod tests {
     fn an_own_claim_whose_answer_was_lost_is_sent_at_once_unless_it_is_already_dispatched() {
         let inc = Uuid::new_v4();
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, ME, inc);
-        let p = plan(&s, inc, &HashSet::new(), &mut LetGo::default());
+        let p = plan(&s, inc, &HashSet::new(), &mut settled());
         assert_eq!(p.send_now.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
         assert!(p.items.is_empty() && p.unknown.is_empty());
-        let p = plan(&s, inc, &HashSet::from([fire]), &mut LetGo::default());
+        let p = plan(&s, inc, &HashSet::from([fire]), &mut settled());
         assert!(p.send_now.is_empty() && p.items.is_empty(), "dispatched already: its result is on its way");
     }
 
@@ -710,7 +746,7 @@ mod tests {
         let before_release = s.clone();
         let tenant = TenantId::default_tenant();
         s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
-        let mut let_go = LetGo::default();
+        let mut let_go = settled();
         let_go.dropped(fire);
         // Before the release shows in this node's state, a let-go slot is neither sent nor
         // claimed back.
@@ -759,7 +795,7 @@ mod tests {
         let tenant = TenantId::default_tenant();
         s.apply(&cmd(T0, CommandBody::ReleaseSlots { node: ME, items: vec![Released { tenant, job, fire_id: fire }] }));
         back(&mut s);
-        let mut let_go = LetGo::default();
+        let mut let_go = settled();
         let_go.dropped(fire);
         let_go.release_written(&fire);
         // Its release has not shown: neither recorded unknown, nor claimed back, nor sent.
@@ -781,7 +817,7 @@ mod tests {
         let inc = Uuid::new_v4();
         // This process let the slot go; another node's process claimed it back meanwhile.
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, 2, Uuid::new_v4());
-        let mut let_go = LetGo::default();
+        let mut let_go = settled();
         let_go.dropped(fire);
         // Its release is still on its way: taking the slot back now and sending it would let
         // that release, committed later, mark it "never sent".
@@ -794,13 +830,33 @@ mod tests {
     }
 
     #[test]
+    fn a_process_claims_nothing_back_until_the_fences_of_an_earlier_ones_releases_passed() {
+        // A slot of an earlier process of this node, which may have let it go and fenced its
+        // release up to `RELEASE_FENCE_MS` ahead: no reclaim in the first rounds.
+        let (s, _, fire) = claimed(Delivery::AtLeastOnce, ME, Uuid::new_v4());
+        let inc = Uuid::new_v4();
+        let mut fresh = LetGo::default();
+        let p = plan(&s, inc, &HashSet::new(), &mut fresh);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "first round: {p:?}");
+        // The rounds run at T0 + 500: the quiet period ends exactly then.
+        let quiet_for = super::RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS;
+        fresh.first_round_ms = Some(T0 + 500 - quiet_for + 1);
+        let p = plan(&s, inc, &HashSet::new(), &mut fresh);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "1 ms before the end: {p:?}");
+        fresh.first_round_ms = Some(T0 + 500 - quiet_for);
+        let p = plan(&s, inc, &HashSet::new(), &mut fresh);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
+        assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
+    }
+
+    #[test]
     fn another_senders_slot_is_reclaimed_or_recorded_unknown_by_its_delivery() {
         let (s, _, fire) = claimed(Delivery::AtLeastOnce, 2, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut LetGo::default());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut settled());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
         let (s, _, fire) = claimed(Delivery::AtMostOnce, 2, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut LetGo::default());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut settled());
         assert!(p.items.is_empty() && p.send_now.is_empty());
         assert_eq!(p.unknown.iter().map(|p| p.fire_id).collect::<Vec<_>>(), vec![fire]);
     }
@@ -808,7 +864,7 @@ mod tests {
     #[test]
     fn an_earlier_incarnations_claim_is_not_taken_for_this_processs_own() {
         let (s, _, _) = claimed(Delivery::AtLeastOnce, ME, Uuid::new_v4());
-        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut LetGo::default());
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut settled());
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "a restart re-sends through a reclaim, never directly");
         assert!(p.send_now.is_empty());
     }
@@ -869,7 +925,7 @@ mod tests {
 
     fn plan_idle(s: &impl StateRead, inc: Uuid, horizon_ms: i64, idle: &mut IdleJobs) -> RoundPlan {
         let is_active = |_: &FireId| false;
-        let mut let_go = LetGo::default();
+        let mut let_go = settled();
         let claimed_to = HashMap::new();
         let mut me = Process {
             node: ME,
@@ -911,7 +967,7 @@ mod tests {
         for r in 0..rounds {
             let now_ms = now_ms + r * 200;
             let is_active = |_: &FireId| true;
-            let mut let_go = LetGo::default();
+            let mut let_go = settled();
             let snapshot = claimed_to.clone();
             let mut me = Process {
                 node: ME,
@@ -958,7 +1014,7 @@ mod tests {
         let inc = Uuid::new_v4();
         let snapshot = claimed_to.clone();
         let is_active = |_: &FireId| true;
-        let mut let_go = LetGo::default();
+        let mut let_go = settled();
         let mut me = Process {
             node: ME,
             incarnation: inc,
@@ -1022,7 +1078,7 @@ mod tests {
     fn plan_counting(s: &MemState, inc: Uuid, active: &HashSet<FireId>, idle: &mut IdleJobs) -> (RoundPlan, usize) {
         let c = Counting { state: s, job_reads: 0.into(), scans: 0.into() };
         // The slot after the one in flight (T0 + 2 s) is beyond the horizon.
-        let plan = plan_with(&c, inc, T0 + 1999, active, &mut LetGo::default(), Some(idle));
+        let plan = plan_with(&c, inc, T0 + 1999, active, &mut settled(), Some(idle));
         (plan, c.job_reads.get())
     }
 

@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use raftcron_node::clock::ClusterClock;
+use raftcron_node::cluster::FENCE_MARGIN_MS;
 use raftcron_node::ids::{JobId, NodeId};
 use raftcron_node::model::run::{RunRecord, RunStatus};
 use raftcron_node::model::slot::FireId;
 use raftcron_node::scheduler::leader;
-use raftcron_node::scheduler::round::{self, Pending};
+use raftcron_node::scheduler::round::{self, Pending, RELEASE_FENCE_MS};
 use raftcron_node::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use raftcron_node::state::{keys, CommandBody, CommandResult, StateRead};
 use raftcron_node::store::Table;
@@ -52,10 +53,6 @@ impl Sched {
         self.lease_until.is_some_and(|until| mono_us < until)
     }
 }
-
-/// The node's `owner::RELEASE_FENCE_MS` and `cluster::FENCE_MARGIN`.
-const RELEASE_FENCE_MS: i64 = 2_000;
-const FENCE_MARGIN_MS: i64 = 1_000;
 
 fn us(d: Duration) -> i64 {
     d.as_micros() as i64
