@@ -222,7 +222,7 @@ impl IdleJobs {
 #[derive(Debug, Default)]
 pub struct LetGo {
     slots: HashMap<FireId, LetGoSlot>,
-    /// The cluster's time at this process's first round. An earlier process of this node may
+    /// The cluster's time at this process's first round (`plan_round` notes it). An earlier process of this node may
     /// have let slots go whose release writes are still on their way (held in the network, or
     /// resent by its kernel after it died); it fenced them at most `RELEASE_FENCE_MS` ahead.
     /// Until those fences have passed, this process claims nothing back, so that no such
@@ -276,9 +276,8 @@ impl LetGo {
     /// until every release an earlier process of this node may have fenced has surely passed
     /// its fence (`RELEASE_FENCE_MS` after this process's first round, plus the fence's margin
     /// for the leader's step to Raft and for the readings' uncertainty).
-    fn quiet(&mut self, now_ms: i64) -> bool {
-        let first = *self.first_round_ms.get_or_insert(now_ms);
-        now_ms < first + RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS
+    fn quiet(&self, now_ms: i64) -> bool {
+        self.first_round_ms.is_none_or(|first| now_ms < first + RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS)
     }
 
     /// Whether a write of its release may still commit.
@@ -347,6 +346,7 @@ fn value<T: serde::de::DeserializeOwned>(view: &impl StateRead, t: Table, key: &
 /// Decides one round. Reads `active` before the state a second time for a slot of its own, so
 /// a result applied between the two reads cannot pass for a lost claim answer.
 pub fn plan_round(view: &impl StateRead, me: &mut Process<'_>) -> Result<RoundPlan, String> {
+    me.let_go.first_round_ms.get_or_insert(me.now_ms);
     let assignment = firing::assignment(view).map_err(|e| e.to_string())?;
     let mut plan = RoundPlan { owned: assignment.owned_by(me.node).len(), ..RoundPlan::default() };
     if let Some(idle) = me.idle.as_deref_mut() {
@@ -421,7 +421,7 @@ fn read_job(
     let items_before = plan.items.len();
     // Whether every slot in flight is one this process is sending (see below).
     let mut all_sending = true;
-    let quiet = !fs.in_flight.is_empty() && me.let_go.quiet(me.now_ms);
+    let quiet = me.let_go.quiet(me.now_ms);
     for f in &fs.in_flight {
         if (me.active)(&f.fire_id) {
             continue;
