@@ -108,6 +108,13 @@ pub async fn run(
         let _ = tx.send(local);
     }
 
+    // Formed before the server accepts a connection: a peer's vote or append reaching a pristine
+    // node between its "no state yet" check and its initialize would make openraft refuse the
+    // initialize (and log it as an error). Peers' requests wait in the listen backlog meanwhile.
+    if let Err(e) = bootstrap::form(&cluster, &cfg.initial_cluster).await {
+        tracing::error!(error = %e, "forming the cluster");
+    }
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (http_stop_tx, mut http_stop) = tokio::sync::watch::channel(false);
     let http = tokio::spawn(async move {
@@ -132,9 +139,6 @@ pub async fn run(
         }
     });
 
-    if let Err(e) = bootstrap::form(&cluster, &cfg.initial_cluster).await {
-        tracing::error!(error = %e, "forming the cluster");
-    }
     let formation =
         bootstrap::Formation { shard_count: cfg.shards, runs_kept: cfg.run_history, lease_ms: cfg.lease_ms };
     let admin =
