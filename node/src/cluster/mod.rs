@@ -41,6 +41,12 @@ const MAX_HOPS: usize = 4;
 /// (it fires on the cluster's time either way; see `clock::ClusterClock`).
 pub const MAX_CLOCK_SKEW_MS: i64 = 1000;
 
+/// Whether a write fenced at `propose_by` can no longer be proposed, when the cluster's time is
+/// at least `earliest_ms`: past the fence by [`FENCE_MARGIN_MS`] (see [`Cluster::fence_passed`]).
+pub fn fence_is_past(earliest_ms: f64, propose_by: i64) -> bool {
+    earliest_ms >= propose_by.saturating_add(FENCE_MARGIN_MS) as f64
+}
+
 /// A write's answer, or why there is none.
 fn written(answer: ForwardResult) -> Result<CommandResult, ClusterError> {
     match answer {
@@ -325,7 +331,8 @@ impl Cluster {
     /// surely past it (this node's reading minus its uncertainty), by [`FENCE_MARGIN_MS`] more for
     /// the step from a leader's check to its Raft core's queue.
     pub fn fence_passed(&self, propose_by: i64) -> bool {
-        self.clock.until(propose_by.saturating_add(FENCE_MARGIN_MS)).is_zero()
+        let earliest = self.clock.earliest_at(std::time::Instant::now()).unwrap_or_else(|| self.clock.now_ms() as f64);
+        fence_is_past(earliest, propose_by)
     }
 
     /// Makes a following local read see every write acknowledged before this call.

@@ -421,6 +421,8 @@ fn read_job(
     let items_before = plan.items.len();
     // Whether every slot in flight is one this process is sending (see below).
     let mut all_sending = true;
+    // Just started, a process claims nothing back: a release of an earlier process of this node
+    // may still be on its way (see `LetGo::quiet`).
     let quiet = me.let_go.quiet(me.now_ms);
     for f in &fs.in_flight {
         if (me.active)(&f.fire_id) {
@@ -448,17 +450,11 @@ fn read_job(
             // (see `LetGo`), whatever the shard's epoch is now.
             continue;
         }
-        // What the branches below do with it: claim it back, or (its own, unreleased) send it
-        // at once, or (at-most-once, maybe sent) record it unknown.
-        let own_now = this_process && f.epoch == epoch;
-        let reclaim = if own_now { f.released } else { f.released || job.spec.delivery != Delivery::AtMostOnce };
-        if reclaim && quiet {
-            // Just started: a release of an earlier process of this node may still be on its
-            // way (see `LetGo::quiet`).
-            continue;
-        }
         if this_process && f.epoch == epoch {
             if f.released {
+                if quiet {
+                    continue;
+                }
                 // This process let it go unsent (the release is committed): it claims it
                 // back before sending, so the state never says "released" about a slot
                 // that is being sent.
@@ -473,7 +469,7 @@ fn read_job(
         } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
             // Its sender may or may not have sent it: never send it twice.
             plan.unknown.push(p);
-        } else {
+        } else if !quiet {
             me.let_go.saw_release(&f.fire_id);
             plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
             plan.pending.push(Some(p));

@@ -130,24 +130,27 @@ fn seeded_simulation_keeps_every_invariant() {
 /// `RAFTCRON_SIM_EAGER_SEEDS`); replay one with `RAFTCRON_SIM_EAGER=1 RAFTCRON_SIM_SEED=N`.
 #[test]
 fn eager_replication_keeps_every_invariant() {
-    let steps = env_u64("RAFTCRON_SIM_STEPS").unwrap_or(DEFAULT_STEPS);
-    let first = env_u64("RAFTCRON_SIM_EAGER_FIRST").unwrap_or(100_000);
-    let seeds = (first..first + env_u64("RAFTCRON_SIM_EAGER_SEEDS").unwrap_or(EAGER_SEEDS)).collect();
-    check_seeds(seeds, steps, Model { eager: true, ..Model::from_env() });
+    check_model_seeds("EAGER", 100_000, Model { eager: true, ..Model::from_env() });
 }
 
-/// Seeds the eager test runs by default (half the main test's: it adds to the suite's time).
-const EAGER_SEEDS: u64 = 100;
+/// Seeds a model's own test runs by default (half the main test's: it adds to the suite's time).
+const MODEL_SEEDS: u64 = 100;
+
+/// Runs a model's own test: seeds from `default_first` (`RAFTCRON_SIM_{name}_FIRST`), as many
+/// as `RAFTCRON_SIM_{name}_SEEDS` (default [`MODEL_SEEDS`]).
+fn check_model_seeds(name: &str, default_first: u64, model: Model) {
+    let steps = env_u64("RAFTCRON_SIM_STEPS").unwrap_or(DEFAULT_STEPS);
+    let first = env_u64(&format!("RAFTCRON_SIM_{name}_FIRST")).unwrap_or(default_first);
+    let count = env_u64(&format!("RAFTCRON_SIM_{name}_SEEDS")).unwrap_or(MODEL_SEEDS);
+    check_seeds((first..first + count).collect(), steps, model);
+}
 
 /// Forwarded writes held in the network past their sender's timeout, release writes above all
 /// (finding 11). Seeds 300000.. by default (`RAFTCRON_SIM_LATE_FIRST`, `RAFTCRON_SIM_LATE_SEEDS`);
 /// replay one with `RAFTCRON_SIM_LATE_WRITES=1 RAFTCRON_SIM_SEED=N`.
 #[test]
 fn late_writes_keep_every_invariant() {
-    let steps = env_u64("RAFTCRON_SIM_STEPS").unwrap_or(DEFAULT_STEPS);
-    let first = env_u64("RAFTCRON_SIM_LATE_FIRST").unwrap_or(300_000);
-    let seeds = (first..first + env_u64("RAFTCRON_SIM_LATE_SEEDS").unwrap_or(EAGER_SEEDS)).collect();
-    check_seeds(seeds, steps, Model { late_writes: true, ..Model::from_env() });
+    check_model_seeds("LATE", 300_000, Model { late_writes: true, ..Model::from_env() });
 }
 
 /// Pins the residual of finding 11: a late copy of a release, held in the network past its

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use raftcron_node::clock::ClusterClock;
-use raftcron_node::cluster::FENCE_MARGIN_MS;
 use raftcron_node::ids::{JobId, NodeId};
 use raftcron_node::model::run::{RunRecord, RunStatus};
 use raftcron_node::model::slot::FireId;
@@ -70,7 +69,7 @@ impl NodeHandle {
     fn fence_passed(&self, by: i64) -> bool {
         let at = self.instant();
         let earliest = self.sched.lock().unwrap().timeline.earliest_at(at).unwrap_or(self.wall_ms() as f64);
-        earliest >= (by + FENCE_MARGIN_MS) as f64
+        raftcron_node::cluster::fence_is_past(earliest, by)
     }
 
     /// As leader: the cluster's time, slewed toward this node's wall clock (`ClusterClock::lead_at`).
