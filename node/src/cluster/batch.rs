@@ -22,8 +22,9 @@ use crate::cluster::forward::{self, ForwardOp, ForwardResult};
 use crate::ids::NodeId;
 use crate::raft::network::{PeerClient, PeerError};
 
-/// Forward calls of this node on their way at once.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Forward calls of this node on their way at once: two, like the leader's entries in flight
+/// (`raft::proposals::MAX_IN_FLIGHT`), so that a busy follower's calls carry more writes each.
+pub const MAX_IN_FLIGHT: usize = 2;
 /// Most writes in one call.
 pub const MAX_WRITES: usize = 256;
 

@@ -27,6 +27,11 @@
 //! The run keeps the first [`BODY_PREFIX_BYTES`] of the last response body at most, as UTF-8
 //! (invalid sequences replaced).
 //!
+//! What does not depend on the instant (the job's URL through the SSRF guard, the raftcron
+//! header values) is made ahead by [`Executor::prepare`], so that at a whole second, when every
+//! job of a node's shards goes out at once, a fire's work is mostly the send itself. Secrets are
+//! not part of it: the job's header values and body are opened per attempt.
+//!
 //! No proxy from the environment is used; the client connects through the SSRF-guarded resolver
 //! unless private targets are allowed, and a URL the guard refuses fails the run at once (no
 //! retry, no network traffic for IP literals and local names). Header values and bodies are
@@ -34,6 +39,7 @@
 
 use std::time::Duration;
 
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
 use url::Url;
 
@@ -68,6 +74,29 @@ pub struct Fire {
     pub scheduled_at_ms: i64,
     /// No retry starts at or after this instant (the job's next slot).
     pub retry_until_ms: Option<i64>,
+}
+
+/// The part of a fire's requests that does not depend on the instant it is sent at: made ahead
+/// of the slot (see [`Executor::prepare`]) so that the work at a whole second, when every job of
+/// a node's shards is sent at once, is only the send. It holds no secret: the job's header values
+/// and body are opened per attempt, at the last moment.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The job's URL through the SSRF guard, or why the guard refused it.
+    target: Result<Url, String>,
+    idempotency_key: HeaderValue,
+    job_id: HeaderValue,
+    scheduled_at: HeaderValue,
+}
+
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+static JOB_ID: HeaderName = HeaderName::from_static("x-raftcron-job-id");
+static SCHEDULED_AT: HeaderName = HeaderName::from_static("x-raftcron-scheduled-at");
+static ATTEMPT: HeaderName = HeaderName::from_static("x-raftcron-attempt");
+
+/// A header value of text this module formats itself (ids, a timestamp): always visible ASCII.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 impl Executor {
@@ -107,6 +136,33 @@ impl Executor {
         node: u64,
         may_retry: &(dyn Fn() -> bool + Send + Sync),
     ) -> RunRecord {
+        self.fire_prepared(fire, &self.prepare(fire), clock, node, may_retry).await
+    }
+
+    /// What [`Executor::fire_prepared`] needs of `fire` that does not depend on the instant:
+    /// the guarded URL and the raftcron headers.
+    pub fn prepare(&self, fire: &Fire) -> Prepared {
+        Prepared {
+            // Counted as a refusal when an attempt finds it (`attempt`), not here: a prepared
+            // slot may be let go unsent.
+            target: ssrf::check_url(&fire.job.spec.url, self.allow_private).map_err(|e| format!("target refused: {e}")),
+            idempotency_key: header_value(fire.fire_id.to_string()),
+            job_id: header_value(fire.job.id.to_string()),
+            scheduled_at: header_value(
+                ms_to_utc(fire.scheduled_at_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+        }
+    }
+
+    /// [`Executor::fire_while`] with its request parts made ahead by [`Executor::prepare`].
+    pub async fn fire_prepared(
+        &self,
+        fire: &Fire,
+        prepared: &Prepared,
+        clock: &dyn Clock,
+        node: u64,
+        may_retry: &(dyn Fn() -> bool + Send + Sync),
+    ) -> RunRecord {
         let spec = &fire.job.spec;
         let started = clock.now_ms();
         let mut attempt = 0u32;
@@ -117,7 +173,7 @@ impl Executor {
                 self.metrics.executor.retries.inc();
             }
             let sent = std::time::Instant::now();
-            let outcome = self.attempt(fire, attempt).await;
+            let outcome = self.attempt(fire, prepared, attempt).await;
             self.metrics.executor.request_duration.observe(sent.elapsed().as_secs_f64());
             let Some(delay_seconds) = retry_delay_seconds(&outcome, spec) else { break outcome };
             if attempt > spec.max_retries {
@@ -172,11 +228,14 @@ impl Executor {
     }
 
     /// One attempt: the request to the job's URL and the redirects it may follow.
-    async fn attempt(&self, fire: &Fire, attempt: u32) -> Attempt {
+    async fn attempt(&self, fire: &Fire, prepared: &Prepared, attempt: u32) -> Attempt {
         let spec = &fire.job.spec;
-        let mut url = match self.guard(&spec.url) {
-            Ok(url) => url,
-            Err(e) => return Attempt::Refused(format!("target refused: {e}")),
+        let mut url = match &prepared.target {
+            Ok(url) => url.clone(),
+            Err(e) => {
+                self.metrics.executor.ssrf_refusals.inc();
+                return Attempt::Refused(e.clone());
+            }
         };
         let origin = url.origin();
         let mut method = method_of(spec.method);
@@ -203,13 +262,10 @@ impl Executor {
                 .client
                 .request(method.clone(), url.clone())
                 .timeout(remaining)
-                .header("Idempotency-Key", fire.fire_id.to_string())
-                .header("X-Raftcron-Job-Id", fire.job.id.to_string())
-                .header(
-                    "X-Raftcron-Scheduled-At",
-                    ms_to_utc(fire.scheduled_at_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                )
-                .header("X-Raftcron-Attempt", attempt.to_string());
+                .header(IDEMPOTENCY_KEY.clone(), prepared.idempotency_key.clone())
+                .header(JOB_ID.clone(), prepared.job_id.clone())
+                .header(SCHEDULED_AT.clone(), prepared.scheduled_at.clone())
+                .header(ATTEMPT.clone(), HeaderValue::from(attempt));
             let same_origin = url.origin() == origin;
             for (name, value) in &headers {
                 if forwards_header(name, same_origin, body_dropped) {

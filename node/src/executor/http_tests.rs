@@ -842,3 +842,45 @@ fn only_the_jobs_origin_gets_the_jobs_headers() {
         assert_eq!(forwards_header(name, same_origin, body_dropped), forwarded, "{name} {same_origin} {body_dropped}");
     }
 }
+
+#[tokio::test]
+async fn a_fire_prepared_ahead_holds_no_secret_and_counts_a_refusal_only_when_it_is_sent() {
+    let target = Target::start(vec![Reply::status(200)]).await;
+    let mut s = spec(target.url("/"));
+    s.headers = vec![("Authorization".to_string(), "Bearer prepared-secret-value".into())];
+    s.body = Some("prepared-secret-body".into());
+    let fire = fire_of(s);
+    let executor = executor();
+
+    // Made ahead of the slot: the guarded URL and the raftcron headers, never a secret.
+    let prepared = executor.prepare(&fire);
+    let shown = format!("{prepared:?}");
+    assert!(!shown.contains("prepared-secret"), "{shown}");
+    assert!(shown.contains(&fire.fire_id.to_string()), "{shown}");
+
+    let rec = tokio::time::timeout(
+        Duration::from_secs(30),
+        executor.fire_prepared(&fire, &prepared, &SystemClock::default(), 7, &|| true),
+    )
+    .await
+    .expect("the executor hung");
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    let seen = target.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("authorization"), "Bearer prepared-secret-value");
+    assert_eq!(seen[0].body, b"prepared-secret-body");
+    assert_eq!(seen[0].header("idempotency-key"), fire.fire_id.to_string());
+    assert_eq!(seen[0].header("x-raftcron-scheduled-at"), "2026-03-29T01:30:00.000Z");
+    assert_eq!(seen[0].header("x-raftcron-attempt"), "1");
+
+    // A refused URL prepared for a slot that is then let go unsent is not a refusal yet.
+    let metrics = Metrics::new().unwrap();
+    let guarded = Executor::new(false, metrics.clone()).unwrap().with_delay_unit(UNIT);
+    let refused = fire_of(spec(target.url("/")));
+    let prepared = guarded.prepare(&refused);
+    assert_eq!(metrics.executor.ssrf_refusals.get(), 0);
+    let rec = guarded.fire_prepared(&refused, &prepared, &SystemClock::default(), 7, &|| true).await;
+    assert_eq!(rec.error.as_deref(), Some("target refused: 127.0.0.1 is not a public address"));
+    assert_eq!(metrics.executor.ssrf_refusals.get(), 1);
+    assert_eq!(target.seen().len(), 1);
+}

@@ -25,8 +25,11 @@ use crate::raft::handle::{from_write_error, ProposeError};
 use crate::raft::Raft;
 use crate::state::{Command, CommandBody, CommandResult};
 
-/// Entries of this node on their way through Raft at once.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Entries of this node on their way through Raft at once. Two rather than more: under load
+/// the queue then fills larger entries, and fewer, larger entries cost the three nodes less CPU
+/// per command (64 writers at the leader: about 10 % more creates a second than with 4, and 1
+/// was slower than both; `docs/benchmarks.md`, run 15). A lone proposal still goes at once.
+pub const MAX_IN_FLIGHT: usize = 2;
 /// Most commands in one entry.
 pub const MAX_COMMANDS: usize = 256;
 /// Most encoded bytes of commands in one entry (a single larger command goes alone): one

@@ -322,6 +322,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         let retry_until_ms =
             p.job.spec.schedule().and_then(|s| s.next_after(ms_to_utc(p.at_ms))).map(|t| t.timestamp_millis());
         let fire = Fire { job: p.job.clone(), fire_id, scheduled_at_ms: p.at_ms, retry_until_ms };
+        let prepared = executor.prepare(&fire);
         // Until the cluster's time is surely at the slot; again if a new reading moved it
         // (bounded: each wait is at most the slot's distance, and readings settle).
         for _ in 0..8 {
@@ -362,7 +363,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         running_add(&running, p.job.id, 1);
         metrics.scheduler.fire_lateness.observe((clock.now_ms() - p.at_ms).max(0) as f64 / 1000.0);
         let still_live = move || lease.valid();
-        let run = executor.fire_while(&fire, &clock, cluster.node_id(), &still_live).await;
+        let run = executor.fire_prepared(&fire, &prepared, &clock, cluster.node_id(), &still_live).await;
         crate::crash_point!("fire-after-send");
         metrics.scheduler.fire(if run.status == RunStatus::Succeeded {
             FireOutcome::Succeeded
