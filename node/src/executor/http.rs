@@ -126,20 +126,7 @@ impl Executor {
         self
     }
 
-    /// Sends `fire`, retrying as the job allows, and returns the run to record. A retry starts
-    /// only while `may_retry()` holds (the sender still holds its firing lease): a sender cut
-    /// off from the cluster makes no new attempt once another node may have taken its slot over.
-    pub async fn fire_while(
-        &self,
-        fire: &Fire,
-        clock: &dyn Clock,
-        node: u64,
-        may_retry: &(dyn Fn() -> bool + Send + Sync),
-    ) -> RunRecord {
-        self.fire_prepared(fire, &self.prepare(fire), clock, node, may_retry).await
-    }
-
-    /// What [`Executor::fire_prepared`] needs of `fire` that does not depend on the instant:
+    /// What [`Executor::fire_while`] needs of `fire` that does not depend on the instant:
     /// the guarded URL and the raftcron headers.
     pub fn prepare(&self, fire: &Fire) -> Prepared {
         Prepared {
@@ -154,8 +141,11 @@ impl Executor {
         }
     }
 
-    /// [`Executor::fire_while`] with its request parts made ahead by [`Executor::prepare`].
-    pub async fn fire_prepared(
+    /// Sends `fire`, with its request parts made ahead by [`Executor::prepare`], retrying as the
+    /// job allows, and returns the run to record. A retry starts only while `may_retry()` holds
+    /// (the sender still holds its firing lease): a sender cut off from the cluster makes no new
+    /// attempt once another node may have taken its slot over.
+    pub async fn fire_while(
         &self,
         fire: &Fire,
         prepared: &Prepared,

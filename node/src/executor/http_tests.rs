@@ -162,9 +162,12 @@ fn executor() -> Executor {
 
 async fn run(executor: &Executor, fire: &Fire) -> RunRecord {
     // Every test's worst case is a few seconds; this bound turns a hang into a failure.
-    tokio::time::timeout(Duration::from_secs(30), executor.fire_while(fire, &SystemClock::default(), 7, &|| true))
-        .await
-        .expect("the executor hung")
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        executor.fire_while(fire, &executor.prepare(fire), &SystemClock::default(), 7, &|| true),
+    )
+    .await
+    .expect("the executor hung")
 }
 
 #[tokio::test]
@@ -264,7 +267,7 @@ async fn a_sender_that_lost_its_lease_makes_no_new_attempt() {
     let fire = fire_of(s);
     let rec = tokio::time::timeout(
         Duration::from_secs(30),
-        executor().fire_while(&fire, &SystemClock::default(), 7, &may_retry),
+        executor().fire_while(&fire, &executor().prepare(&fire), &SystemClock::default(), 7, &may_retry),
     )
     .await
     .expect("the executor hung");
@@ -426,9 +429,12 @@ async fn the_next_slot_bound_is_exclusive() {
         let mut fire = fire_of(s);
         fire.retry_until_ms = Some(until);
 
-        let rec = tokio::time::timeout(Duration::from_secs(30), executor().fire_while(&fire, &clock, 7, &|| true))
-            .await
-            .unwrap();
+        let rec = tokio::time::timeout(
+            Duration::from_secs(30),
+            executor().fire_while(&fire, &executor().prepare(&fire), &clock, 7, &|| true),
+        )
+        .await
+        .unwrap();
 
         assert_eq!(rec.attempts, attempts, "retry until {until}");
         assert_eq!(target.seen().len(), attempts as usize);
@@ -860,7 +866,7 @@ async fn a_fire_prepared_ahead_holds_no_secret_and_counts_a_refusal_only_when_it
 
     let rec = tokio::time::timeout(
         Duration::from_secs(30),
-        executor.fire_prepared(&fire, &prepared, &SystemClock::default(), 7, &|| true),
+        executor.fire_while(&fire, &prepared, &SystemClock::default(), 7, &|| true),
     )
     .await
     .expect("the executor hung");
@@ -879,7 +885,7 @@ async fn a_fire_prepared_ahead_holds_no_secret_and_counts_a_refusal_only_when_it
     let refused = fire_of(spec(target.url("/")));
     let prepared = guarded.prepare(&refused);
     assert_eq!(metrics.executor.ssrf_refusals.get(), 0);
-    let rec = guarded.fire_prepared(&refused, &prepared, &SystemClock::default(), 7, &|| true).await;
+    let rec = guarded.fire_while(&refused, &prepared, &SystemClock::default(), 7, &|| true).await;
     assert_eq!(rec.error.as_deref(), Some("target refused: 127.0.0.1 is not a public address"));
     assert_eq!(metrics.executor.ssrf_refusals.get(), 1);
     assert_eq!(target.seen().len(), 1);

@@ -363,7 +363,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
         running_add(&running, p.job.id, 1);
         metrics.scheduler.fire_lateness.observe((clock.now_ms() - p.at_ms).max(0) as f64 / 1000.0);
         let still_live = move || lease.valid();
-        let run = executor.fire_prepared(&fire, &prepared, &clock, cluster.node_id(), &still_live).await;
+        let run = executor.fire_while(&fire, &prepared, &clock, cluster.node_id(), &still_live).await;
         crate::crash_point!("fire-after-send");
         metrics.scheduler.fire(if run.status == RunStatus::Succeeded {
             FireOutcome::Succeeded
