@@ -16,6 +16,7 @@
 //! clock, ids, config, crypto, tls                  leaves (crypto: sealing; tls: rustls setup)
 //! metrics                                          leaf: the Prometheus registry; any layer records into it
 //! batching                                         leaf: the queue both write batchings drain
+//! level                                            leaf: release levels nodes tell each other
 //! ```
 //!
 //! The design notes live in `docs/design/`.
@@ -30,6 +31,7 @@ pub mod dev;
 pub mod executor;
 pub mod failpoint;
 pub mod ids;
+pub mod level;
 pub mod metrics;
 pub mod model;
 pub mod raft;

@@ -12,6 +12,10 @@
 //! - a leader's entry sent eagerly to the followers, then lost from its own log before its sync
 //!   (a power cut): the nodes still agree on one history holding every acknowledged write;
 //! - midway through a snapshot install: the node finishes the install when it restarts.
+//!
+//! And one failpoint that makes a node tell its peers an older release level
+//! (`advertise-level`): the cluster refuses what that release could not read (a schedule's
+//! millisecond offset) until the node is upgraded, and does not let such a node join.
 
 mod common;
 
@@ -440,6 +444,67 @@ async fn a_crash_midway_through_a_snapshot_install_is_finished_on_restart() -> R
         }
     })
     .await?;
+    c.stop()?;
+    Ok(())
+}
+
+/// A node of an older release (it tells its peers level 1) holds back what it could not read:
+/// a schedule with a millisecond offset is refused with 409 naming it, on create and update,
+/// through the leader and through a follower, while everything else is written; once it is
+/// upgraded, the same create succeeds. A node of an older release is not added to the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_an_older_release_holds_back_offsets_until_it_is_upgraded_and_cannot_join() -> Result<()> {
+    const OLDER: &str = "advertise-level=return(1)";
+    let old = 3;
+    let mut c = TestCluster::start_with_env_on(3, &[], &[old], &[("FAILPOINTS", OLDER)]).await?;
+    let (leader, other) = (c.leader().await?, c.followers().await?[0]);
+    let mut offset = job("every minute at +250ms");
+    offset["cron_expression"] = json!("0 * * * * * +250ms");
+    let needle = format!("node {old} runs an older release (level 1)");
+    for at in [leader, other] {
+        let api = c.client(at);
+        // The leader learns its followers' levels from their first answers.
+        let r = wait_until("the older node's level to be known", WAIT, || {
+            let (api, offset) = (api.clone(), offset.clone());
+            async move {
+                let r = api.post("/api/v1/jobs", &offset).await?;
+                ensure!(!r.message().contains("has not answered"), "{}", r.text);
+                Ok(r)
+            }
+        })
+        .await?;
+        let r = r.expect_error(409, "CONFLICT")?;
+        ensure!(r.message().contains(&needle), "through node {at}: {}", r.text);
+    }
+    let api = c.client(other);
+    let plain = api.create_job(&job("a plain schedule")).await?;
+    let id = job_id(&plain);
+    let r = api.patch(&format!("/api/v1/jobs/{id}"), &json!({"cron_expression": "0 * * * * +5ms"})).await?;
+    ensure!(r.expect_error(409, "CONFLICT")?.message().contains(&needle), "update");
+    ensure!(api.all_jobs(false).await?.len() == 1, "a refused write changed something");
+
+    // Upgraded: the same create is written.
+    c.node_env.remove(&old);
+    c.terminate(old).await?;
+    c.restart(old)?;
+    c.wait_ready(FORM_TIMEOUT).await?;
+    let created = wait_until("the upgraded node's level to be known", WAIT, || {
+        let (api, offset) = (api.clone(), offset.clone());
+        async move { Ok(api.post("/api/v1/jobs", &offset).await?.expect(201)?.json) }
+    })
+    .await?;
+    ensure!(created["job"]["cron_expression"] == "0 * * * * * +250ms", "{created}");
+
+    // A node of an older release asks to join: refused, and not left a member.
+    c.node_env.insert(4, vec![("FAILPOINTS".into(), OLDER.into())]);
+    c.start_idle(4).await?;
+    let add = json!({"node_id": 4, "addr": c.addr(4).to_string()});
+    let r = api.with_timeout(Duration::from_secs(60)).post("/api/v1/cluster/nodes", &add).await?;
+    let r = r.expect_error(409, "CONFLICT")?;
+    ensure!(r.message().contains("node 4 runs an older release (level 1)"), "{}", r.text);
+    let status = api.cluster_status().await?;
+    ensure!(member_ids(&status) == vec![1, 2, 3], "members after the refusal: {status}");
+    ensure!(c.panics_in_logs().is_empty(), "panics: {:?}", c.panics_in_logs());
     c.stop()?;
     Ok(())
 }

@@ -732,3 +732,55 @@ async fn a_paused_follower_keeps_its_shards_for_the_patience_and_a_dead_leader_d
     eprintln!("the dead leader's shards moved {:.2?} after the kill ({lease_ms} ms lease)", killed.elapsed());
     cluster.stop()
 }
+
+/// Jobs whose schedules carry millisecond offsets (`+<n>ms`) fire at the shifted instants, each
+/// slot once, and say so in `X-Raftcron-Scheduled-At`; created through a follower, so the leader
+/// judges the offset's release level from its peers' answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_with_millisecond_offsets_fire_once_at_their_shifted_instants() -> Result<()> {
+    const OFFSETS: [i64; 5] = [0, 1, 250, 500, 999];
+    let (sink, hits, sink_task) = start_sink().await?;
+    let cluster = TestCluster::start_with(3, &["--allow-private-targets"]).await?;
+    let follower = cluster.followers().await?[0];
+    let api = cluster.client(follower);
+    let mut ids = BTreeMap::new();
+    for offset in OFFSETS {
+        let mut body = job(&format!("every second at +{offset}ms"));
+        body["url"] = json!(format!("http://{sink}/hit"));
+        body["cron_expression"] = json!(format!("* * * * * * +{offset}ms"));
+        let created = api.create_job(&body).await?;
+        ensure!(created["cron_expression"] == json!(format!("* * * * * * +{offset}ms")), "{created}");
+        ids.insert(job_id(&created), offset);
+    }
+    let from = now_ms() + 3000;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let until = now_ms() - 1500;
+    let seen: Vec<Hit> = hits.lock().map(|h| h.clone()).unwrap_or_default();
+    for (id, offset) in &ids {
+        let mine: Vec<&Hit> = seen.iter().filter(|h| &h.job == id).collect();
+        ensure!(mine.iter().all(|h| h.scheduled_ms.rem_euclid(1000) == *offset), "job at +{offset}ms: {mine:?}");
+        ensure!(mine.iter().all(|h| h.received_ms + 50 >= h.scheduled_ms), "early arrival at +{offset}ms: {mine:?}");
+        let mut keys: Vec<&str> = mine.iter().map(|h| h.key.as_str()).collect();
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        ensure!(keys.len() == n, "a slot of the job at +{offset}ms arrived twice: {mine:?}");
+        // Every slot of the observed window, once.
+        let mut slots: Vec<i64> = mine.iter().map(|h| h.scheduled_ms).filter(|s| (from..=until).contains(s)).collect();
+        slots.sort_unstable();
+        let expected: Vec<i64> = ((from / 1000 + 1)..=(until / 1000 - 1)).map(|s| s * 1000 + offset).collect();
+        ensure!(expected.iter().all(|s| slots.contains(s)), "job at +{offset}ms missed slots: {slots:?}");
+        let lateness: Vec<i64> = mine.iter().map(|h| h.received_ms - h.scheduled_ms).collect();
+        eprintln!("[firing] +{offset}ms: {} fires, lateness {lateness:?} ms", mine.len());
+    }
+    // Runs say the shifted instant too.
+    let (id, offset) = ids.iter().nth(2).context("a job")?;
+    let runs = api.get(&format!("/api/v1/jobs/{id}/runs")).await?.expect(200)?.json;
+    let first = runs["runs"][0]["scheduled_at"].as_str().unwrap_or_default().to_string();
+    let at = DateTime::parse_from_rfc3339(&first).with_context(|| format!("runs: {runs}"))?;
+    ensure!(at.timestamp_millis().rem_euclid(1000) == *offset, "run scheduled at {first}");
+    ensure!(cluster.panics_in_logs().is_empty(), "panics: {:?}", cluster.panics_in_logs());
+    cluster.stop()?;
+    sink_task.abort();
+    Ok(())
+}

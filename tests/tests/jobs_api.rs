@@ -134,6 +134,12 @@ fn create_cases() -> Vec<Case> {
         invalid("cron on the 30th of February", with("cron_expression", json!("0 0 30 2 *")), &["cron_expression"]),
         invalid("cron minute 61", with("cron_expression", json!("61 * * * *")), &["cron_expression"]),
         invalid("cron with 3 fields", with("cron_expression", json!("* * *")), &["cron_expression"]),
+        invalid(
+            "cron offset of a whole second",
+            with("cron_expression", json!("* * * * * +1000ms")),
+            &["cron_expression"],
+        ),
+        invalid("cron offset without a unit", with("cron_expression", json!("* * * * * +250")), &["cron_expression"]),
         invalid("unknown timezone", with("timezone", json!("Mars/Olympus_Mons")), &["timezone"]),
         invalid("headers over 8KB", with("headers", big_headers), &["headers"]),
         invalid("header value with CRLF", with("headers", json!({"X-Evil": "a\r\nInjected: yes"})), &["headers"]),

@@ -256,6 +256,19 @@ impl Cluster {
                         cmd.proposed_at_ms
                     )));
                 }
+                // Data that a member's release could not read waits until every member can. Only
+                // the leader judges: a follower's proposal goes to it (Raft refuses it here).
+                let needed = cmd.body.level();
+                let short = (needed > crate::level::UNLABELLED && self.raft.is_leader())
+                    .then(|| {
+                        self.forwards.peers().levels().short_of(self.raft.member_ids(), self.raft.node_id(), needed)
+                    })
+                    .flatten();
+                if let Some(short) = short {
+                    return Err(ProposeError::Refused(format!(
+                        "this change needs every node to run a release of level {needed} or later: {short}"
+                    )));
+                }
                 let written = match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
                     Err(_) => Ok(ForwardResult::Unknown("timed out waiting for commit".into())),
@@ -267,7 +280,7 @@ impl Cluster {
             }
             ForwardOp::ReadIndex => self.raft.read_index().await.map(ForwardResult::ReadIndex),
             ForwardOp::AddVoter { node_id, addr } => {
-                self.raft.add_voter(node_id, &addr).await.map(|()| ForwardResult::Done)
+                self.raft.add_voter(node_id, &addr, self.forwards.peers().levels()).await.map(|()| ForwardResult::Done)
             }
             ForwardOp::RemoveMember { node_id } => self.raft.remove_member(node_id).await.map(|()| ForwardResult::Done),
             ForwardOp::LeaseGrant { node_id } => {

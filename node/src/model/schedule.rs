@@ -40,6 +40,12 @@
 //!   `@annually` (`0 0 1 1 *`), `@monthly` (`0 0 1 * *`), `@weekly`
 //!   (`0 0 * * 0`), `@daily` and `@midnight` (`0 0 * * *`), `@hourly`
 //!   (`0 * * * *`). `@reboot` is rejected: a schedule is purely time-based.
+//! * An extension, for spreading jobs inside a second: the expression may end with a
+//!   millisecond offset token `+<n>ms` (n from 0 to [`MAX_OFFSET_MS`]), after the fields or a
+//!   macro. Every fire instant is then n milliseconds after the whole second the fields name
+//!   (`*/10 * * * * * +250ms` fires at :00.250, :10.250, ...). The offset shifts the UTC instant
+//!   computed by the rules below; it never moves a fire into another second. A cluster accepts
+//!   it only once every member runs a release that reads it (`raft::level`).
 //! * Expressions are limited to [`MAX_EXPRESSION_LEN`] bytes.
 //! * The zone is an IANA name from the tz database (`UTC` included), matched
 //!   exactly or, failing that, ignoring ASCII case.
@@ -90,6 +96,10 @@ use chrono_tz::{Tz, TZ_VARIANTS};
 
 /// Longest accepted cron expression, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 256;
+
+/// Largest millisecond offset (`+<n>ms`, see the module docs): an offset stays inside the
+/// second its slot names.
+pub const MAX_OFFSET_MS: u32 = 999;
 
 /// How many years of local calendar time [`Schedule::next_after`] searches.
 pub const HORIZON_YEARS: i32 = 50;
@@ -185,6 +195,17 @@ pub enum ScheduleError {
     UnknownTimeZone {
         /// The name as given (truncated if very long).
         name: String,
+    },
+    /// The millisecond offset token is malformed or out of range.
+    #[error(
+        "cron_expression: offset \"{value}\" must be \"+<n>ms\" with n from 0 to {max}, \
+         the last token of the expression (e.g. \"*/10 * * * * * +250ms\")"
+    )]
+    InvalidOffset {
+        /// The token as written (truncated if very long).
+        value: String,
+        /// The largest offset, [`MAX_OFFSET_MS`].
+        max: u32,
     },
     /// The expression matches no calendar date (e.g. `0 0 30 2 *`).
     #[error("cron_expression: \"{expression}\" never fires")]
@@ -391,6 +412,26 @@ fn expand_macro(name: &str) -> Result<&'static str, ScheduleError> {
     }
 }
 
+/// Whether `expr` ends with a millisecond offset token (`+...`), well-formed or not: a cheap
+/// test that needs no parse (`state::CommandBody::level`).
+pub fn has_offset_token(expr: &str) -> bool {
+    expr.split_whitespace().next_back().is_some_and(|t| t.starts_with('+'))
+}
+
+/// Parses the offset token `+<n>ms` (n from 0 to [`MAX_OFFSET_MS`], digits only).
+fn parse_offset(token: &str) -> Result<u32, ScheduleError> {
+    let invalid = || ScheduleError::InvalidOffset { value: token.chars().take(32).collect(), max: MAX_OFFSET_MS };
+    let digits = token.strip_prefix('+').and_then(|t| t.strip_suffix("ms")).ok_or_else(invalid)?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let n: u32 = digits.parse().map_err(|_| invalid())?;
+    if n > MAX_OFFSET_MS {
+        return Err(invalid());
+    }
+    Ok(n)
+}
+
 /// Parses an IANA zone name; an exact match first, then ignoring ASCII case
 /// (`europe/berlin` is Europe/Berlin).
 fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
@@ -446,6 +487,8 @@ pub struct Schedule {
     /// Day-of-week text starts with `*` (Vixie `DOW_STAR`).
     dow_unrestricted: bool,
     has_seconds: bool,
+    /// Milliseconds added to every fire instant (`+<n>ms`), 0 to [`MAX_OFFSET_MS`].
+    offset_ms: u32,
     tz: Tz,
     expression: String,
 }
@@ -459,8 +502,16 @@ impl Schedule {
         if expr.len() > MAX_EXPRESSION_LEN {
             return Err(ScheduleError::TooLong { len: expr.len(), max: MAX_EXPRESSION_LEN });
         }
-        let tokens: Vec<&str> = expr.split_whitespace().collect();
-        let schedule = match tokens.as_slice() {
+        let mut tokens: Vec<&str> = expr.split_whitespace().collect();
+        let offset_ms = match tokens.last() {
+            Some(last) if last.starts_with('+') => {
+                let offset = parse_offset(last)?;
+                tokens.pop();
+                offset
+            }
+            _ => 0,
+        };
+        let mut schedule = match tokens.as_slice() {
             [] => return Err(ScheduleError::Empty),
             [first, rest @ ..] if first.starts_with('@') => {
                 let expanded = expand_macro(first)?;
@@ -472,6 +523,7 @@ impl Schedule {
             }
             fields => Self::from_fields(fields, expr, tz)?,
         };
+        schedule.offset_ms = offset_ms;
         if !schedule.matches_some_date() {
             return Err(ScheduleError::NeverFires { expression: expr.trim().to_owned() });
         }
@@ -507,6 +559,7 @@ impl Schedule {
             dom_unrestricted,
             dow_unrestricted,
             has_seconds: second.is_some(),
+            offset_ms: 0,
             tz: parse_zone(tz)?,
             expression: expr.to_owned(),
         })
@@ -527,8 +580,14 @@ impl Schedule {
         self.has_seconds
     }
 
+    /// Milliseconds after each whole second the fields name that the job fires (`+<n>ms`;
+    /// 0 without an offset token).
+    pub fn offset_ms(&self) -> u32 {
+        self.offset_ms
+    }
+
     /// Whether the local wall-clock time `local` (in the schedule's zone)
-    /// matches every field, ignoring sub-second precision.
+    /// matches every field, ignoring sub-second precision and the offset.
     pub fn matches_local(&self, local: NaiveDateTime) -> bool {
         self.seconds.contains(local.second())
             && self.minutes.contains(local.minute())
@@ -552,8 +611,18 @@ impl Schedule {
     }
 
     /// The first fire instant strictly after `after`, or `None` if there is
-    /// none within [`HORIZON_YEARS`] years.
+    /// none within [`HORIZON_YEARS`] years. With an offset, the instant the fields name plus
+    /// the offset: the first whole-second match after `after - offset`, shifted.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.offset_ms == 0 {
+            return self.next_whole_after(after);
+        }
+        let shift = TimeDelta::try_milliseconds(i64::from(self.offset_ms))?;
+        self.next_whole_after(after.checked_sub_signed(shift)?)?.checked_add_signed(shift)
+    }
+
+    /// [`Schedule::next_after`] without the offset: the next whole second the fields name.
+    fn next_whole_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let offset = self.tz.offset_from_utc_datetime(&after.naive_utc()).fix();
         let local_after = after.naive_utc().checked_add_offset(offset)?;
         let max_year = local_after.year().checked_add(HORIZON_YEARS)?;

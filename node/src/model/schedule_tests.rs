@@ -616,3 +616,64 @@ fn min_interval_over_the_next_fires() {
     assert_eq!(every("0,1 * * * *"), Some(60), "the shortest gap, not the average");
     assert_eq!(every("0 0 1 1 *"), Some(365 * 86_400));
 }
+
+#[test]
+fn an_offset_token_shifts_every_fire_inside_its_second() {
+    let s = schedule("*/10 * * * * * +250ms", "UTC");
+    assert_eq!(s.offset_ms(), 250);
+    assert_eq!(s.expression(), "*/10 * * * * * +250ms");
+    // Just before, at, and just after a shifted instant.
+    assert_eq!(s.next_after(at("2026-05-01T12:00:00Z")), Some(at("2026-05-01T12:00:00.250Z")));
+    assert_eq!(s.next_after(at("2026-05-01T12:00:00.249Z")), Some(at("2026-05-01T12:00:00.250Z")));
+    assert_eq!(s.next_after(at("2026-05-01T12:00:00.250Z")), Some(at("2026-05-01T12:00:10.250Z")));
+    assert_eq!(s.next_after(at("2026-05-01T11:59:59.999Z")), Some(at("2026-05-01T12:00:00.250Z")));
+    assert_eq!(
+        s.between(at("2026-05-01T12:00:00Z"), at("2026-05-01T12:00:30Z"), 10),
+        vec![at("2026-05-01T12:00:00.250Z"), at("2026-05-01T12:00:10.250Z"), at("2026-05-01T12:00:20.250Z")]
+    );
+    // The gaps between fires do not change.
+    assert_eq!(s.min_interval_estimate(at("2026-05-01T12:00:00Z")), Some(Duration::from_secs(10)));
+    // Without the token, and with +0ms, fires stay on whole seconds.
+    assert_eq!(schedule("*/10 * * * * *", "UTC").offset_ms(), 0);
+    let zero = schedule("*/10 * * * * * +0ms", "UTC");
+    assert_eq!(zero.next_after(at("2026-05-01T12:00:00Z")), Some(at("2026-05-01T12:00:10Z")));
+}
+
+#[test]
+fn an_offset_follows_macros_five_fields_and_zone_rules() {
+    let hourly = schedule("@hourly +999ms", "UTC");
+    assert_eq!(hourly.next_after(at("2026-05-01T12:00:00.999Z")), Some(at("2026-05-01T13:00:00.999Z")));
+    let five = schedule("30 2 * * * +5ms", "Europe/Berlin");
+    // 02:30 local does not exist on 29 March 2026 (spring forward): 03:00 local, plus the offset.
+    assert_eq!(five.next_after(at("2026-03-28T23:00:00Z")), Some(at("2026-03-29T01:00:00.005Z")));
+    // Strictly increasing over a repeated hour (fall back).
+    let every_15 = schedule("0 */15 * * * * +100ms", "Europe/Berlin");
+    let fires = every_15.between(at("2026-10-24T23:00:00Z"), at("2026-10-25T03:00:00Z"), 100);
+    assert!(fires.windows(2).all(|w| w[0] < w[1]));
+    assert!(fires.iter().all(|f| f.timestamp_subsec_millis() == 100));
+}
+
+#[test]
+fn a_malformed_offset_is_refused_with_the_token() {
+    for bad in [
+        "* * * * * +1000ms",
+        "* * * * * +250",
+        "* * * * * +ms",
+        "* * * * * +-5ms",
+        "* * * * * +2.5ms",
+        "* * * * * +0250ms",
+        "* * * * * +250s",
+    ] {
+        let err = Schedule::parse(bad, "UTC").expect_err(bad);
+        assert!(matches!(err, ScheduleError::InvalidOffset { .. }), "{bad}: {err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with("cron_expression: offset \"+"), "{text}");
+        assert_eq!(err.request_field(), "cron_expression");
+    }
+    // Only the last token may be an offset.
+    assert!(matches!(
+        Schedule::parse("+250ms * * * * *", "UTC"),
+        Err(ScheduleError::InvalidField { .. } | ScheduleError::FieldCount { .. })
+    ));
+    assert_eq!(Schedule::parse("+250ms", "UTC"), Err(ScheduleError::Empty));
+}

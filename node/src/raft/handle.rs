@@ -10,6 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
 use crate::ids::NodeId;
+use crate::level::PeerLevels;
 use crate::metrics::{Metrics, RaftGauges};
 use crate::raft::network::LastContact;
 use crate::raft::proposals::Proposals;
@@ -241,7 +242,11 @@ impl RaftHandle {
     }
 
     /// Adds a learner and waits until it caught up, then makes it a voter.
-    pub async fn add_voter(&self, node_id: NodeId, addr: &str) -> Result<(), ProposeError> {
+    ///
+    /// The new node must run at least this node's release level (`crate::level`, learnt from
+    /// its answers while it catches up): a node of an older release could not read what this
+    /// one may already have written.
+    pub async fn add_voter(&self, node_id: NodeId, addr: &str, levels: &PeerLevels) -> Result<(), ProposeError> {
         self.raft.add_learner(node_id, BasicNode::new(addr), true).await.map_err(from_write_error)?;
         // A learner that refuses the leader's calls (another master key, cluster secret or CA)
         // never catches up: do not make it a voter, or it would weaken every quorum.
@@ -271,6 +276,16 @@ impl RaftHandle {
                  cluster secret, master key, TLS certificates) and was not added"
             )));
         }
+        let level = levels.of(node_id).unwrap_or(crate::level::UNLABELLED);
+        if level < crate::level::own() {
+            let remove: BTreeSet<NodeId> = [node_id].into();
+            let _ = self.raft.change_membership(openraft::ChangeMembers::RemoveNodes(remove), false).await;
+            return Err(ProposeError::Refused(format!(
+                "node {node_id} runs an older release (level {level}) than the leader (level {}); \
+                 upgrade it and add it again",
+                crate::level::own()
+            )));
+        }
         let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.voter_ids().collect();
         voters.insert(node_id);
         self.raft.change_membership(voters, false).await.map_err(from_write_error)?;
@@ -297,6 +312,11 @@ impl RaftHandle {
             return Err(ProposeError::Refused(format!("node {node_id} is not a member")));
         }
         Ok(())
+    }
+
+    /// Every member (voters and learners), from the membership config.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        self.raft.metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect()
     }
 
     /// The address of a member, from the membership config.

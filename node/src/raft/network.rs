@@ -1,7 +1,8 @@
 //! The sending side of node-to-node RPC: Raft messages, forwarded writes and read-index calls.
 //!
 //! Every call is an HTTP/1.1 POST to the peer's `/internal/...` route with a bincode body and
-//! the cluster secret in `X-Raftcron-Cluster-Token`. One pooled `reqwest::Client` per node keeps
+//! the cluster secret in `X-Raftcron-Cluster-Token`, and carries this build's release level
+//! (`crate::level`); the level each peer answers with is kept in [`PeerClient::levels`]. One pooled `reqwest::Client` per node keeps
 //! connections alive; every call has a bounded timeout. This module never decides what to send:
 //! openraft and `cluster/` do.
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::config::TlsSettings;
 use crate::crypto::{KeyringIds, KEYRING_HEADER};
 use crate::ids::NodeId;
+use crate::level::PeerLevels;
 use crate::raft::{
     AppendEntriesRequest, AppendEntriesResponse, BasicNode, InstallSnapshotError, InstallSnapshotRequest,
     InstallSnapshotResponse, RaftError, TypeConfig, VoteRequest, VoteResponse,
@@ -57,6 +59,9 @@ pub struct PeerClient {
     /// `--peer-override`: where this node really connects to reach a peer (a fault-injecting
     /// proxy in the chaos suite). Local to this node, never replicated.
     overrides: Arc<BTreeMap<NodeId, String>>,
+    /// This node's release level, as sent, and what each peer answered with.
+    level: String,
+    levels: PeerLevels,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -96,7 +101,20 @@ impl PeerClient {
             }
         };
         let http = b.build().map_err(|e| e.to_string())?;
-        Ok(PeerClient { http, secret, scheme, keyring: keyring.to_header_value(), overrides: Arc::new(overrides) })
+        Ok(PeerClient {
+            http,
+            secret,
+            scheme,
+            keyring: keyring.to_header_value(),
+            overrides: Arc::new(overrides),
+            level: crate::level::own().to_string(),
+            levels: PeerLevels::default(),
+        })
+    }
+
+    /// The release level each peer last answered this node with.
+    pub fn levels(&self) -> &PeerLevels {
+        &self.levels
     }
 
     /// Where this node connects to reach `node`, whose advertised address is `addr`: its
@@ -139,6 +157,7 @@ impl PeerClient {
             .post(format!("{}://{addr}{path}", self.scheme))
             .header(CLUSTER_TOKEN_HEADER, &self.secret)
             .header(KEYRING_HEADER, &self.keyring)
+            .header(crate::level::HEADER, &self.level)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
         if let Some(id) = crate::request_id::current() {
             request = request.header(crate::request_id::HEADER, id);
@@ -148,6 +167,8 @@ impl PeerClient {
         }
         let resp = request.timeout(timeout).body(body).send().await.map_err(|e| classify(addr, &e))?;
         let status = resp.status();
+        let level = resp.headers().get(crate::level::HEADER).and_then(|v| v.to_str().ok());
+        self.levels.record(node, crate::level::parse(level));
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(PeerError::Unauthorized { addr: addr.into() });
         }

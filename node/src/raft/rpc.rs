@@ -2,6 +2,7 @@
 //! the last log index that `raft::leader_watch` asks for), and the cluster-secret gate that
 //! every `/internal` route sits behind.
 //!
+//! Every answer carries this build's release level (`crate::level`).
 //! Bodies are bincode; answers are bincode of `Result<Response, RaftError>`, or of
 //! `Option<u64>` for the last log index. An unauthenticated call gets 401 before its body is
 //! read. This module must not serve anything public.
@@ -98,23 +99,30 @@ impl PeerGate {
 /// Middleware for operator routes (drills): 401 without the cluster secret, or without the
 /// peer certificate that mutual TLS asks for.
 pub async fn require_secret(State(gate): State<PeerGate>, req: Request, next: Next) -> Response {
-    match gate.refuse_unauthenticated(&req) {
+    let answer = match gate.refuse_unauthenticated(&req) {
         Some(refusal) => refusal,
         None => next.run(req).await,
-    }
+    };
+    with_level(answer)
+}
+
+/// Adds this build's release level to an answer (`crate::level`).
+fn with_level(mut answer: Response) -> Response {
+    answer.headers_mut().insert(crate::level::HEADER, axum::http::HeaderValue::from(crate::level::own()));
+    answer
 }
 
 /// Middleware for node-to-node routes: [`require_secret`], and 409 from a node whose master
 /// keys cannot read ours (or ours theirs).
 pub async fn require_peer(State(gate): State<PeerGate>, req: Request, next: Next) -> Response {
     if let Some(refusal) = gate.refuse_unauthenticated(&req) {
-        return refusal;
+        return with_level(refusal);
     }
     if let Err(why) = gate.compatible(req.headers()) {
         gate.log_refusal(&why);
-        return (StatusCode::CONFLICT, why).into_response();
+        return with_level((StatusCode::CONFLICT, why).into_response());
     }
-    next.run(req).await
+    with_level(next.run(req).await)
 }
 
 /// Encodes an answer as bincode.

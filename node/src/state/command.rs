@@ -9,6 +9,7 @@ use crate::model::apikey::{ApiKeyRecord, KeyHash, KeyKind, KeyPatch};
 use crate::model::assignment::ShardMove;
 use crate::model::audit::Actor;
 use crate::model::job::{JobPatch, JobRecord, JobSpec};
+use crate::model::schedule::has_offset_token;
 use crate::model::tenant::{TenantPatch, TenantRecord};
 use crate::state::firing::{Alert, ClaimItem, ClaimVerdict, Released, RunOutcome};
 
@@ -135,6 +136,24 @@ pub enum CommandBody {
         runs_kept: u32,
         lease_ms: u32,
     },
+}
+
+impl CommandBody {
+    /// The release level a node needs to apply this command as every other node does
+    /// (`crate::level`): 2 for a schedule with a millisecond offset, 1 otherwise.
+    pub fn level(&self) -> u32 {
+        let schedule = |expr: &str| if has_offset_token(expr) { 2 } else { crate::level::UNLABELLED };
+        match self {
+            CommandBody::CreateJob { spec, .. } => schedule(&spec.cron_expression),
+            CommandBody::UpdateJob { patch, .. } => {
+                patch.cron_expression.as_deref().map_or(crate::level::UNLABELLED, schedule)
+            }
+            CommandBody::Batch(commands) => {
+                commands.iter().map(|c| c.body.level()).max().unwrap_or(crate::level::UNLABELLED)
+            }
+            _ => crate::level::UNLABELLED,
+        }
+    }
 }
 
 /// Why a well-formed command changed nothing.

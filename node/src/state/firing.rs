@@ -343,6 +343,11 @@ fn judge(
                 .map(|t| t.timestamp_millis());
             if next != Some(item.at_ms) {
                 ClaimVerdict::NotNextSlot
+            } else if item.kind == ClaimKind::Slot && fs.in_flight.iter().any(|f| f.at_ms == item.at_ms) {
+                // A manual run is in flight at this very instant: possible only when the
+                // schedule's offset changed after the run was triggered. Instants in flight stay
+                // unique; the owner claims the slot again once the run has left flight.
+                ClaimVerdict::NotNextSlot
             } else if item.kind == ClaimKind::Slot && item.at_ms > now + MAX_CLAIM_AHEAD_MS {
                 ClaimVerdict::TooFarAhead
             } else if item.kind == ClaimKind::Missed && item.at_ms + job.spec.deadline_ms() >= now {
@@ -385,7 +390,8 @@ fn push_run(
 }
 
 /// Puts a manual run of a job in flight, released, so its shard's owner sends it. Its instant
-/// is never a whole second, so it cannot be mistaken for a scheduled slot of the same job.
+/// never falls where the job's scheduled slots fall (a whole second plus the schedule's offset,
+/// `+<n>ms`), so it cannot be mistaken for a scheduled slot of the same job.
 pub fn apply_trigger(
     view: &impl StateRead,
     batch: &mut Batch,
@@ -395,12 +401,13 @@ pub fn apply_trigger(
     trigger: Uuid,
 ) -> Result<CommandResult, StateError> {
     let key = keys::job(tenant, id);
-    if view.get(Table::Jobs, &key)?.is_none() {
+    let Some(job) = get_value::<JobRecord>(view, Table::Jobs, &key)? else {
         return Ok(CommandResult::Rejected(crate::state::Rejection::JobNotFound { id }));
-    }
+    };
+    let slot_ms = job.spec.schedule().map_or(0, |s| i64::from(s.offset_ms()));
     let mut fs: FireState = get_value(view, Table::FireState, &key)?.unwrap_or_default();
     let mut at_ms = now;
-    while at_ms % 1000 == 0 || fs.in_flight.iter().any(|f| f.at_ms == at_ms) {
+    while at_ms.rem_euclid(1000) == slot_ms || fs.in_flight.iter().any(|f| f.at_ms == at_ms) {
         at_ms += 1;
     }
     let fire_id = FireId::manual(id, trigger);

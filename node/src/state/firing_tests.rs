@@ -352,3 +352,45 @@ fn the_lease_is_fixed_once_at_formation_and_older_clusters_keep_the_default() {
     tiny.apply(&at(T0, form(1)));
     assert_eq!(lease(&tiny).unwrap(), Some(Duration::from_millis(500)));
 }
+
+fn reschedule(w: &mut World, now: i64, cron: &str) {
+    let patch = crate::model::job::JobPatch { cron_expression: Some(cron.into()), ..Default::default() };
+    let r = w.s.apply(&at(now, CommandBody::UpdateJob { id: w.job, tenant: w.tenant.clone(), patch }));
+    assert!(matches!(r, CommandResult::Job(_)), "{r:?}");
+}
+
+#[test]
+fn a_schedule_with_an_offset_is_claimed_at_its_shifted_instants_and_triggers_keep_clear() {
+    let mut w = World::new();
+    reschedule(&mut w, T0 + 10, "* * * * * * +250ms");
+    let inc = Uuid::new_v4();
+    assert_eq!(w.claim(T0 + 20, 1, inc, 1, T0 + 1000, ClaimKind::Slot), ClaimVerdict::NotNextSlot, "whole second");
+    assert_eq!(w.claim(T0 + 20, 1, inc, 1, T0 + 250, ClaimKind::Slot), ClaimVerdict::Accepted);
+    assert_eq!(w.claim(T0 + 20, 1, inc, 1, T0 + 1250, ClaimKind::Slot), ClaimVerdict::Accepted);
+    assert_eq!(w.fire_state().watermark_ms, T0 + 1250);
+    // A manual run triggered right at a slot's instant moves off it.
+    let trigger = Uuid::new_v4();
+    let r = w.s.apply(&at(T0 + 3250, CommandBody::Trigger { id: w.job, tenant: w.tenant.clone(), trigger }));
+    let CommandResult::Triggered { at_ms, .. } = r else { panic!("{r:?}") };
+    assert_eq!(at_ms, T0 + 3251);
+}
+
+#[test]
+fn a_slot_that_lands_on_a_manual_run_in_flight_waits_until_the_run_left_flight() {
+    let mut w = World::new();
+    let trigger = Uuid::new_v4();
+    let r = w.s.apply(&at(T0 + 5000, CommandBody::Trigger { id: w.job, tenant: w.tenant.clone(), trigger }));
+    let CommandResult::Triggered { at_ms, fire_id } = r else { panic!("{r:?}") };
+    assert_eq!(at_ms, T0 + 5001);
+    // The offset changes to exactly that instant while the run is in flight.
+    reschedule(&mut w, T0 + 5000, "* * * * * * +1ms");
+    let inc = Uuid::new_v4();
+    assert_eq!(w.claim(T0 + 5000, 1, inc, 1, T0 + 5001, ClaimKind::Slot), ClaimVerdict::NotNextSlot);
+    assert_eq!(w.fire_state().in_flight.len(), 1, "instants in flight stay unique");
+    // Once the manual run's result is written, the slot is claimed.
+    let mut outcome = outcome(&w, at_ms, RunStatus::Succeeded);
+    outcome.run.fire_id = fire_id;
+    w.s.apply(&at(T0 + 5002, CommandBody::RecordRuns { outcomes: vec![outcome] }));
+    assert!(w.fire_state().in_flight.is_empty());
+    assert_eq!(w.claim(T0 + 5003, 1, inc, 1, T0 + 5001, ClaimKind::Slot), ClaimVerdict::Accepted);
+}

@@ -475,6 +475,15 @@ impl TestCluster {
         c.start_prepared(n, extra).await
     }
 
+    /// Like [`TestCluster::start_with`], with `env` set on the nodes `on` from their first start.
+    pub async fn start_with_env_on(n: u64, extra: &[&str], on: &[u64], env: &[(&str, &str)]) -> Result<TestCluster> {
+        let mut c = TestCluster::new()?;
+        for id in on {
+            c.node_env.insert(*id, env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        }
+        c.start_prepared(n, extra).await
+    }
+
     pub async fn start_tls(n: u64, extra: &[&str], ca_pem: &[u8]) -> Result<TestCluster> {
         let mut c = TestCluster::new()?;
         c.http = reqwest::Client::builder()

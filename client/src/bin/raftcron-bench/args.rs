@@ -122,9 +122,12 @@ pub struct ReadArgs {
 pub enum Pattern {
     /// Every job every second (`* * * * * *`): one burst of F fires at each whole second.
     Aligned,
-    /// F x P jobs, each every P seconds at its own second offset: F fires each second from
-    /// different second fields.
+    /// F x P jobs, each every P seconds at its own second, and at its own millisecond offset
+    /// inside that second (`+<n>ms`): F fires a second spread evenly over the second.
     Spread,
+    /// F x P jobs, each every P seconds at its own second, on the whole second: F fires each
+    /// second from different second fields, still one burst at each whole second.
+    Seconds,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -141,8 +141,11 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
     let to_s = now_us().div_euclid(1_000_000) - 1;
     c.wait_ready(FORM_TIMEOUT).await?;
     tokio::time::sleep(SETTLE).await;
-    let expected =
-        Expected { jobs: jobs.iter().map(|j| (j.to_string(), Every { period: 1, offset: 0 })).collect(), from_s, to_s };
+    let expected = Expected {
+        jobs: jobs.iter().map(|j| (j.to_string(), Every { period: 1, offset: 0, ms: 0 })).collect(),
+        from_s,
+        to_s,
+    };
     let records = sink.records();
     let (t, _) = tally(&expected, &records);
     let crash_window = crash_window_resends(&records, &kills, from_s, to_s);

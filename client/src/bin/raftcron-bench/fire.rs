@@ -5,9 +5,11 @@
 //! to the same sink) and the burst floor (prebuilt requests on connections opened ahead, see
 //! [`floor`]).
 //!
-//! Cron slots are whole seconds, so "spread" cannot spread fires inside a second: it spreads
-//! the jobs over P different second fields (F x P jobs, each every P seconds), which keeps F
-//! fires a second from jobs whose schedules differ.
+//! Patterns: "aligned" is F every-second jobs, one burst of F fires at each whole second.
+//! "spread" is F x P jobs, each every P seconds at its own second field and its own millisecond
+//! offset (`+<n>ms`), so the F fires of a second are spread evenly over it. "seconds" is the
+//! same jobs without the offsets: F fires a second from different second fields, still a burst
+//! at each whole second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,13 +47,22 @@ impl Case {
         match self.pattern {
             Pattern::Aligned => format!("aligned {}/s", self.rate),
             Pattern::Spread => format!("spread/{}s {}/s", self.period, self.rate),
+            Pattern::Seconds => format!("seconds/{}s {}/s", self.period, self.rate),
         }
     }
 
+    /// The schedule of job `i`. Spread: the jobs of one second are `i % P` alike, and the
+    /// `i / P`-th of them fires `(i / P) x 1000 / F` ms into it.
     fn every(&self, i: u64) -> Every {
+        let period = u64::from(self.period_of());
+        let offset = (i % period) as u32;
         match self.pattern {
-            Pattern::Aligned => Every { period: 1, offset: 0 },
-            Pattern::Spread => Every { period: self.period, offset: (i % u64::from(self.period)) as u32 },
+            Pattern::Aligned => Every { period: 1, offset: 0, ms: 0 },
+            Pattern::Seconds => Every { period: self.period_of(), offset, ms: 0 },
+            Pattern::Spread => {
+                let ms = ((i / period) * 1000 / u64::from(self.rate.max(1))).min(999) as u32;
+                Every { period: self.period_of(), offset, ms }
+            }
         }
     }
 
@@ -59,15 +70,12 @@ impl Case {
     fn period_of(&self) -> u32 {
         match self.pattern {
             Pattern::Aligned => 1,
-            Pattern::Spread => self.period.max(1),
+            Pattern::Spread | Pattern::Seconds => self.period.max(1),
         }
     }
 
     fn jobs(&self) -> u64 {
-        match self.pattern {
-            Pattern::Aligned => u64::from(self.rate),
-            Pattern::Spread => u64::from(self.rate) * u64::from(self.period),
-        }
+        u64::from(self.rate) * u64::from(self.period_of())
     }
 }
 
@@ -218,10 +226,17 @@ pub async fn baseline(sink: &Sink, case: Case) -> Result<Row> {
     let name = format!("baseline {}", case.name());
     let progress = progress::show(name.clone(), counters.clone(), window + MAX_GRACE);
     for s in expected.from_s..expected.to_s {
-        sleep_until_us(s * 1_000_000).await;
-        let at = chrono::DateTime::from_timestamp(s, 0).unwrap_or_default();
-        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        for job in expected.due_at(s) {
+        // The second's slots in order of their instants; one wake-up per instant.
+        let mut due: Vec<(i64, &String)> =
+            expected.due_at(s).map(|job| (expected.jobs.get(job).map_or(s * 1_000_000, |e| e.at_us(s)), job)).collect();
+        due.sort_unstable();
+        let mut woke_for = i64::MIN;
+        for (at_us, job) in due {
+            if at_us != woke_for {
+                sleep_until_us(at_us).await;
+                woke_for = at_us;
+            }
+            let stamp = stamp_of(at_us);
             let req = http
                 .post(&url)
                 .header("Idempotency-Key", format!("{job}-{s}"))
@@ -280,16 +295,15 @@ pub async fn floor(sink: &Sink, case: Case) -> Result<Row> {
             stream.set_nodelay(true)?;
             let mut answer = vec![0u8; 4096];
             for s in from_s..to_s {
-                let Some((job, _)) = lane.iter().find(|(_, e)| e.due(s)) else { continue };
-                let stamp = chrono::DateTime::from_timestamp(s, 0)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let Some((job, every)) = lane.iter().find(|(_, e)| e.due(s)) else { continue };
+                let at_us = every.at_us(s);
+                let stamp = stamp_of(at_us);
                 let request = format!(
                     "POST /floor HTTP/1.1\r\nHost: {addr}\r\nIdempotency-Key: {job}-{s}\r\n\
                      X-Raftcron-Job-Id: {job}\r\nX-Raftcron-Scheduled-At: {stamp}\r\n\
                      X-Raftcron-Attempt: 1\r\nContent-Length: 0\r\n\r\n"
                 );
-                sleep_until_us(s * 1_000_000).await;
+                sleep_until_us(at_us).await;
                 stream.write_all(request.as_bytes()).await?;
                 // The sink answers 200 with an empty body: read up to the end of the head.
                 let mut got = 0;
@@ -319,6 +333,13 @@ pub async fn floor(sink: &Sink, case: Case) -> Result<Row> {
     let mut row = row_of(&name, &expected, &sink.records(), case.window_s);
     row.extra.insert("failed_connections".into(), failed.into());
     Ok(row)
+}
+
+/// `X-Raftcron-Scheduled-At` of the instant `at_us` (microseconds since the epoch).
+fn stamp_of(at_us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(at_us)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Deletes `ids` (64 at a time), for attached clusters.

@@ -1,4 +1,5 @@
-//! Slot accounting of the fire scenario: which (job, second) slots were expected in a window,
+//! Slot accounting of the fire scenario: which (job, second) slots were expected in a window
+//! (a slot is a whole second, or a whole second plus the job's millisecond offset),
 //! which arrived, which arrived twice (the same `Idempotency-Key` again) and which never came.
 //!
 //! Pure functions over the sink's records; the scenario decides the window and waits for late
@@ -21,14 +22,21 @@ pub struct Record {
     pub received_us: i64,
 }
 
-/// A schedule that fires at every whole second `s` with `s % period == offset`.
+/// A schedule that fires at every whole second `s` with `s % period == offset`, `ms`
+/// milliseconds after that second (the cron offset `+<ms>ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Every {
     pub period: u32,
     pub offset: u32,
+    pub ms: u32,
 }
 
 impl Every {
+    /// The instant of the slot at Unix second `s`, in microseconds since the epoch.
+    pub fn at_us(self, s: i64) -> i64 {
+        s * 1_000_000 + i64::from(self.ms) * 1000
+    }
+
     /// Whether the slot at Unix second `s` is due.
     pub fn due(self, s: i64) -> bool {
         let p = i64::from(self.period.max(1));
@@ -37,12 +45,18 @@ impl Every {
 
     /// The cron expression (seconds field first) of this schedule; `period` divides 60.
     pub fn cron(self) -> String {
-        if self.period <= 1 {
-            return "* * * * * *".to_string();
+        let fields = if self.period <= 1 {
+            "* * * * * *".to_string()
+        } else {
+            let seconds: Vec<String> =
+                (0..60).filter(|s| s % self.period == self.offset % self.period).map(|s| s.to_string()).collect();
+            format!("{} * * * * *", seconds.join(","))
+        };
+        if self.ms == 0 {
+            fields
+        } else {
+            format!("{fields} +{}ms", self.ms)
         }
-        let seconds: Vec<String> =
-            (0..60).filter(|s| s % self.period == self.offset % self.period).map(|s| s.to_string()).collect();
-        format!("{} * * * * *", seconds.join(","))
     }
 }
 
@@ -106,9 +120,8 @@ pub fn tally(expected: &Expected, records: &[Record]) -> (Tally, Vec<u64>) {
             t.duplicates += 1;
             continue;
         }
-        let whole = r.scheduled_us.rem_euclid(1_000_000) == 0;
-        let due = expected.jobs.get(&r.job).is_some_and(|e| e.due(second));
-        if !whole || !due || !seen.insert((r.job.as_str(), second)) {
+        let due = expected.jobs.get(&r.job).is_some_and(|e| e.due(second) && e.at_us(second) == r.scheduled_us);
+        if !due || !seen.insert((r.job.as_str(), second)) {
             t.unexpected += 1;
             continue;
         }
@@ -140,7 +153,7 @@ mod tests {
         Expected { jobs: jobs.iter().map(|(j, e)| (j.to_string(), *e)).collect(), from_s, to_s }
     }
 
-    const EVERY_SECOND: Every = Every { period: 1, offset: 0 };
+    const EVERY_SECOND: Every = Every { period: 1, offset: 0, ms: 0 };
 
     #[test]
     fn all_slots_once_is_clean() {
@@ -183,7 +196,7 @@ mod tests {
 
     #[test]
     fn spread_schedules_count_only_their_seconds() {
-        let p = Every { period: 5, offset: 2 };
+        let p = Every { period: 5, offset: 2, ms: 0 };
         assert!(p.due(102) && p.due(107) && !p.due(103));
         assert_eq!(p.cron(), "2,7,12,17,22,27,32,37,42,47,52,57 * * * * *");
         assert_eq!(EVERY_SECOND.cron(), "* * * * * *");
@@ -202,5 +215,25 @@ mod tests {
         assert_eq!(t.early, 1);
         assert_eq!(t.max_early_us, 3000);
         assert_eq!(late, vec![0]);
+    }
+
+    #[test]
+    fn a_millisecond_offset_moves_the_slot_inside_its_second() {
+        let e = Every { period: 5, offset: 2, ms: 250 };
+        assert_eq!(e.cron(), "2,7,12,17,22,27,32,37,42,47,52,57 * * * * * +250ms");
+        assert_eq!(Every { ms: 7, ..EVERY_SECOND }.cron(), "* * * * * * +7ms");
+        let exp = window(&[("a", e)], 100, 110);
+        let at = |s: i64, late_ms: i64| Record {
+            key: format!("k{s}"),
+            job: "a".into(),
+            scheduled_us: e.at_us(s),
+            received_us: e.at_us(s) + late_ms * 1000,
+        };
+        let (t, late) = tally(&exp, &[at(102, 3), at(107, 4)]);
+        assert_eq!((t.received, t.misses, t.unexpected), (2, 0, 0));
+        assert_eq!(late, vec![3000, 4000]);
+        // The whole second is not the slot.
+        let (t, _) = tally(&exp, &[rec("k102", "a", 102, 1)]);
+        assert_eq!((t.unexpected, t.misses), (1, 2));
     }
 }
