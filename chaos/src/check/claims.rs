@@ -34,7 +34,7 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
                 }
             }
         }
-        let sched = scheduled_runs(per_job);
+        let sched = scheduled_runs(per_job, e.firing);
         let view = views.entry(*node).or_default();
         for (job, slots) in sched {
             for (at, runs) in slots {

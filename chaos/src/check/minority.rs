@@ -68,7 +68,7 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
             // Healed before any slot it could not have claimed came due: nothing to judge.
             continue;
         }
-        for (job, slots) in scheduled_runs(per_job) {
+        for (job, slots) in scheduled_runs(per_job, e.firing) {
             for (at, runs) in slots.range(earliest..=heal_ms) {
                 for run in runs {
                     slots_judged += 1;

@@ -19,7 +19,7 @@ pub fn check(e: &Evidence<'_>) -> CheckResult {
     };
     let mut r = CheckResult::new(name);
     let hits = hits_by_slot(e.hits);
-    let runs = scheduled_runs(per_job);
+    let runs = scheduled_runs(per_job, e.firing);
     let mut expected = 0usize;
     let mut delivered = 0usize;
     let mut recorded: BTreeMap<String, usize> = BTreeMap::new();

@@ -176,14 +176,19 @@ pub fn shard_of(job: &str, shard_count: u32) -> Option<u32> {
 }
 
 /// Scheduled runs (not manual triggers) of one node's view: job -> scheduled ms -> runs.
-pub fn scheduled_runs(per_job: &BTreeMap<String, Vec<Run>>) -> BTreeMap<&str, BTreeMap<i64, Vec<&Run>>> {
+pub fn scheduled_runs<'a>(
+    per_job: &'a BTreeMap<String, Vec<Run>>,
+    firing: &[FiringJob],
+) -> BTreeMap<&'a str, BTreeMap<i64, Vec<&'a Run>>> {
+    let offsets: BTreeMap<&str, i64> = firing.iter().map(|j| (j.id.as_str(), i64::from(j.offset_ms))).collect();
     let mut out: BTreeMap<&str, BTreeMap<i64, Vec<&Run>>> = BTreeMap::new();
     for (job, runs) in per_job {
+        let offset = offsets.get(job.as_str()).copied().unwrap_or(0);
         let m = out.entry(job.as_str()).or_default();
         for r in runs {
             let at = r.scheduled_at.timestamp_millis();
-            // Manual triggers are never on a whole second.
-            if at % 1000 == 0 {
+            // Manual triggers never fall on a slot's instant (a whole second plus the offset).
+            if at.rem_euclid(1000) == offset {
                 m.entry(at).or_default().push(r);
             }
         }

@@ -90,7 +90,7 @@ fn job(id: &str, name: &str) -> Job {
 /// Runs `f` on evidence built from the given parts (one firing job, every second).
 fn judge<T>(history: &Snapshot, hits: &[Hit], fs: Option<&FinalState>, f: impl Fn(&Evidence<'_>) -> T) -> T {
     let cfg = config();
-    let firing = vec![FiringJob { id: JOB.into(), period_s: 1, created_ms: 0 }];
+    let firing = vec![FiringJob { id: JOB.into(), period_s: 1, offset_ms: 0, created_ms: 0 }];
     let keys = KeyState::default();
     let scan = canary::Scan::default();
     let e = Evidence {

@@ -3,9 +3,11 @@
 //! until the end of the run, when they are paused so the run lists stop growing while the
 //! checkers read them.
 //!
-//! The expected slots of a job are a pure function of its period and the checked window
-//! ([`FiringJob::slots`]); periods divide 60, so `*/k` in the seconds field is every k seconds
-//! of Unix time.
+//! The expected slots of a job are a pure function of its period, its millisecond offset and
+//! the checked window ([`FiringJob::slots`]); periods divide 60, so `*/k` in the seconds field
+//! is every k seconds of Unix time. Every other periodic job carries a millisecond offset
+//! (`+<n>ms`), so its slots fall inside the second, where faults land at other moments of a
+//! send than on the whole second.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,6 +30,9 @@ const PERIODS: [u32; 6] = [2, 3, 4, 5, 6, 10];
 pub struct FiringJob {
     pub id: String,
     pub period_s: u32,
+    /// Milliseconds after the whole second (the schedule's `+<n>ms`; 0: none).
+    #[serde(default)]
+    pub offset_ms: u32,
     pub created_ms: i64,
 }
 
@@ -35,7 +40,8 @@ impl FiringJob {
     /// The job's slots (Unix ms) in `[from_ms, to_ms]`.
     pub fn slots(&self, from_ms: i64, to_ms: i64) -> Vec<i64> {
         let p = i64::from(self.period_s.max(1)) * 1000;
-        let mut t = from_ms.div_euclid(p) * p;
+        let offset = i64::from(self.offset_ms);
+        let mut t = (from_ms - offset).div_euclid(p) * p + offset;
         if t < from_ms {
             t += p;
         }
@@ -61,13 +67,17 @@ pub fn canary_prefix(seed: u64) -> String {
 /// Creates the firing jobs, trying the nodes in turn; any unclear outcome fails the setup.
 pub async fn create(apis: &[NodeApi], profile: &Profile, seed: u64, sink_url: &str) -> Result<Vec<FiringJob>> {
     let mut rng = rng::stream(seed, "firing-jobs");
-    let mut periods: Vec<u32> = vec![1; profile.every_second_jobs as usize];
-    for _ in 0..profile.periodic_jobs {
-        periods.push(*PERIODS.choose(&mut rng).unwrap_or(&5));
+    let mut schedules: Vec<(u32, u32)> = vec![(1, 0); profile.every_second_jobs as usize];
+    for n in 0..profile.periodic_jobs {
+        use rand::Rng;
+        let period = *PERIODS.choose(&mut rng).unwrap_or(&5);
+        let offset = if n % 2 == 1 { rng.gen_range(1..1000) } else { 0 };
+        schedules.push((period, offset));
     }
     let mut out = Vec::new();
-    for (i, period) in periods.into_iter().enumerate() {
-        let cron = if period == 1 { "* * * * * *".to_string() } else { format!("*/{period} * * * * *") };
+    for (i, (period, offset_ms)) in schedules.into_iter().enumerate() {
+        let fields = if period == 1 { "* * * * * *".to_string() } else { format!("*/{period} * * * * *") };
+        let cron = if offset_ms == 0 { fields } else { format!("{fields} +{offset_ms}ms") };
         let mut headers = BTreeMap::new();
         headers.insert(
             "Authorization".to_string(),
@@ -90,6 +100,7 @@ pub async fn create(apis: &[NodeApi], profile: &Profile, seed: u64, sink_url: &s
         out.push(FiringJob {
             id: job.job.id.to_string(),
             period_s: period,
+            offset_ms,
             created_ms: job.job.created_at.timestamp_millis(),
         });
     }
@@ -154,11 +165,15 @@ mod tests {
 
     #[test]
     fn slots_follow_the_period() {
-        let j = FiringJob { id: "x".into(), period_s: 5, created_ms: 0 };
+        let j = FiringJob { id: "x".into(), period_s: 5, offset_ms: 0, created_ms: 0 };
         assert_eq!(j.slots(1_000, 16_000), vec![5_000, 10_000, 15_000]);
         assert_eq!(j.slots(5_000, 5_000), vec![5_000]);
-        let s = FiringJob { id: "y".into(), period_s: 1, created_ms: 0 };
+        let s = FiringJob { id: "y".into(), period_s: 1, offset_ms: 0, created_ms: 0 };
         assert_eq!(s.slots(999, 3_000), vec![1_000, 2_000, 3_000]);
         assert!(s.slots(3_001, 3_999).is_empty());
+        let o = FiringJob { id: "z".into(), period_s: 5, offset_ms: 250, created_ms: 0 };
+        assert_eq!(o.slots(1_000, 15_250), vec![5_250, 10_250, 15_250]);
+        assert_eq!(o.slots(5_251, 10_249), Vec::<i64>::new());
+        assert_eq!(o.slots(-1_000, 300), vec![250]);
     }
 }
