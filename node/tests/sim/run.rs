@@ -272,12 +272,17 @@ async fn crash(world: &Arc<World>, id: NodeId) {
     }
 }
 
-fn spec(r: &mut Rng) -> JobSpec {
+fn spec(r: &mut Rng, whole_seconds: bool) -> JobSpec {
+    let n = r.below(1000);
+    let fields = r.pick(&["* * * * * *", "*/2 * * * * *", "*/3 * * * * *"]).unwrap();
+    // Every other job at a millisecond offset, drawn from what was drawn already, so that a
+    // seed's stream of draws (and its network and crash schedule) stays what it was.
+    let cron_expression = if n % 2 == 1 && !whole_seconds { format!("{fields} +{n}ms") } else { fields.to_string() };
     JobSpec {
-        name: format!("job-{}", r.below(1000)),
+        name: format!("job-{n}"),
         url: "https://example.com/hook".into(),
         method: HttpMethod::Post,
-        cron_expression: r.pick(&["* * * * * *", "*/2 * * * * *", "*/3 * * * * *"]).unwrap().to_string(),
+        cron_expression,
         timezone: "UTC".into(),
         headers: Vec::new(),
         body: None,
@@ -354,19 +359,22 @@ async fn act(world: &Arc<World>, jobs: &mut Vec<(JobId, bool)>) {
 fn client_write(world: &Arc<World>, jobs: &mut Vec<(JobId, bool)>, up: &[NodeId]) {
     let Some(entry) = world.rand(|r| r.pick(up).copied()).and_then(|id| world.handle(id)) else { return };
     let tenant = TenantId::default_tenant();
+    let whole = world.whole_seconds;
+    let reschedules: &[&str] =
+        if whole { &["* * * * * *", "*/2 * * * * *"] } else { &["* * * * * *", "*/2 * * * * *", "* * * * * * +500ms"] };
     let body = world.rand(|r| {
         let existing = r.pick(jobs).copied();
         match (r.below(10), existing) {
             (0..=3, _) | (_, None) => {
                 let id = JobId(r.uuid());
                 jobs.push((id, true));
-                CommandBody::CreateJob { id, tenant, spec: spec(r) }
+                CommandBody::CreateJob { id, tenant, spec: spec(r, whole) }
             }
             (4..=7, Some((id, active))) => {
                 let patch = match r.below(3) {
                     0 => JobPatch { is_active: Some(!active), ..JobPatch::default() },
                     1 => JobPatch {
-                        cron_expression: Some(r.pick(&["* * * * * *", "*/2 * * * * *"]).unwrap().to_string()),
+                        cron_expression: Some(r.pick(reschedules).unwrap().to_string()),
                         ..JobPatch::default()
                     },
                     _ => JobPatch { name: Some(format!("renamed-{}", r.below(100))), ..JobPatch::default() },

@@ -123,17 +123,20 @@ pub struct Model {
     pub late_writes: bool,
     /// See [`World::unfenced_releases`].
     pub unfenced_releases: bool,
+    /// See [`World::whole_seconds`].
+    pub whole_seconds: bool,
 }
 
 impl Model {
     /// `RAFTCRON_SIM_FORWARD_MOVES=1`, `RAFTCRON_SIM_EAGER=1`, `RAFTCRON_SIM_LATE_WRITES=1`
-    /// and `RAFTCRON_SIM_UNFENCED_RELEASES=1`.
+    /// `RAFTCRON_SIM_UNFENCED_RELEASES=1` and `RAFTCRON_SIM_WHOLE_SECONDS=1`.
     pub fn from_env() -> Model {
         Model {
             forward_moves: std::env::var_os("RAFTCRON_SIM_FORWARD_MOVES").is_some(),
             eager: std::env::var_os("RAFTCRON_SIM_EAGER").is_some(),
             late_writes: std::env::var_os("RAFTCRON_SIM_LATE_WRITES").is_some(),
             unfenced_releases: std::env::var_os("RAFTCRON_SIM_UNFENCED_RELEASES").is_some(),
+            whole_seconds: std::env::var_os("RAFTCRON_SIM_WHOLE_SECONDS").is_some(),
         }
     }
 }
@@ -162,6 +165,9 @@ pub struct World {
     /// a release whose outcome is unknown goes again at once, with no fence
     /// (`RAFTCRON_SIM_UNFENCED_RELEASES=1`).
     pub unfenced_releases: bool,
+    /// Jobs fire on whole seconds only, as before schedules had millisecond offsets; otherwise
+    /// every other job has one (`RAFTCRON_SIM_WHOLE_SECONDS=1`).
+    pub whole_seconds: bool,
     /// The faults are over: no write is held any more (see `late_writes`).
     pub healed: std::sync::atomic::AtomicBool,
 }
@@ -186,6 +192,7 @@ impl World {
             eager: model.eager,
             late_writes: model.late_writes,
             unfenced_releases: model.unfenced_releases,
+            whole_seconds: model.whole_seconds,
             healed: Default::default(),
         }
     }
