@@ -17,6 +17,8 @@ pub struct CreateJob {
     pub name: String,
     pub url: String,
     pub method: String,
+    /// Vixie cron: 5 fields, or 6 with a leading second field, or a macro (`@hourly`...); may end
+    /// with a millisecond offset `+<n>ms` (0-999) that every fire instant is shifted by.
     pub cron_expression: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
@@ -63,6 +65,8 @@ pub struct UpdateJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Vixie cron: 5 fields, or 6 with a leading second field, or a macro (`@hourly`...); may end
+    /// with a millisecond offset `+<n>ms` (0-999) that every fire instant is shifted by.
     pub cron_expression: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
