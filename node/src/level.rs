@@ -52,7 +52,7 @@ pub struct PeerLevels(Arc<Mutex<HashMap<NodeId, u32>>>);
 /// Why a write that needs a level cannot be proposed yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Short {
-    /// The member has not answered this node since it started leading.
+    /// The member has not answered this node since this node started.
     Unknown(NodeId),
     /// The member answered with a lower level.
     Below { node: NodeId, level: u32 },
