@@ -45,7 +45,7 @@
 //!   macro. Every fire instant is then n milliseconds after the whole second the fields name
 //!   (`*/10 * * * * * +250ms` fires at :00.250, :10.250, ...). The offset shifts the UTC instant
 //!   computed by the rules below; it never moves a fire into another second. A cluster accepts
-//!   it only once every member runs a release that reads it (`raft::level`).
+//!   it only once every member runs a release that reads it (`crate::level`).
 //! * Expressions are limited to [`MAX_EXPRESSION_LEN`] bytes.
 //! * The zone is an IANA name from the tz database (`UTC` included), matched
 //!   exactly or, failing that, ignoring ASCII case.

@@ -39,6 +39,8 @@ pub struct PeerGate {
     require_certificate: bool,
     /// When a refusal was last logged (Unix seconds), so a refused peer cannot flood the log.
     last_logged: Arc<AtomicI64>,
+    /// This build's release level, put on every answer (`crate::level`).
+    level: axum::http::HeaderValue,
 }
 
 impl std::fmt::Debug for PeerGate {
@@ -54,6 +56,7 @@ impl PeerGate {
             keyring: Arc::new(keyring),
             require_certificate,
             last_logged: Arc::default(),
+            level: axum::http::HeaderValue::from(crate::level::own()),
         }
     }
 
@@ -88,6 +91,12 @@ impl PeerGate {
         None
     }
 
+    /// Adds this build's release level to an answer.
+    fn with_level(&self, mut answer: Response) -> Response {
+        answer.headers_mut().insert(crate::level::HEADER, self.level.clone());
+        answer
+    }
+
     fn log_refusal(&self, why: &str) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         if now - self.last_logged.swap(now, Ordering::Relaxed) >= 10 {
@@ -103,26 +112,20 @@ pub async fn require_secret(State(gate): State<PeerGate>, req: Request, next: Ne
         Some(refusal) => refusal,
         None => next.run(req).await,
     };
-    with_level(answer)
-}
-
-/// Adds this build's release level to an answer (`crate::level`).
-fn with_level(mut answer: Response) -> Response {
-    answer.headers_mut().insert(crate::level::HEADER, axum::http::HeaderValue::from(crate::level::own()));
-    answer
+    gate.with_level(answer)
 }
 
 /// Middleware for node-to-node routes: [`require_secret`], and 409 from a node whose master
 /// keys cannot read ours (or ours theirs).
 pub async fn require_peer(State(gate): State<PeerGate>, req: Request, next: Next) -> Response {
     if let Some(refusal) = gate.refuse_unauthenticated(&req) {
-        return with_level(refusal);
+        return gate.with_level(refusal);
     }
     if let Err(why) = gate.compatible(req.headers()) {
         gate.log_refusal(&why);
-        return with_level((StatusCode::CONFLICT, why).into_response());
+        return gate.with_level((StatusCode::CONFLICT, why).into_response());
     }
-    with_level(next.run(req).await)
+    gate.with_level(next.run(req).await)
 }
 
 /// Encodes an answer as bincode.

@@ -54,6 +54,13 @@ impl World {
         }
     }
 
+    /// Triggers a manual run of the job at `now`; its fire id and instant.
+    fn trigger(&mut self, now: i64, trigger: Uuid) -> (FireId, i64) {
+        let r = self.s.apply(&at(now, CommandBody::Trigger { id: self.job, tenant: self.tenant.clone(), trigger }));
+        let CommandResult::Triggered { fire_id, at_ms } = r else { panic!("{r:?}") };
+        (fire_id, at_ms)
+    }
+
     fn fire_state(&self) -> FireState {
         decode(&self.s.get(Table::FireState, &keys::job(&self.tenant, self.job)).unwrap().unwrap()).unwrap()
     }
@@ -202,8 +209,7 @@ fn only_the_claimant_can_release_a_slot_and_a_reclaim_clears_it() {
 fn a_trigger_is_in_flight_released_off_the_whole_second_and_distinct() {
     let mut w = World::new();
     let trigger = Uuid::new_v4();
-    let r = w.s.apply(&at(T0 + 5000, CommandBody::Trigger { id: w.job, tenant: w.tenant.clone(), trigger }));
-    let CommandResult::Triggered { fire_id, at_ms } = r else { panic!("{r:?}") };
+    let (fire_id, at_ms) = w.trigger(T0 + 5000, trigger);
     assert_eq!(fire_id, FireId::manual(w.job, trigger));
     assert_ne!(at_ms % 1000, 0, "never a scheduled instant");
     let f = &w.fire_state().in_flight[0];
@@ -369,18 +375,14 @@ fn a_schedule_with_an_offset_is_claimed_at_its_shifted_instants_and_triggers_kee
     assert_eq!(w.claim(T0 + 20, 1, inc, 1, T0 + 1250, ClaimKind::Slot), ClaimVerdict::Accepted);
     assert_eq!(w.fire_state().watermark_ms, T0 + 1250);
     // A manual run triggered right at a slot's instant moves off it.
-    let trigger = Uuid::new_v4();
-    let r = w.s.apply(&at(T0 + 3250, CommandBody::Trigger { id: w.job, tenant: w.tenant.clone(), trigger }));
-    let CommandResult::Triggered { at_ms, .. } = r else { panic!("{r:?}") };
+    let (_, at_ms) = w.trigger(T0 + 3250, Uuid::new_v4());
     assert_eq!(at_ms, T0 + 3251);
 }
 
 #[test]
 fn a_slot_that_lands_on_a_manual_run_in_flight_waits_until_the_run_left_flight() {
     let mut w = World::new();
-    let trigger = Uuid::new_v4();
-    let r = w.s.apply(&at(T0 + 5000, CommandBody::Trigger { id: w.job, tenant: w.tenant.clone(), trigger }));
-    let CommandResult::Triggered { at_ms, fire_id } = r else { panic!("{r:?}") };
+    let (fire_id, at_ms) = w.trigger(T0 + 5000, Uuid::new_v4());
     assert_eq!(at_ms, T0 + 5001);
     // The offset changes to exactly that instant while the run is in flight.
     reschedule(&mut w, T0 + 5000, "* * * * * * +1ms");

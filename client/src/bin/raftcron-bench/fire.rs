@@ -227,8 +227,7 @@ pub async fn baseline(sink: &Sink, case: Case) -> Result<Row> {
     let progress = progress::show(name.clone(), counters.clone(), window + MAX_GRACE);
     for s in expected.from_s..expected.to_s {
         // The second's slots in order of their instants; one wake-up per instant.
-        let mut due: Vec<(i64, &String)> =
-            expected.due_at(s).map(|job| (expected.jobs.get(job).map_or(s * 1_000_000, |e| e.at_us(s)), job)).collect();
+        let mut due: Vec<(i64, &String)> = expected.due_at(s).map(|(job, every)| (every.at_us(s), job)).collect();
         due.sort_unstable();
         let mut woke_for = i64::MIN;
         for (at_us, job) in due {

@@ -78,9 +78,9 @@ impl Expected {
         n
     }
 
-    /// The jobs due at second `s`.
-    pub fn due_at(&self, s: i64) -> impl Iterator<Item = &String> {
-        self.jobs.iter().filter(move |(_, e)| e.due(s)).map(|(j, _)| j)
+    /// The jobs due at second `s`, with their schedules.
+    pub fn due_at(&self, s: i64) -> impl Iterator<Item = (&String, Every)> {
+        self.jobs.iter().filter(move |(_, e)| e.due(s)).map(|(j, e)| (j, *e))
     }
 }
 
