@@ -227,6 +227,10 @@ pub struct Member {
     pub matched_index: Option<u64>,
     /// How many shards this member owns (fires for).
     pub shards: u32,
+    /// The release level this member runs (`X-Raftcron-Level`): known on the leader, from the
+    /// member's last answer to it, and on every node for itself.
+    #[serde(default)]
+    pub level: Option<u32>,
 }
 
 /// `GET /api/v1/cluster`
@@ -251,6 +255,14 @@ pub struct ClusterStatus {
     /// rotation is complete and the old key can be removed).
     #[serde(default)]
     pub secrets_to_reseal: Option<u64>,
+    /// The release level of the node that answered: which replicated data its build reads.
+    #[serde(default)]
+    pub release_level: u32,
+    /// The cluster's release level, replicated: raised once every member ran a release of that
+    /// level, never lowered. Data of a higher level waits until every member answered the leader
+    /// with it; a node of a lower release refuses to start on this state.
+    #[serde(default)]
+    pub cluster_level: u32,
 }
 
 /// `{"cluster": {...}}`

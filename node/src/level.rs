@@ -9,9 +9,13 @@
 //! So every node-to-node call carries [`HEADER`] with this build's level, and every answer to
 //! one carries it back (`raft::network`, `raft::rpc`). The leader remembers what each peer last
 //! answered ([`PeerLevels`]) and proposes a write that needs more than level 1 only once every
-//! member has answered with at least that much (`cluster::Cluster::run_local`); a node joins
-//! only if it runs at least the leader's level (`raft::handle::RaftHandle::add_voter`). Going
-//! back to an older release after such a write is not supported.
+//! member has answered with at least that much (`cluster::Cluster::admit_level`); a node joins
+//! only if it runs at least the leader's level (`raft::handle::RaftHandle::add_voter`). Once
+//! every member has answered with a level, the leader raises the cluster's replicated level
+//! (`state::CommandBody::RaiseLevel`, `cluster::level_raise`): data of that level no longer
+//! waits for the answers, so a member stopped later holds nothing back, and a node whose build
+//! is below the cluster's level refuses to start on its state (`server::run`). Going back to an
+//! older release after that is not supported.
 //!
 //! This module keeps levels and compares them; it sends nothing and decides nothing about what
 //! a write needs (`state::CommandBody::level`).

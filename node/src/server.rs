@@ -41,6 +41,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
     let store = Store::open(&cfg.data_dir).with_context(|| format!("opening {}", cfg.data_dir.display()))?;
+    // A release older than the cluster's level cannot read all of this state (`crate::level`).
+    let cluster_level = crate::state::cluster_level(&store).context("reading the cluster's release level")?;
+    if crate::level::own() < cluster_level {
+        anyhow::bail!(
+            "this release is of level {} but the cluster's data is of level {cluster_level}: run a release of level \
+             {cluster_level} or later on this node (going back to an older release is not supported)",
+            crate::level::own()
+        );
+    }
     let keyring_ids = cfg.keyring.ids();
     tracing::info!(master_key_id = %keyring_ids.current, readable = ?keyring_ids.all, "keyring loaded");
     let tls_server = match &cfg.tls {
@@ -165,6 +174,7 @@ pub async fn run(
     let scheduler = scheduler::spawn(cluster.clone(), executor, notifier, sched_cfg, metrics, holding, stop_rx.clone());
     let key_use = tokio::spawn(api::guard::flush_key_use(guard, cluster.clone(), stop_rx.clone()));
     let resealer = tokio::spawn(crate::reseal::run(cluster.clone(), cfg.keyring.clone(), reseal, stop_rx.clone()));
+    let level_raise = tokio::spawn(crate::cluster::level_raise::run(cluster.clone(), stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -173,6 +183,7 @@ pub async fn run(
         let _ = admin.await;
         let _ = key_use.await;
         let _ = resealer.await;
+        let _ = level_raise.await;
         let _ = leader_watch.await;
         for task in scheduler {
             let _ = task.await;

@@ -451,7 +451,9 @@ async fn a_crash_midway_through_a_snapshot_install_is_finished_on_restart() -> R
 /// A node of an older release (it tells its peers level 1) holds back what it could not read:
 /// a schedule with a millisecond offset is refused with 409 naming it, on create and update,
 /// through the leader and through a follower, while everything else is written; once it is
-/// upgraded, the same create succeeds. A node of an older release is not added to the cluster.
+/// upgraded, the same create succeeds and the cluster's level is raised. A node of an older
+/// release is not added to the cluster. Once the level is raised, a stopped member holds nothing
+/// back, and the stopped node cannot come back with the older release.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_of_an_older_release_holds_back_offsets_until_it_is_upgraded_and_cannot_join() -> Result<()> {
     const OLDER: &str = "advertise-level=return(1)";
@@ -504,6 +506,39 @@ async fn a_node_of_an_older_release_holds_back_offsets_until_it_is_upgraded_and_
     ensure!(r.message().contains("node 4 runs an older release (level 1)"), "{}", r.text);
     let status = api.cluster_status().await?;
     ensure!(member_ids(&status) == vec![1, 2, 3], "members after the refusal: {status}");
+
+    // Every member runs level 2: the cluster's level was raised, on every node.
+    for n in [1, 2, 3] {
+        let api = c.client(n);
+        wait_until("the cluster's level to reach every node", WAIT, || {
+            let api = api.clone();
+            async move {
+                let s = api.cluster_status().await?;
+                ensure!(s["cluster_level"] == 2 && s["release_level"] == 2, "node {n}: {s}");
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    // So a stopped member no longer holds an offset back.
+    c.terminate(old).await?;
+    let survivor = c.client(1);
+    let mut second = offset.clone();
+    second["name"] = json!("while node 3 is down");
+    second["cron_expression"] = json!("30 * * * * * +750ms");
+    let created = wait_until("an offset written with node 3 stopped", WAIT, || {
+        let (api, second) = (survivor.clone(), second.clone());
+        async move { Ok(api.post("/api/v1/jobs", &second).await?.expect(201)?.json) }
+    })
+    .await?;
+    ensure!(created["job"]["cron_expression"] == "30 * * * * * +750ms", "{created}");
+    // And node 3 cannot come back with the older release: it stops at once, saying why.
+    c.node_env.insert(old, vec![("FAILPOINTS".into(), OLDER.into())]);
+    c.restart(old)?;
+    let code = c.wait_exit(old, Duration::from_secs(30)).await?;
+    ensure!(code != 0, "node 3 of level 1 exited with {code} on a level-2 state");
+    let log = c.log_text(old);
+    ensure!(log.contains("the cluster's data is of level 2"), "node 3's log: {log}");
     ensure!(c.panics_in_logs().is_empty(), "panics: {:?}", c.panics_in_logs());
     c.stop()?;
     Ok(())

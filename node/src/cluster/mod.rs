@@ -10,6 +10,7 @@ pub mod batch;
 pub mod bootstrap;
 pub mod drill;
 pub mod forward;
+pub mod level_raise;
 pub mod spread;
 
 use std::collections::BTreeMap;
@@ -259,15 +260,8 @@ impl Cluster {
                 // Data that a member's release could not read waits until every member can. Only
                 // the leader judges: a follower's proposal goes to it (Raft refuses it here).
                 let needed = cmd.body.level();
-                let short = (needed > crate::level::UNLABELLED && self.raft.is_leader())
-                    .then(|| {
-                        self.forwards.peers().levels().short_of(self.raft.member_ids(), self.raft.node_id(), needed)
-                    })
-                    .flatten();
-                if let Some(short) = short {
-                    return Err(ProposeError::Refused(format!(
-                        "this change needs every node to run a release of level {needed} or later: {short}"
-                    )));
+                if needed > crate::level::UNLABELLED && self.raft.is_leader() {
+                    self.admit_level(needed, &cmd.body).await?;
                 }
                 let written = match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(cmd)).await {
                     Ok(r) => r.map(ForwardResult::Written),
@@ -455,10 +449,44 @@ impl Cluster {
         self.on_leader(ForwardOp::RemoveMember { node_id }, None).await.map(|_| ())
     }
 
+    /// Whether this leader may propose data of release level `needed` (`crate::level`): once the
+    /// cluster's replicated level is there, always; before, only if every member answered this
+    /// leader with at least that level, and then the cluster's level is raised first, so that the
+    /// raise precedes the first data that needs it in the log and no later write waits for a
+    /// member's answer (a stopped member no longer holds it back).
+    async fn admit_level(&self, needed: u32, body: &CommandBody) -> Result<(), ProposeError> {
+        if crate::state::cluster_level(&self.store).map_err(|e| ProposeError::Fatal(e.to_string()))? >= needed {
+            return Ok(());
+        }
+        let levels = self.forwards.peers().levels();
+        if let Some(short) = levels.short_of(self.raft.member_ids(), self.raft.node_id(), needed) {
+            return Err(ProposeError::Refused(format!(
+                "this change needs every node to run a release of level {needed} or later: {short}"
+            )));
+        }
+        if !matches!(body, CommandBody::RaiseLevel { .. }) {
+            let raise = Command {
+                proposed_at_ms: self.clock.lead_ms(),
+                body: CommandBody::RaiseLevel { level: needed },
+                actor: None,
+            };
+            // The write is safe without it (every member reads it now); a raise that fails is
+            // tried again by the next such write or by `level_raise`.
+            match tokio::time::timeout(WRITE_TIMEOUT, self.raft.propose(raise)).await {
+                Ok(Ok(_)) => tracing::info!(level = needed, "raised the cluster's release level"),
+                Ok(Err(e)) => tracing::warn!(level = needed, error = %e, "raising the cluster's release level"),
+                Err(_) => tracing::warn!(level = needed, "raising the cluster's release level timed out"),
+            }
+        }
+        Ok(())
+    }
+
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let v = self.raft.view();
         let shards = crate::state::firing::assignment(&self.store).map(|a| a.counts()).unwrap_or_default();
+        // Only a leader hears every member; elsewhere a peer's level is unknown.
+        let (leading, levels) = (v.leader_id == Some(v.node_id), self.forwards.peers().levels());
         let members = v
             .members
             .iter()
@@ -476,6 +504,11 @@ impl Cluster {
                 last_contact_ms: m.last_contact_ms,
                 matched_index: m.matched_index,
                 shards: shards.get(&m.node_id).map_or(0, |c| *c as u32),
+                level: if m.node_id == v.node_id {
+                    Some(crate::level::own())
+                } else {
+                    levels.of(m.node_id).filter(|_| leading)
+                },
             })
             .collect();
         ClusterStatus {
@@ -490,6 +523,8 @@ impl Cluster {
             purged_index: v.purged_index,
             master_key_id: None,
             secrets_to_reseal: None,
+            release_level: crate::level::own(),
+            cluster_level: crate::state::cluster_level(&self.store).unwrap_or(crate::level::UNLABELLED),
         }
     }
 

@@ -36,6 +36,11 @@ pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The cluster's release level (`crate::level`): 1 until a [`CommandBody::RaiseLevel`] raised it.
+pub fn cluster_level(view: &impl StateRead) -> Result<u32, StateError> {
+    Ok(get_value(view, Table::SmMeta, keys::CLUSTER_LEVEL)?.unwrap_or(crate::level::UNLABELLED))
+}
+
 fn adjust_count(view: &impl StateRead, batch: &mut Batch, key: Vec<u8>, delta: i64) -> Result<(), StateError> {
     let current: u64 = get_value(view, Table::SmMeta, &key)?.unwrap_or(0);
     let next = current.saturating_add_signed(delta);
@@ -160,6 +165,12 @@ fn apply_body(view: &impl StateRead, cmd: &Command, batch: &mut Batch) -> Result
             Ok(CommandResult::Done)
         }
         CommandBody::Noop => Ok(CommandResult::Done),
+        CommandBody::RaiseLevel { level } => {
+            if *level > cluster_level(view)? {
+                batch.put_value(Table::SmMeta, keys::CLUSTER_LEVEL.to_vec(), level)?;
+            }
+            Ok(CommandResult::Done)
+        }
         CommandBody::Batch(cmds) => {
             let mut overlay = Overlay::new(view);
             let mut results = Vec::with_capacity(cmds.len());

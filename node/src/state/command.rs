@@ -136,11 +136,19 @@ pub enum CommandBody {
         runs_kept: u32,
         lease_ms: u32,
     },
+    /// Raises the cluster's release level to `level` (`crate::level`); never lowers it. Proposed
+    /// by the leader once every member told it that it runs a release of that level, so that
+    /// data of that level no longer waits for every member to answer (a stopped member does not
+    /// hold it back), and so that a node of an older release refuses to start on this state.
+    RaiseLevel {
+        level: u32,
+    },
 }
 
 impl CommandBody {
     /// The release level a node needs to apply this command as every other node does
-    /// (`crate::level`): 2 for a schedule with a millisecond offset, 1 otherwise.
+    /// (`crate::level`): 2 for a schedule with a millisecond offset, the level raised to for
+    /// [`CommandBody::RaiseLevel`], 1 otherwise.
     pub fn level(&self) -> u32 {
         let schedule = |expr: &str| if has_offset_token(expr) { 2 } else { crate::level::UNLABELLED };
         match self {
@@ -151,6 +159,8 @@ impl CommandBody {
             CommandBody::Batch(commands) => {
                 commands.iter().map(|c| c.body.level()).max().unwrap_or(crate::level::UNLABELLED)
             }
+            // A release older than the level it raises to cannot read the command itself.
+            CommandBody::RaiseLevel { level } => (*level).max(crate::level::UNLABELLED),
             _ => crate::level::UNLABELLED,
         }
     }

@@ -54,6 +54,10 @@ pub const RUNS_KEPT: &[u8] = b"runs_kept";
 /// formed before it was a setting: they use the default).
 pub const LEASE_MS: &[u8] = b"lease_ms";
 
+/// The cluster's release level (`crate::level`), in the meta table: raised once every member
+/// ran it, never lowered (absent: level 1).
+pub const CLUSTER_LEVEL: &[u8] = b"cluster_level";
+
 /// `h hash`: a key's record, found by the SHA-256 of the key.
 pub fn key_by_hash(hash: &KeyHash) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);

@@ -14,7 +14,7 @@ pub mod keys;
 mod overlay;
 pub mod read;
 
-pub use apply::{apply, StateRead};
+pub use apply::{apply, cluster_level, StateRead};
 pub use command::{Command, CommandBody, CommandResult, Rejection};
 
 use crate::store::{CodecError, StoreError};

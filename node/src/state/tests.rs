@@ -191,3 +191,23 @@ fn admin_key_bootstraps_once() {
         "a second bootstrap must not add a key"
     );
 }
+
+#[test]
+fn the_cluster_level_only_rises_and_its_raise_needs_that_level() {
+    let mut s = MemState::default();
+    assert_eq!(cluster_level(&s).unwrap(), crate::level::UNLABELLED, "a cluster starts at level 1");
+    let raise = |level| CommandBody::RaiseLevel { level };
+    assert_eq!(raise(2).level(), 2, "a release below the level cannot read its raise");
+    assert_eq!(s.apply(&cmd(1, raise(2))), CommandResult::Done);
+    assert_eq!(cluster_level(&s).unwrap(), 2);
+    // Lower or equal: nothing written, so replicas that apply it twice stay byte-equal.
+    let before = s.clone();
+    assert_eq!(s.apply(&cmd(2, raise(1))), CommandResult::Done);
+    assert_eq!(s.apply(&cmd(3, raise(2))), CommandResult::Done);
+    assert_eq!(s, before, "a raise to a level already reached changed the state");
+    // In a batch, like any command.
+    let batch = CommandBody::Batch(vec![cmd(4, raise(3)), cmd(4, CommandBody::Noop)]);
+    assert_eq!(batch.level(), 3);
+    s.apply(&cmd(4, batch));
+    assert_eq!(cluster_level(&s).unwrap(), 3);
+}

@@ -209,6 +209,7 @@ pub fn cluster(c: &ClusterStatus) -> String {
         ("last log index", opt(c.last_log_index)),
         ("snapshot index", opt(c.snapshot_index)),
         ("purged index", opt(c.purged_index)),
+        ("release level", format!("{} (this node), {} (cluster)", c.release_level, c.cluster_level)),
     ]);
     format!("{summary}\n\n{}", members(&c.members))
 }
@@ -233,10 +234,11 @@ pub fn members(list: &[Member]) -> String {
                 m.shards.to_string(),
                 opt(m.last_contact_ms.map(|ms| format!("{ms}ms"))),
                 opt(m.matched_index),
+                opt(m.level),
             ]
         })
         .collect();
-    table(&["NODE", "ADDR", "ROLE", "VOTER", "SHARDS", "LAST CONTACT", "MATCHED"], rows)
+    table(&["NODE", "ADDR", "ROLE", "VOTER", "SHARDS", "LAST CONTACT", "MATCHED", "LEVEL"], rows)
 }
 
 pub fn shards_per_node(s: &ShardList) -> String {
@@ -324,11 +326,12 @@ mod tests {
             last_contact_ms: Some(12),
             matched_index: Some(40),
             shards: 128,
+            level: Some(2),
         };
         assert_eq!(
             members(&[m]),
-            "NODE  ADDR            ROLE    VOTER  SHARDS  LAST CONTACT  MATCHED\n\
-             2     127.0.0.1:7002  leader  yes    128     12ms          40"
+            "NODE  ADDR            ROLE    VOTER  SHARDS  LAST CONTACT  MATCHED  LEVEL\n\
+             2     127.0.0.1:7002  leader  yes    128     12ms          40       2"
         );
         let s = ShardList {
             shard_count: 2,
