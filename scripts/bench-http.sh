@@ -8,7 +8,9 @@
 # RAFTCRON_BIN is the release `raftcron`, BENCH_BIN the release `raftcron-bench` (it starts and
 # stops the raftcron cluster: `raftcron-bench serve`). Needs wrk, etcd and etcdctl
 # (apt-get install -y wrk etcd-server etcd-client). Every case runs DURATION seconds (default 10)
-# against node 1 of each cluster; every process started here is stopped on exit.
+# against the leader of each cluster and against a follower (ROLES, default "leader follower";
+# a follower forwards every write to its leader, so each system is compared in the same role);
+# every process started here is stopped on exit.
 set -euo pipefail
 
 RAFTCRON_BIN=${1:?usage: $0 RAFTCRON_BIN BENCH_BIN [OUT.tsv]}
@@ -17,6 +19,7 @@ OUT=${3:-/dev/null}
 [ "$OUT" = /dev/null ] || mkdir -p "$(dirname "$OUT")"
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
+ROLES=${ROLES:-leader follower}
 for tool in wrk etcd etcdctl curl; do
   command -v "$tool" >/dev/null || { echo "bench-http: $tool is missing (apt-get install -y wrk etcd-server etcd-client curl)" >&2; exit 1; }
 done
@@ -55,11 +58,11 @@ end
 EOF
 }
 
-# Runs wrk and prints one TSV line: system case connections req/s p50 p99 non2xx errors.
+# Runs wrk and prints one TSV line: system role case connections req/s p50 p99 non2xx errors.
 measure() {
-  local system=$1 case=$2 conns=$3 url=$4 script=$5 threads=$THREADS
+  local system=$1 role=$2 case=$3 conns=$4 url=$5 script=$6 threads=$THREADS
   [ "$conns" -lt "$threads" ] && threads=$conns
-  echo "bench-http: $system $case c=$conns (${DURATION}s)..." >&2
+  echo "bench-http: $system at its $role ($url) $case c=$conns (${DURATION}s)..." >&2
   local out; out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency --timeout 10s -s "$script" "$url")
   local rps p50 p99 non2xx errs
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -67,10 +70,10 @@ measure() {
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
   errs=$(awk '/Socket errors:/ {print $0}' <<<"$out" | tr -s ' ' | cut -d' ' -f3-); errs=${errs:-none}
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$case" "$conns" "$rps" "$p50" "$p99" "$non2xx" "$errs" | tee -a "$OUT"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$role" "$case" "$conns" "$rps" "$p50" "$p99" "$non2xx" "$errs" | tee -a "$OUT"
 }
 
-printf 'system\tcase\tconnections\treq_per_s\tp50\tp99\tnon_2xx\tsocket_errors\n' | tee "$OUT"
+printf 'system\trole\tcase\tconnections\treq_per_s\tp50\tp99\tnon_2xx\tsocket_errors\n' | tee "$OUT"
 
 # ---- etcd: 3 members on 127.0.0.1 -------------------------------------------------------------
 declare -a CPORT PPORT
@@ -84,19 +87,33 @@ for i in 1 2 3; do
     >"$WORK/etcd-$i.log" 2>&1 &
   PIDS+=($!)
 done
-ETCD="http://127.0.0.1:${CPORT[1]}"
 ENDPOINTS="127.0.0.1:${CPORT[1]},127.0.0.1:${CPORT[2]},127.0.0.1:${CPORT[3]}"
 for _ in $(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
 ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint health >&2
-ETCDCTL_API=3 etcdctl --endpoints "$ETCD" put bench-read-key bench-value >/dev/null
+# The client URL of etcd's leader, or of a follower ($1).
+etcd_url() {
+  ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint status -w json | python3 -c '
+import json, sys
+want = sys.argv[1]
+for e in json.load(sys.stdin):
+    leads = e["Status"]["header"]["member_id"] == e["Status"]["leader"]
+    if leads == (want == "leader"):
+        print("http://" + e["Endpoint"]); break
+' "$1"
+}
+ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" put bench-read-key bench-value >/dev/null
 KEY_B64=$(printf 'bench-read-key' | base64)
 lua "$WORK/put.lua" POST /v3/kv/put '{"key":"YmVuY2hrZXkt%d","value":"YmVuY2gtdmFsdWU="}'
 lua "$WORK/range-serial.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\",\"serializable\":true}"
 lua "$WORK/range-lin.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\"}"
-measure etcd "put" 1 "$ETCD" "$WORK/put.lua"
-measure etcd "put" 64 "$ETCD" "$WORK/put.lua"
-measure etcd "range serializable" 64 "$ETCD" "$WORK/range-serial.lua"
-measure etcd "range linearizable" 64 "$ETCD" "$WORK/range-lin.lua"
+for role in $ROLES; do
+  ETCD=$(etcd_url "$role")
+  [ -n "$ETCD" ] || { echo "bench-http: etcd has no $role" >&2; exit 1; }
+  measure etcd "$role" "put" 1 "$ETCD" "$WORK/put.lua"
+  measure etcd "$role" "put" 64 "$ETCD" "$WORK/put.lua"
+  measure etcd "$role" "range serializable" 64 "$ETCD" "$WORK/range-serial.lua"
+  measure etcd "$role" "range linearizable" 64 "$ETCD" "$WORK/range-lin.lua"
+done
 for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 PIDS=()
@@ -109,14 +126,29 @@ for _ in $(seq 1 300); do [ -s "$WORK/raftcron.env" ] && break; sleep 0.2; done
 # shellcheck disable=SC1091
 . "$WORK/raftcron.env"
 NODE1=${RAFTCRON_URL%%,*}
+# The URL of raftcron's leader, or of a follower ($1), from node 1's view of the cluster.
+raftcron_url() {
+  curl -sf -H "Authorization: Bearer $RAFTCRON_API_KEY" "$NODE1/api/v1/cluster" | python3 -c '
+import json, sys
+want, urls = sys.argv[1], sys.argv[2].split(",")
+c = json.load(sys.stdin)["cluster"]
+for m in c["members"]:
+    if (m["node_id"] == c["leader_id"]) == (want == "leader"):
+        print(next(u for u in urls if u.endswith("//" + m["addr"]))); break
+' "$1" "$RAFTCRON_URL"
+}
 JOB='{"name":"bench-%d","url":"http://127.0.0.1:9/bench","method":"POST","cron_expression":"0 0 1 1 *"}'
 JOB_ID=$(curl -sf -H "Authorization: Bearer $RAFTCRON_API_KEY" -H 'Content-Type: application/json' \
   -d "${JOB//%d/0}" "$NODE1/api/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])')
 lua "$WORK/create.lua" POST /api/v1/jobs "$JOB" "$RAFTCRON_API_KEY"
 lua "$WORK/get-stale.lua" GET "/api/v1/jobs/$JOB_ID?consistency=stale" "" "$RAFTCRON_API_KEY"
 lua "$WORK/get-lin.lua" GET "/api/v1/jobs/$JOB_ID" "" "$RAFTCRON_API_KEY"
-measure raftcron "create" 1 "$NODE1" "$WORK/create.lua"
-measure raftcron "create" 64 "$NODE1" "$WORK/create.lua"
-measure raftcron "get stale" 64 "$NODE1" "$WORK/get-stale.lua"
-measure raftcron "get linearizable" 64 "$NODE1" "$WORK/get-lin.lua"
-echo "bench-http: done (node 1 of each cluster; etcd $(etcd --version | head -1 | awk '{print $3}'))" >&2
+for role in $ROLES; do
+  NODE=$(raftcron_url "$role")
+  [ -n "$NODE" ] || { echo "bench-http: raftcron has no $role" >&2; exit 1; }
+  measure raftcron "$role" "create" 1 "$NODE" "$WORK/create.lua"
+  measure raftcron "$role" "create" 64 "$NODE" "$WORK/create.lua"
+  measure raftcron "$role" "get stale" 64 "$NODE" "$WORK/get-stale.lua"
+  measure raftcron "$role" "get linearizable" 64 "$NODE" "$WORK/get-lin.lua"
+done
+echo "bench-http: done (etcd $(etcd --version | head -1 | awk '{print $3}'))" >&2
