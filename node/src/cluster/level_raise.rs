@@ -1,10 +1,10 @@
 //! Raising the cluster's release level (`crate::level`) as soon as every member runs it.
 //!
-//! On the leader only: every [`PERIOD`], if the replicated level is below this build's and every
-//! member answered this leader with at least this build's level, it proposes
-//! `CommandBody::RaiseLevel`. After a rolling upgrade the cluster's level follows within a few
-//! heartbeats, before any data needs it, so that later such data never waits for a member that is
-//! stopped at that moment. The judgement itself is `Cluster::admit_level`'s, the one every write
+//! On the leader only: every [`PERIOD`], while the replicated level is below this build's, it
+//! asks for `CommandBody::RaiseLevel`, which the write gate proposes once every member answered
+//! this leader with at least this build's level. After a rolling upgrade the cluster's level
+//! follows within a few heartbeats, before any data needs it, so that later such data never
+//! waits for a member that is stopped at that moment. The judgement itself is `Cluster::admit_level`'s, the one every write
 //! goes through; this task only asks for it.
 //!
 //! It never lowers the level and never proposes on a follower.
@@ -29,10 +29,7 @@ pub async fn run(cluster: Cluster, mut stop: tokio::sync::watch::Receiver<bool>)
         if !cluster.raft.is_leader() || crate::state::cluster_level(&cluster.store).map_or(true, |l| l >= own) {
             continue;
         }
-        let members = cluster.raft.member_ids();
-        if cluster.forwards.peers().levels().short_of(members, cluster.raft.node_id(), own).is_some() {
-            continue;
-        }
+        // Refused (and nothing proposed) while a member has not answered with `own`.
         let raised = tokio::select! {
             r = cluster.write_as_leader(CommandBody::RaiseLevel { level: own }) => r,
             _ = stop.changed() => return,
