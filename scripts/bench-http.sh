@@ -10,7 +10,10 @@
 # (apt-get install -y wrk etcd-server etcd-client). Every case runs DURATION seconds (default 10)
 # against the leader of each cluster and against a follower (ROLES, default "leader follower";
 # a follower forwards every write to its leader, so each system is compared in the same role);
-# every process started here is stopped on exit.
+# every process started here is stopped on exit. Each line also gives the CPU time per request
+# (user + system, from /proc) of the member measured, of the two other members together, and of
+# the whole machine (the load generator and the kernel's softirqs included), so a ratio between
+# the systems can be read against where each spends its CPU.
 set -euo pipefail
 
 RAFTCRON_BIN=${1:?usage: $0 RAFTCRON_BIN BENCH_BIN [OUT.tsv]}
@@ -58,22 +61,39 @@ end
 EOF
 }
 
-# Runs wrk and prints one TSV line: system role case connections req/s p50 p99 non2xx errors.
+# CPU ticks (user + system) used so far by the processes $@ (fields 14 and 15 of /proc/PID/stat),
+# and by the whole machine (user, nice, system, irq and softirq of /proc/stat).
+ticks() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$t"; }
+machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+# Microseconds of CPU per request: ticks ($1) over requests ($2).
+per_request() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { printf "%.0f", (n > 0 ? t * 1e6 / hz / n : 0) }'; }
+
+# Runs wrk against the member whose pid is $7 (the other members' pids follow) and prints one
+# TSV line: system role case connections req/s p50 p99 non2xx errors, then the CPU microseconds
+# per request of that member, of the other members and of the machine.
 measure() {
-  local system=$1 role=$2 case=$3 conns=$4 url=$5 script=$6 threads=$THREADS
+  local system=$1 role=$2 case=$3 conns=$4 url=$5 script=$6 target=$7 threads=$THREADS
+  shift 7
   [ "$conns" -lt "$threads" ] && threads=$conns
   echo "bench-http: $system at its $role ($url) $case c=$conns (${DURATION}s)..." >&2
-  local out; out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency --timeout 10s -s "$script" "$url")
-  local rps p50 p99 non2xx errs
+  local t0 o0 m0 out
+  t0=$(ticks "$target"); o0=$(ticks "$@"); m0=$(machine_ticks)
+  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency --timeout 10s -s "$script" "$url")
+  local dt dothers dm requests rps p50 p99 non2xx errs
+  dt=$(($(ticks "$target") - t0)); dothers=$(($(ticks "$@") - o0)); dm=$(($(machine_ticks) - m0))
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
   errs=$(awk '/Socket errors:/ {print $0}' <<<"$out" | tr -s ' ' | cut -d' ' -f3-); errs=${errs:-none}
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$role" "$case" "$conns" "$rps" "$p50" "$p99" "$non2xx" "$errs" | tee -a "$OUT"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$role" "$case" "$conns" "$rps" "$p50" "$p99" \
+    "$non2xx" "$errs" "$(per_request "$dt" "$requests")" "$(per_request "$dothers" "$requests")" \
+    "$(per_request "$dm" "$requests")" | tee -a "$OUT"
 }
 
-printf 'system\trole\tcase\tconnections\treq_per_s\tp50\tp99\tnon_2xx\tsocket_errors\n' | tee "$OUT"
+printf 'system\trole\tcase\tconnections\treq_per_s\tp50\tp99\tnon_2xx\tsocket_errors\tcpu_us_member\tcpu_us_others\tcpu_us_machine\n' | tee "$OUT"
 
 # ---- etcd: 3 members on 127.0.0.1 -------------------------------------------------------------
 declare -a CPORT PPORT
@@ -106,13 +126,22 @@ KEY_B64=$(printf 'bench-read-key' | base64)
 lua "$WORK/put.lua" POST /v3/kv/put '{"key":"YmVuY2hrZXkt%d","value":"YmVuY2gtdmFsdWU="}'
 lua "$WORK/range-serial.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\",\"serializable\":true}"
 lua "$WORK/range-lin.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\"}"
+# The pid of the member at client URL $1, then the other members' pids.
+etcd_pids() {
+  local i first=() rest=()
+  for i in 1 2 3; do
+    if [ "$1" = "http://127.0.0.1:${CPORT[$i]}" ]; then first+=("${PIDS[$((i - 1))]}"); else rest+=("${PIDS[$((i - 1))]}"); fi
+  done
+  echo "${first[@]}" "${rest[@]}"
+}
 for role in $ROLES; do
   ETCD=$(etcd_url "$role")
   [ -n "$ETCD" ] || { echo "bench-http: etcd has no $role" >&2; exit 1; }
-  measure etcd "$role" "put" 1 "$ETCD" "$WORK/put.lua"
-  measure etcd "$role" "put" 64 "$ETCD" "$WORK/put.lua"
-  measure etcd "$role" "range serializable" 64 "$ETCD" "$WORK/range-serial.lua"
-  measure etcd "$role" "range linearizable" 64 "$ETCD" "$WORK/range-lin.lua"
+  read -r -a MEMBERS <<<"$(etcd_pids "$ETCD")"
+  measure etcd "$role" "put" 1 "$ETCD" "$WORK/put.lua" "${MEMBERS[@]}"
+  measure etcd "$role" "put" 64 "$ETCD" "$WORK/put.lua" "${MEMBERS[@]}"
+  measure etcd "$role" "range serializable" 64 "$ETCD" "$WORK/range-serial.lua" "${MEMBERS[@]}"
+  measure etcd "$role" "range linearizable" 64 "$ETCD" "$WORK/range-lin.lua" "${MEMBERS[@]}"
 done
 for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -143,12 +172,22 @@ JOB_ID=$(curl -sf -H "Authorization: Bearer $RAFTCRON_API_KEY" -H 'Content-Type:
 lua "$WORK/create.lua" POST /api/v1/jobs "$JOB" "$RAFTCRON_API_KEY"
 lua "$WORK/get-stale.lua" GET "/api/v1/jobs/$JOB_ID?consistency=stale" "" "$RAFTCRON_API_KEY"
 lua "$WORK/get-lin.lua" GET "/api/v1/jobs/$JOB_ID" "" "$RAFTCRON_API_KEY"
+# The pid of the node at URL $1, then the other nodes' pids (RAFTCRON_PIDS is in URL order).
+raftcron_pids() {
+  local urls pids i first=() rest=()
+  IFS=, read -r -a urls <<<"$RAFTCRON_URL"; IFS=, read -r -a pids <<<"$RAFTCRON_PIDS"
+  for i in "${!urls[@]}"; do
+    if [ "$1" = "${urls[$i]}" ]; then first+=("${pids[$i]}"); else rest+=("${pids[$i]}"); fi
+  done
+  echo "${first[@]}" "${rest[@]}"
+}
 for role in $ROLES; do
   NODE=$(raftcron_url "$role")
   [ -n "$NODE" ] || { echo "bench-http: raftcron has no $role" >&2; exit 1; }
-  measure raftcron "$role" "create" 1 "$NODE" "$WORK/create.lua"
-  measure raftcron "$role" "create" 64 "$NODE" "$WORK/create.lua"
-  measure raftcron "$role" "get stale" 64 "$NODE" "$WORK/get-stale.lua"
-  measure raftcron "$role" "get linearizable" 64 "$NODE" "$WORK/get-lin.lua"
+  read -r -a MEMBERS <<<"$(raftcron_pids "$NODE")"
+  measure raftcron "$role" "create" 1 "$NODE" "$WORK/create.lua" "${MEMBERS[@]}"
+  measure raftcron "$role" "create" 64 "$NODE" "$WORK/create.lua" "${MEMBERS[@]}"
+  measure raftcron "$role" "get stale" 64 "$NODE" "$WORK/get-stale.lua" "${MEMBERS[@]}"
+  measure raftcron "$role" "get linearizable" 64 "$NODE" "$WORK/get-lin.lua" "${MEMBERS[@]}"
 done
 echo "bench-http: done (etcd $(etcd --version | head -1 | awk '{print $3}'))" >&2

@@ -455,7 +455,15 @@ impl Cluster {
     /// raise precedes the first data that needs it in the log and no later write waits for a
     /// member's answer (a stopped member no longer holds it back).
     async fn admit_level(&self, needed: u32, body: &CommandBody) -> Result<(), ProposeError> {
-        if crate::state::cluster_level(&self.store).map_err(|e| ProposeError::Fatal(e.to_string()))? >= needed {
+        let level = || crate::state::cluster_level(&self.store).map_err(|e| ProposeError::Fatal(e.to_string()));
+        if level()? >= needed {
+            return Ok(());
+        }
+        // A leader elected a moment ago may not have applied a raise its predecessor committed:
+        // it reads the level again once it applied everything committed before its term, so a
+        // stopped member cannot refuse what the replicated level already allows.
+        let index = self.raft.read_index().await?;
+        if self.raft.wait_applied(index, WRITE_TIMEOUT).await && level()? >= needed {
             return Ok(());
         }
         let levels = self.forwards.peers().levels();
