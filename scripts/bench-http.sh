@@ -69,6 +69,17 @@ HZ=$(getconf CLK_TCK)
 # Microseconds of CPU per request: ticks ($1) over requests ($2).
 per_request() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { printf "%.0f", (n > 0 ? t * 1e6 / hz / n : 0) }'; }
 
+# The pid of the member at URL $1, then the other members' pids; $2 and $3 are the members'
+# URLs and pids, comma-separated, in the same order.
+member_pids() {
+  local urls pids i first=() rest=()
+  IFS=, read -r -a urls <<<"$2"; IFS=, read -r -a pids <<<"$3"
+  for i in "${!urls[@]}"; do
+    if [ "$1" = "${urls[$i]}" ]; then first+=("${pids[$i]}"); else rest+=("${pids[$i]}"); fi
+  done
+  echo "${first[@]}" "${rest[@]}"
+}
+
 # Runs wrk against the member whose pid is $7 (the other members' pids follow) and prints one
 # TSV line: system role case connections req/s p50 p99 non2xx errors, then the CPU microseconds
 # per request of that member, of the other members and of the machine.
@@ -126,18 +137,12 @@ KEY_B64=$(printf 'bench-read-key' | base64)
 lua "$WORK/put.lua" POST /v3/kv/put '{"key":"YmVuY2hrZXkt%d","value":"YmVuY2gtdmFsdWU="}'
 lua "$WORK/range-serial.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\",\"serializable\":true}"
 lua "$WORK/range-lin.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\"}"
-# The pid of the member at client URL $1, then the other members' pids.
-etcd_pids() {
-  local i first=() rest=()
-  for i in 1 2 3; do
-    if [ "$1" = "http://127.0.0.1:${CPORT[$i]}" ]; then first+=("${PIDS[$((i - 1))]}"); else rest+=("${PIDS[$((i - 1))]}"); fi
-  done
-  echo "${first[@]}" "${rest[@]}"
-}
+ETCD_URLS="http://127.0.0.1:${CPORT[1]},http://127.0.0.1:${CPORT[2]},http://127.0.0.1:${CPORT[3]}"
+ETCD_PIDS=$(IFS=,; echo "${PIDS[*]}")
 for role in $ROLES; do
   ETCD=$(etcd_url "$role")
   [ -n "$ETCD" ] || { echo "bench-http: etcd has no $role" >&2; exit 1; }
-  read -r -a MEMBERS <<<"$(etcd_pids "$ETCD")"
+  read -r -a MEMBERS <<<"$(member_pids "$ETCD" "$ETCD_URLS" "$ETCD_PIDS")"
   measure etcd "$role" "put" 1 "$ETCD" "$WORK/put.lua" "${MEMBERS[@]}"
   measure etcd "$role" "put" 64 "$ETCD" "$WORK/put.lua" "${MEMBERS[@]}"
   measure etcd "$role" "range serializable" 64 "$ETCD" "$WORK/range-serial.lua" "${MEMBERS[@]}"
@@ -172,19 +177,10 @@ JOB_ID=$(curl -sf -H "Authorization: Bearer $RAFTCRON_API_KEY" -H 'Content-Type:
 lua "$WORK/create.lua" POST /api/v1/jobs "$JOB" "$RAFTCRON_API_KEY"
 lua "$WORK/get-stale.lua" GET "/api/v1/jobs/$JOB_ID?consistency=stale" "" "$RAFTCRON_API_KEY"
 lua "$WORK/get-lin.lua" GET "/api/v1/jobs/$JOB_ID" "" "$RAFTCRON_API_KEY"
-# The pid of the node at URL $1, then the other nodes' pids (RAFTCRON_PIDS is in URL order).
-raftcron_pids() {
-  local urls pids i first=() rest=()
-  IFS=, read -r -a urls <<<"$RAFTCRON_URL"; IFS=, read -r -a pids <<<"$RAFTCRON_PIDS"
-  for i in "${!urls[@]}"; do
-    if [ "$1" = "${urls[$i]}" ]; then first+=("${pids[$i]}"); else rest+=("${pids[$i]}"); fi
-  done
-  echo "${first[@]}" "${rest[@]}"
-}
 for role in $ROLES; do
   NODE=$(raftcron_url "$role")
   [ -n "$NODE" ] || { echo "bench-http: raftcron has no $role" >&2; exit 1; }
-  read -r -a MEMBERS <<<"$(raftcron_pids "$NODE")"
+  read -r -a MEMBERS <<<"$(member_pids "$NODE" "$RAFTCRON_URL" "$RAFTCRON_PIDS")"
   measure raftcron "$role" "create" 1 "$NODE" "$WORK/create.lua" "${MEMBERS[@]}"
   measure raftcron "$role" "create" 64 "$NODE" "$WORK/create.lua" "${MEMBERS[@]}"
   measure raftcron "$role" "get stale" 64 "$NODE" "$WORK/get-stale.lua" "${MEMBERS[@]}"

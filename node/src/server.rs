@@ -99,14 +99,14 @@ pub async fn run(
     let reseal = crate::reseal::Progress::default();
     let guard =
         api::guard::Guard::new(cfg.trusted_proxies.clone(), cfg.rate_limit_per_minute, cfg.auth_failures_per_minute);
-    let app = api::routes(AppState::new(api::AppParts {
+    let app = api::routes(AppState {
         cluster: cluster.clone(),
         allow_private_targets: cfg.allow_private_targets,
         guard: guard.clone(),
         keyring: cfg.keyring.clone(),
         reseal: reseal.clone(),
         metrics: metrics.clone(),
-    }))
+    })
     .merge(internal);
 
     let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;

@@ -40,28 +40,9 @@ use error::ApiError;
 /// Largest public request body: a job's 100 KB body, 8 KB of headers and JSON overhead.
 pub const MAX_API_BODY: usize = 256 * 1024;
 
-/// What every handler can reach: one shared [`AppParts`], so the clone axum makes for every
-/// request is one reference count, not one per part.
+/// What every handler can reach.
 #[derive(Clone, Debug)]
-pub struct AppState(std::sync::Arc<AppParts>);
-
-impl AppState {
-    pub fn new(parts: AppParts) -> AppState {
-        AppState(std::sync::Arc::new(parts))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppParts;
-
-    fn deref(&self) -> &AppParts {
-        &self.0
-    }
-}
-
-/// The parts of [`AppState`].
-#[derive(Debug)]
-pub struct AppParts {
+pub struct AppState {
     pub cluster: Cluster,
     pub allow_private_targets: bool,
     /// Client addresses, allowlists, rate limits and key-use tracking.

@@ -4,8 +4,8 @@
 //! asks for `CommandBody::RaiseLevel`, which the write gate proposes once every member answered
 //! this leader with at least this build's level. After a rolling upgrade the cluster's level
 //! follows within a few heartbeats, before any data needs it, so that later such data never
-//! waits for a member that is stopped at that moment. The judgement itself is `Cluster::admit_level`'s, the one every write
-//! goes through; this task only asks for it.
+//! waits for a member that is stopped at that moment. The judgement itself is
+//! `Cluster::admit_level`'s, the one every write goes through; this task only asks for it.
 //!
 //! It never lowers the level and never proposes on a follower.
 
