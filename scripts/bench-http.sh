@@ -9,7 +9,11 @@
 # stops the raftcron cluster: `raftcron-bench serve`). Needs wrk, etcd and etcdctl
 # (apt-get install -y wrk etcd-server etcd-client). Every case runs DURATION seconds (default 10)
 # against the leader of each cluster and against a follower (ROLES, default "leader follower";
-# a follower forwards every write to its leader, so each system is compared in the same role);
+# a follower forwards every write to its leader, so each system is compared in the same role;
+# SYSTEMS, default "etcd raftcron", runs only the systems it names). etcd runs twice: with Go's
+# default threads, and with GOMAXPROCS set to its members' share of the cores, the share that
+# raftcron-bench gives each raftcron node (--worker-threads); a ratio is taken against the
+# faster of the two.
 # every process started here is stopped on exit. Each line also gives the CPU time per request
 # (user + system, from /proc) of the member measured, of the two other members together, and of
 # the whole machine (the load generator and the kernel's softirqs included), so a ratio between
@@ -23,7 +27,8 @@ OUT=${3:-/dev/null}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 ROLES=${ROLES:-leader follower}
-for tool in wrk etcd etcdctl curl; do
+SYSTEMS=${SYSTEMS:-etcd raftcron}
+for tool in wrk curl $([[ $SYSTEMS == *etcd* ]] && echo etcd etcdctl); do
   command -v "$tool" >/dev/null || { echo "bench-http: $tool is missing (apt-get install -y wrk etcd-server etcd-client curl)" >&2; exit 1; }
 done
 
@@ -107,52 +112,65 @@ measure() {
 printf 'system\trole\tcase\tconnections\treq_per_s\tp50\tp99\tnon_2xx\tsocket_errors\tcpu_us_member\tcpu_us_others\tcpu_us_machine\n' | tee "$OUT"
 
 # ---- etcd: 3 members on 127.0.0.1 -------------------------------------------------------------
-declare -a CPORT PPORT
-for i in 1 2 3; do CPORT[$i]=$(free_port); PPORT[$i]=$(free_port); done
-INITIAL="e1=http://127.0.0.1:${PPORT[1]},e2=http://127.0.0.1:${PPORT[2]},e3=http://127.0.0.1:${PPORT[3]}"
-for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$WORK/etcd-$i" \
-    --listen-client-urls "http://127.0.0.1:${CPORT[$i]}" --advertise-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-    --initial-cluster "$INITIAL" --initial-cluster-state new --initial-cluster-token bench \
-    >"$WORK/etcd-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-ENDPOINTS="127.0.0.1:${CPORT[1]},127.0.0.1:${CPORT[2]},127.0.0.1:${CPORT[3]}"
-for _ in $(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
-ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint health >&2
-# The client URL of etcd's leader, or of a follower ($1).
-etcd_url() {
-  ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" endpoint status -w json | python3 -c '
+# Runs every case against a fresh etcd cluster, named $1 in the output, its members started with
+# GOMAXPROCS=$2 ("" for Go's default, a thread per core).
+run_etcd() {
+  local name=$1 procs=$2 i role
+  local -a cport pport members
+  for i in 1 2 3; do cport[$i]=$(free_port); pport[$i]=$(free_port); done
+  local initial="e1=http://127.0.0.1:${pport[1]},e2=http://127.0.0.1:${pport[2]},e3=http://127.0.0.1:${pport[3]}"
+  rm -rf "$WORK"/etcd-*
+  for i in 1 2 3; do
+    env ${procs:+GOMAXPROCS=$procs} etcd --name "e$i" --data-dir "$WORK/etcd-$i" \
+      --listen-client-urls "http://127.0.0.1:${cport[$i]}" --advertise-client-urls "http://127.0.0.1:${cport[$i]}" \
+      --listen-peer-urls "http://127.0.0.1:${pport[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${pport[$i]}" \
+      --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token bench \
+      >"$WORK/etcd-$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  local endpoints="127.0.0.1:${cport[1]},127.0.0.1:${cport[2]},127.0.0.1:${cport[3]}"
+  for _ in $(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >&2
+  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" put bench-read-key bench-value >/dev/null
+  local urls="http://127.0.0.1:${cport[1]},http://127.0.0.1:${cport[2]},http://127.0.0.1:${cport[3]}"
+  local pids; pids=$(IFS=,; echo "${PIDS[*]}")
+  for role in $ROLES; do
+    # The client URL of etcd's leader, or of a follower.
+    local url
+    url=$(ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint status -w json | python3 -c '
 import json, sys
 want = sys.argv[1]
 for e in json.load(sys.stdin):
     leads = e["Status"]["header"]["member_id"] == e["Status"]["leader"]
     if leads == (want == "leader"):
         print("http://" + e["Endpoint"]); break
-' "$1"
+' "$role")
+    [ -n "$url" ] || { echo "bench-http: etcd has no $role" >&2; exit 1; }
+    read -r -a members <<<"$(member_pids "$url" "$urls" "$pids")"
+    measure "$name" "$role" "put" 1 "$url" "$WORK/put.lua" "${members[@]}"
+    measure "$name" "$role" "put" 64 "$url" "$WORK/put.lua" "${members[@]}"
+    measure "$name" "$role" "range serializable" 64 "$url" "$WORK/range-serial.lua" "${members[@]}"
+    measure "$name" "$role" "range linearizable" 64 "$url" "$WORK/range-lin.lua" "${members[@]}"
+  done
+  for i in "${PIDS[@]}"; do kill -TERM "$i" 2>/dev/null || true; done
+  for i in "${PIDS[@]}"; do wait "$i" 2>/dev/null || true; done
+  PIDS=()
 }
-ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINTS" put bench-read-key bench-value >/dev/null
-KEY_B64=$(printf 'bench-read-key' | base64)
-lua "$WORK/put.lua" POST /v3/kv/put '{"key":"YmVuY2hrZXkt%d","value":"YmVuY2gtdmFsdWU="}'
-lua "$WORK/range-serial.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\",\"serializable\":true}"
-lua "$WORK/range-lin.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\"}"
-ETCD_URLS="http://127.0.0.1:${CPORT[1]},http://127.0.0.1:${CPORT[2]},http://127.0.0.1:${CPORT[3]}"
-ETCD_PIDS=$(IFS=,; echo "${PIDS[*]}")
-for role in $ROLES; do
-  ETCD=$(etcd_url "$role")
-  [ -n "$ETCD" ] || { echo "bench-http: etcd has no $role" >&2; exit 1; }
-  read -r -a MEMBERS <<<"$(member_pids "$ETCD" "$ETCD_URLS" "$ETCD_PIDS")"
-  measure etcd "$role" "put" 1 "$ETCD" "$WORK/put.lua" "${MEMBERS[@]}"
-  measure etcd "$role" "put" 64 "$ETCD" "$WORK/put.lua" "${MEMBERS[@]}"
-  measure etcd "$role" "range serializable" 64 "$ETCD" "$WORK/range-serial.lua" "${MEMBERS[@]}"
-  measure etcd "$role" "range linearizable" 64 "$ETCD" "$WORK/range-lin.lua" "${MEMBERS[@]}"
-done
-for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-PIDS=()
+
+if [[ $SYSTEMS == *etcd* ]]; then
+  KEY_B64=$(printf 'bench-read-key' | base64)
+  lua "$WORK/put.lua" POST /v3/kv/put '{"key":"YmVuY2hrZXkt%d","value":"YmVuY2gtdmFsdWU="}'
+  lua "$WORK/range-serial.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\",\"serializable\":true}"
+  lua "$WORK/range-lin.lua" POST /v3/kv/range "{\"key\":\"$KEY_B64\"}"
+  # Go's default (a thread per core in each member), then the cores shared out between the
+  # three members as raftcron-bench shares them between raftcron's nodes (--worker-threads).
+  run_etcd etcd ""
+  SHARE=$(( $(nproc) / 3 )); [ "$SHARE" -ge 1 ] || SHARE=1
+  [ "$SHARE" -ge "$(nproc)" ] || run_etcd "etcd/GOMAXPROCS=$SHARE" "$SHARE"
+fi
 
 # ---- raftcron: 3 nodes started by raftcron-bench ------------------------------------------------
+if [[ $SYSTEMS == *raftcron* ]]; then
 "$BENCH_BIN" --bin "$RAFTCRON_BIN" serve --env-file "$WORK/raftcron.env" --for 1800 2>"$WORK/serve.log" &
 PIDS+=($!)
 for _ in $(seq 1 300); do [ -s "$WORK/raftcron.env" ] && break; sleep 0.2; done
@@ -186,4 +204,5 @@ for role in $ROLES; do
   measure raftcron "$role" "get stale" 64 "$NODE" "$WORK/get-stale.lua" "${MEMBERS[@]}"
   measure raftcron "$role" "get linearizable" 64 "$NODE" "$WORK/get-lin.lua" "${MEMBERS[@]}"
 done
-echo "bench-http: done (etcd $(etcd --version | head -1 | awk '{print $3}'))" >&2
+fi
+echo "bench-http: done" >&2

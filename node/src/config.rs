@@ -17,6 +17,8 @@ use crate::model::apikey::MIN_ADMIN_KEY_CHARS;
 use crate::raft::RaftTuning;
 
 pub const MIN_CLUSTER_SECRET_CHARS: usize = 16;
+/// Most `--worker-threads`.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(name = "raftcron", version, about = "A highly available HTTP cron service replicated with Raft")]
@@ -193,6 +195,12 @@ pub struct ServeArgs {
     /// clock while it runs (chaos drills only).
     #[arg(long, env = "RAFTCRON_CLOCK_DRILLS", num_args = 0..=1, default_missing_value = "true")]
     pub clock_drills: Option<bool>,
+    /// Threads that run this node's requests, Raft and firing (default: one per core). Lower
+    /// it when several nodes share one machine's cores, as in a local test cluster: threads of
+    /// several nodes competing for the same cores cost more wake-ups than they gain
+    /// (docs/benchmarks.md, run 19). RocksDB and log syncs have threads of their own.
+    #[arg(long, env = "RAFTCRON_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// A TOML file with any of the keys above (snake_case).
     #[arg(long, env = "RAFTCRON_CONFIG")]
     #[serde(skip)]
@@ -245,6 +253,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     pub clock_offset_ms: i64,
     pub clock_drills: bool,
+    /// The async runtime's worker threads; `None`: one per core.
+    pub worker_threads: Option<usize>,
 }
 
 /// Where the TLS material is.
@@ -306,6 +316,7 @@ impl ServeArgs {
             peer_override: self.peer_override.or(file.peer_override),
             clock_offset_ms: self.clock_offset_ms.or(file.clock_offset_ms),
             clock_drills: self.clock_drills.or(file.clock_drills),
+            worker_threads: self.worker_threads.or(file.worker_threads),
             config: self.config,
         }
     }
@@ -436,6 +447,11 @@ impl ServeArgs {
         if clock_offset_ms.unsigned_abs() > 86_400_000 {
             problems.push("--clock-offset-ms: at most one day either way".to_string());
         }
+        if let Some(n) = args.worker_threads {
+            if !(1..=MAX_WORKER_THREADS).contains(&n) {
+                problems.push(format!("--worker-threads: must be between 1 and {MAX_WORKER_THREADS}"));
+            }
+        }
         let keyring = master_keys(&args, &mut problems);
         let tls = tls_settings(&args, &mut problems);
         let (Some(listen), Some(keyring), true) = (listen, keyring, problems.is_empty()) else {
@@ -465,6 +481,7 @@ impl ServeArgs {
             auth_failures_per_minute,
             clock_offset_ms,
             clock_drills: args.clock_drills.unwrap_or(false),
+            worker_threads: args.worker_threads,
             tuning: RaftTuning {
                 heartbeat,
                 election_timeout: election,

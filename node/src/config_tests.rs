@@ -137,3 +137,17 @@ fn formation_settings_have_bounds() {
     args.extend(["--dead-after-ms", "0"]);
     assert_eq!(serve(&args).resolve(None).unwrap().dead_after, std::time::Duration::ZERO);
 }
+
+#[test]
+fn worker_threads_default_to_the_cores_and_have_bounds() {
+    assert_eq!(serve(&VALID).resolve(None).unwrap().worker_threads, None, "one per core");
+    let mut args = VALID.to_vec();
+    args.extend(["--worker-threads", "1"]);
+    assert_eq!(serve(&args).resolve(None).unwrap().worker_threads, Some(1));
+    for bad in ["0", "1025"] {
+        let mut args = VALID.to_vec();
+        args.extend(["--worker-threads", bad]);
+        let text = serve(&args).resolve(None).unwrap_err().to_string();
+        assert!(text.contains("--worker-threads: must be between 1 and 1024"), "{text}");
+    }
+}

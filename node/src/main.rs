@@ -18,17 +18,25 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// The multi-threaded runtime everything runs on: `workers` threads, or one per core.
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build()
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _failpoints = raftcron_node::failpoint::setup();
-    let result = match cli.command {
+    // `serve` is resolved first: its configuration sizes the runtime.
+    let (command, workers) = match cli.command {
         Command::Serve(args) => {
             let admin_key = std::env::var("RAFTCRON_ADMIN_KEY").ok().filter(|k| !k.is_empty());
             match args.resolve(admin_key) {
                 Ok(cfg) => {
-                    init_tracing(cfg.log_format);
-                    raftcron_node::server::run(cfg, raftcron_node::server::signal(), None).await
+                    let workers = cfg.worker_threads;
+                    (Resolved::Serve(Box::new(cfg)), workers)
                 }
                 Err(e) => {
                     eprintln!("raftcron: {e}");
@@ -36,11 +44,39 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Keygen => {
+        Command::Keygen => (Resolved::Keygen, None),
+        Command::Restore(args) => (Resolved::Restore(args), None),
+        Command::Dev(args) => (Resolved::Dev(args), None),
+    };
+    match runtime(workers) {
+        Ok(rt) => rt.block_on(run(command)),
+        Err(e) => {
+            eprintln!("raftcron: starting the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command ready to run, `serve` with its resolved configuration.
+enum Resolved {
+    Serve(Box<raftcron_node::config::Config>),
+    Keygen,
+    Restore(raftcron_node::config::RestoreArgs),
+    Dev(raftcron_node::config::DevArgs),
+}
+
+async fn run(command: Resolved) -> std::process::ExitCode {
+    let _failpoints = raftcron_node::failpoint::setup();
+    let result = match command {
+        Resolved::Serve(cfg) => {
+            init_tracing(cfg.log_format);
+            raftcron_node::server::run(*cfg, raftcron_node::server::signal(), None).await
+        }
+        Resolved::Keygen => {
             println!("{}", raftcron_node::crypto::MasterKey::generate().to_base64().as_str());
             Ok(())
         }
-        Command::Restore(args) => {
+        Resolved::Restore(args) => {
             let source = match (args.from, args.from_data_dir) {
                 (Some(f), _) => Ok(raftcron_node::restore::Source::File(f)),
                 (None, Some(d)) => Ok(raftcron_node::restore::Source::DataDir(d)),
@@ -68,7 +104,7 @@ async fn main() -> std::process::ExitCode {
                     );
                 })
         }
-        Command::Dev(args) => {
+        Resolved::Dev(args) => {
             init_tracing(args.log_format);
             raftcron_node::dev::run(args).await
         }

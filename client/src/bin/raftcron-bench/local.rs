@@ -4,8 +4,9 @@
 //! Every process it starts is stopped when the [`LocalCluster`] is dropped (SIGKILL) or
 //! [`LocalCluster::stop`]ped (SIGTERM, then SIGKILL after 10 s). Nodes run with
 //! `--allow-private-targets` (the sink is on 127.0.0.1) and a per-key rate limit of 1,000,000 a
-//! minute (the default 1,000 would measure the limiter); every other setting is the default
-//! unless `--node-arg` says otherwise.
+//! minute (the default 1,000 would measure the limiter), and with the machine's cores shared
+//! out between them: `--worker-threads` of cores / nodes, at least 1 ([`worker_threads`]).
+//! Every other setting is the default unless `--node-arg` says otherwise.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -50,6 +51,15 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Worker threads for each of `nodes` nodes sharing this machine's cores: an equal share, at
+/// least one. Every node's runtime would otherwise start a thread per core, and on a small
+/// machine the nodes' threads then wake and steal from each other more than they work
+/// (docs/benchmarks.md, run 19).
+pub fn worker_threads(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (cores / nodes.max(1)).max(1)
 }
 
 fn free_port() -> Result<u16> {
@@ -109,6 +119,7 @@ impl LocalCluster {
     pub fn spawn(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
         let (key, secret, master) = (self.admin_key.clone(), self.secret.clone(), self.master_key.clone());
+        let workers = worker_threads(self.nodes.len());
         let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))?;
         if node.child.is_some() {
             bail!("node {id} is running");
@@ -122,6 +133,9 @@ impl LocalCluster {
             .args(["--cluster-secret", &secret, "--allow-private-targets", "--rate-limit-per-minute", "1000000"]);
         if let Some(initial) = &node.initial_cluster {
             cmd.args(["--initial-cluster", initial]);
+        }
+        if !self.node_args.iter().any(|a| a.starts_with("--worker-threads")) {
+            cmd.args(["--worker-threads", &workers.to_string()]);
         }
         cmd.args(&self.node_args);
         for (k, _) in std::env::vars_os() {
