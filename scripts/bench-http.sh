@@ -14,7 +14,7 @@
 # default threads, and with GOMAXPROCS set to its members' share of the cores, the share that
 # raftcron-bench gives each raftcron node (--worker-threads); a ratio is taken against the
 # faster of the two.
-# every process started here is stopped on exit. Each line also gives the CPU time per request
+# Every process started here is stopped on exit. Each line also gives the CPU time per request
 # (user + system, from /proc) of the member measured, of the two other members together, and of
 # the whole machine (the load generator and the kernel's softirqs included), so a ratio between
 # the systems can be read against where each spends its CPU.
