@@ -14,6 +14,7 @@ pub mod leader;
 pub mod lease;
 pub mod owner;
 pub mod round;
+pub mod wake;
 
 use std::time::Duration;
 

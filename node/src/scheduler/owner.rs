@@ -26,6 +26,7 @@ use crate::model::run::RunStatus;
 use crate::model::slot::FireId;
 use crate::scheduler::lease::Lease;
 use crate::scheduler::round::{self, unsent_run, Pending};
+use crate::scheduler::wake::Wake;
 use crate::scheduler::SchedulerConfig;
 use crate::state::firing::{self, ClaimKind, ClaimVerdict, Released, RunOutcome};
 use crate::state::{CommandBody, CommandResult};
@@ -88,8 +89,8 @@ pub async fn run(
     cluster.store.watch(&[Table::Jobs, Table::FireState, Table::Shards]);
     let mut idle = round::IdleJobs::with_scan_budget(SCAN_BUDGET);
     let holders = Holders::default();
-    let mut tick = tokio::time::interval(cfg.tick);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let wake = Wake::start();
+    let tick_ms = i64::try_from(cfg.tick.as_millis()).unwrap_or(i64::MAX);
     // A round that left shards unscanned is followed by the next at once.
     let mut more = false;
     loop {
@@ -100,7 +101,8 @@ pub async fn run(
             }
         } else {
             tokio::select! {
-                _ = tick.tick() => {}
+                // Half a tick away from the whole seconds, where most slots are sent.
+                _ = tokio::time::sleep(round::until_next_round(clock.now_ms(), tick_ms)) => {}
                 // A shard gained (or lost) is claimed for at once, not at the next tick.
                 _ = cluster.store.shards_written() => {}
                 _ = stop.changed() => break,
@@ -121,6 +123,7 @@ pub async fn run(
             dropped: &dropped,
             results: &results_tx,
             metrics: &metrics,
+            wake: &wake,
         };
         match round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &holders).await {
             Ok(left) => more = left,
@@ -142,6 +145,8 @@ struct Ctx<'a> {
     dropped: &'a Dropped,
     results: &'a tokio::sync::mpsc::Sender<Report>,
     metrics: &'a Metrics,
+    /// Wakes dispatched slots at their instant (see `scheduler::wake`).
+    wake: &'a Wake,
 }
 
 /// Runs `f` (synchronous work that may take long) so that the other tasks of this worker thread
@@ -322,6 +327,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     let dropped = ctx.dropped.clone();
     let results = ctx.results.clone();
     let metrics = ctx.metrics.clone();
+    let wake = ctx.wake.clone();
     tokio::spawn(async move {
         // Everything that does not depend on the instant is done before the wait: at a whole
         // second, every job of the node's shards is sent at once, and work done then is lateness.
@@ -336,7 +342,7 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
             if wait.is_zero() {
                 break;
             }
-            tokio::time::sleep(wait).await;
+            wake.sleep(wait).await;
         }
         // The fencing check, immediately before sending.
         // One shard's owner, not the whole assignment: this runs for every slot.

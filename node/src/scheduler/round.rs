@@ -23,6 +23,17 @@ pub const MAX_SLOTS_PER_JOB: usize = 64;
 /// Most items in one claim command.
 pub const MAX_CLAIM_ITEMS: usize = 4096;
 
+/// How long until the next round, which runs half a tick past each whole multiple of the tick
+/// on the cluster's time (with the default 200 ms tick: at .100, .300, ..., .900 of each
+/// second). Cron slots crowd onto whole seconds, where every owner sends at once; a round there
+/// (its state reads and its claim, applied on every node) would compete with those sends for
+/// the cores. Always more than zero and at most one tick.
+pub fn until_next_round(now_ms: i64, tick_ms: i64) -> std::time::Duration {
+    let tick_ms = tick_ms.max(1);
+    let into = (now_ms - tick_ms / 2).rem_euclid(tick_ms);
+    std::time::Duration::from_millis((tick_ms - into) as u64)
+}
+
 /// A slot to send once its claim is known (or at once, see [`RoundPlan::send_now`]).
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -1159,5 +1170,28 @@ mod tests {
         idle.forget(true, []);
         let (_, reads, scans) = round(&s, &mut idle, T0 + 1900);
         assert_eq!((reads, scans), (41, 4));
+    }
+}
+
+#[cfg(test)]
+mod round_timing_tests {
+    use std::time::Duration;
+
+    use super::until_next_round;
+
+    #[test]
+    fn rounds_run_half_a_tick_away_from_whole_seconds() {
+        let second = 1_800_000_000_000;
+        assert_eq!(until_next_round(second, 200), Duration::from_millis(100), "from a whole second to .100");
+        assert_eq!(until_next_round(second + 100, 200), Duration::from_millis(200), "at a round: the next one");
+        assert_eq!(until_next_round(second + 101, 200), Duration::from_millis(199));
+        assert_eq!(until_next_round(second + 999, 200), Duration::from_millis(101), "to .100 of the next second");
+        assert_eq!(until_next_round(-1, 200), Duration::from_millis(101), "before the epoch too");
+        for now in second..second + 2_000 {
+            let wait = until_next_round(now, 200).as_millis() as i64;
+            assert!((1..=200).contains(&wait), "{now}: {wait}");
+            assert_eq!((now + wait) % 200, 100, "{now}");
+        }
+        assert_eq!(until_next_round(second, 0), Duration::from_millis(1), "a zero tick is one millisecond");
     }
 }
