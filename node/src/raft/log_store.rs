@@ -26,8 +26,9 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
 
 use crate::raft::eager::{self, Eager};
+use crate::raft::log_cache::LogCache;
 use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
-use crate::store::{decode, Batch, Store, Table};
+use crate::store::{decode, encode, Batch, Store, Table};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -44,6 +45,8 @@ pub struct LogStore {
     /// saved, and the id of the last entry appended (unknown after a start or a truncation
     /// until the next append).
     seen: Arc<Mutex<Seen>>,
+    /// The newest entries, for the reads right after their append ([`crate::raft::log_cache`]).
+    recent: Arc<Mutex<LogCache>>,
 }
 
 #[derive(Debug, Default)]
@@ -145,7 +148,7 @@ pub fn seed(store: &Store, last: LogId, node: crate::ids::NodeId) -> Result<(), 
 
 impl LogStore {
     pub fn new(store: Store) -> LogStore {
-        LogStore { store, syncs: Arc::default(), eager: Arc::default(), seen: Arc::default() }
+        LogStore { store, syncs: Arc::default(), eager: Arc::default(), seen: Arc::default(), recent: Arc::default() }
     }
 
     /// From now on, send this leader's new entries to idle followers as they are written
@@ -156,6 +159,10 @@ impl LogStore {
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, LogCache> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// What an eager AppendEntries for `entries` (written as `batch`) carries besides them: the
@@ -232,6 +239,9 @@ impl LogStore {
         };
         if limit == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(entries) = self.recent().get(start, start.saturating_add(limit), max_bytes) {
+            return Ok(entries);
         }
         let rows = self
             .store
@@ -310,9 +320,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut b = Batch::default();
+        let mut sizes = Vec::with_capacity(entries.len());
         for entry in &entries {
-            b.put_value(Table::Log, index_key(entry.log_id.index).to_vec(), entry)
-                .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            let value = encode(entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            sizes.push(value.len());
+            b.put(Table::Log, index_key(entry.log_id.index).to_vec(), value);
         }
         let Some(last) = entries.last().map(|e| e.log_id) else {
             callback.log_io_completed(Ok(()));
@@ -327,6 +339,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
         }
         self.seen().last = Some(Some(last));
+        self.recent().appended(&entries, &sizes);
         #[cfg(feature = "failpoints")]
         let (first, normal) = (
             entries.first().map_or(last.index, |e| e.log_id.index),
@@ -352,6 +365,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().truncate_from(log_id.index);
         let mut b = Batch::default();
         b.delete_range(Table::Log, index_key(log_id.index).to_vec(), index_key(u64::MAX).to_vec());
         b.delete(Table::Log, index_key(u64::MAX).to_vec());
@@ -360,6 +374,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().purge_to(log_id.index);
         let mut b = Batch::default();
         b.put_value(Table::RaftMeta, LAST_PURGED.to_vec(), &log_id)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;

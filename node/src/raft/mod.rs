@@ -1,6 +1,7 @@
 //! The Raft layer: the only module that imports openraft.
 //!
-//! It declares the type configuration, stores the log and vote in RocksDB ([`log_store`]),
+//! It declares the type configuration, stores the log and vote in RocksDB ([`log_store`], with
+//! the newest entries also in memory for the reads right after their append, [`log_cache`]),
 //! applies committed entries through `state::apply` ([`state_machine`]), builds and installs
 //! snapshots as streamed files ([`snapshot`]), and carries Raft RPCs between nodes
 //! ([`network`] on the sending side, [`rpc`] on the receiving side); the leader sends a lone
@@ -15,6 +16,7 @@
 pub mod eager;
 pub mod handle;
 pub mod leader_watch;
+pub mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod proposals;
