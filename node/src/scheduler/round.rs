@@ -291,6 +291,20 @@ impl LetGo {
         self.first_round_ms.is_none_or(|first| now_ms < first + RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS)
     }
 
+    /// Whether this process must not claim back yet another holder's slot due at `at_ms`: while
+    /// it is [`LetGo::quiet`], and only if the slot is due before its first round (plus
+    /// [`crate::cluster::FENCE_MARGIN_MS`] for the readings' uncertainty). An earlier process of
+    /// this node let a slot go only once its instant had passed (`owner::dispatch` waits for
+    /// it), and it was gone before this process's first round; so no release it may still have
+    /// on its way names a later slot. Such slots, the ones a node that died holding them had
+    /// claimed ahead, are claimed back at once: a node restarted just before another one died
+    /// (a rolling restart, or a crash loop) does not hold up the dead one's next slots for the
+    /// whole quiet period.
+    fn quiet_for(&self, now_ms: i64, at_ms: i64) -> bool {
+        self.quiet(now_ms)
+            && self.first_round_ms.is_none_or(|first| at_ms <= first.saturating_add(crate::cluster::FENCE_MARGIN_MS))
+    }
+
     /// Whether a write of its release may still commit.
     fn writing(&self, id: &FireId) -> bool {
         self.slots.get(id).is_some_and(|slot| slot.writing)
@@ -480,7 +494,7 @@ fn read_job(
         } else if job.spec.delivery == Delivery::AtMostOnce && !f.released {
             // Its sender may or may not have sent it: never send it twice.
             plan.unknown.push(p);
-        } else if !quiet {
+        } else if !me.let_go.quiet_for(me.now_ms, f.at_ms) {
             me.let_go.saw_release(&f.fire_id);
             plan.items.push(claim_item(&job, shard, epoch, f.at_ms, ClaimKind::Reclaim));
             plan.pending.push(Some(p));
@@ -654,6 +668,24 @@ mod tests {
             idle,
         };
         plan_round(view, &mut me).expect("a plan")
+    }
+
+    /// Like [`plan`], at `now_ms`.
+    fn plan_now(s: &MemState, inc: Uuid, now_ms: i64, let_go: &mut LetGo) -> RoundPlan {
+        let none = |_: &FireId| false;
+        let claimed_to = HashMap::new();
+        let mut me = Process {
+            node: ME,
+            incarnation: inc,
+            now_ms,
+            horizon_ms: T0 + 999,
+            active: &none,
+            let_go,
+            claimed_to: &claimed_to,
+            idle: None,
+            held_elsewhere: &|_| false,
+        };
+        plan_round(s, &mut me).expect("a plan")
     }
 
     /// Like [`plan`], at `now_ms`, with node 2's process still sending its slots or not.
@@ -845,15 +877,36 @@ mod tests {
         let mut fresh = LetGo::default();
         let p = plan(&s, inc, &HashSet::new(), &mut fresh);
         assert!(p.items.is_empty() && p.send_now.is_empty(), "first round: {p:?}");
-        // The rounds run at T0 + 500: the quiet period ends exactly then.
+        assert_eq!(fresh.first_round_ms, Some(T0 + 500));
+        // The slot (T0 + 1 s) is due within the margin of that first round: it may be one the
+        // earlier process let go. The quiet period ends exactly `quiet_for` after it.
         let quiet_for = super::RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS;
-        fresh.first_round_ms = Some(T0 + 500 - quiet_for + 1);
-        let p = plan(&s, inc, &HashSet::new(), &mut fresh);
+        let p = plan_now(&s, inc, T0 + 500 + quiet_for - 1, &mut fresh);
         assert!(p.items.is_empty() && p.send_now.is_empty(), "1 ms before the end: {p:?}");
-        fresh.first_round_ms = Some(T0 + 500 - quiet_for);
-        let p = plan(&s, inc, &HashSet::new(), &mut fresh);
+        let p = plan_now(&s, inc, T0 + 500 + quiet_for, &mut fresh);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
+    }
+
+    #[test]
+    fn a_just_started_process_claims_back_at_once_a_slot_due_after_its_first_round() {
+        // The slot is due at T0 + 1 s and the rounds run at T0 + 500 ms; another node's process
+        // held it (say, it died), or an earlier process of this node did.
+        for claimant in [2, ME] {
+            let (s, _, fire) = claimed(Delivery::AtLeastOnce, claimant, Uuid::new_v4());
+            let margin = crate::cluster::FENCE_MARGIN_MS;
+            // First round long enough before the slot: no earlier process of this node can have
+            // let it go, so it is claimed back although the process is quiet.
+            let mut fresh = LetGo { first_round_ms: Some(T0 + 1000 - margin - 1), ..LetGo::default() };
+            assert!(fresh.quiet(T0 + 500));
+            let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut fresh);
+            assert_eq!(kinds(&p), vec![ClaimKind::Reclaim], "holder {claimant}");
+            assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
+            // Within the margin of the first round, it waits for the quiet period's end.
+            let mut fresh = LetGo { first_round_ms: Some(T0 + 1000 - margin), ..LetGo::default() };
+            let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut fresh);
+            assert!(p.items.is_empty() && p.send_now.is_empty(), "holder {claimant}: {p:?}");
+        }
     }
 
     #[test]

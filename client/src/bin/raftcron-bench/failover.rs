@@ -4,9 +4,11 @@
 //! leader owned. The node is restarted and the cluster rebalanced before the next round.
 //! Afterwards every slot of the fire jobs over all the rounds is accounted for: each must have
 //! arrived, once, except that a slot the dead leader was sending when it died may arrive again
-//! with the same `Idempotency-Key` (the crash window of docs/design/firing.md).
+//! with the same `Idempotency-Key` (the crash window of docs/design/firing.md). And every slot
+//! of the dead leader's jobs from [`AROUND_KILL_BEFORE_S`] before each kill to
+//! [`AROUND_KILL_AFTER_S`] after it is timed, not only the first: how late each arrived.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +33,14 @@ use crate::{load, CREATE_CONCURRENCY};
 const ROUND_LIMIT: Duration = Duration::from_secs(30);
 /// Longest wait for the shards to be spread over every node again.
 const REBALANCE_LIMIT: Duration = Duration::from_secs(40);
+/// The slots of a dead leader's jobs whose lateness is reported: due from this many seconds
+/// before its kill...
+pub const AROUND_KILL_BEFORE_S: i64 = 2;
+/// ...to this many after it.
+pub const AROUND_KILL_AFTER_S: i64 = 5;
+/// A slot of a dead leader's job later than this is counted apart (the target for the first
+/// fire of its shards).
+const LATE_US: i64 = 1_500_000;
 
 /// The shard of a job, as the node computes it (docs/design/firing.md).
 pub fn shard_of(job: &Uuid, shards: u32) -> u32 {
@@ -163,6 +173,17 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
             .with("early", t.early)
             .with("max_early_ms", t.max_early_us as f64 / 1000.0),
     );
+    let (late_h, over) = around_kills(&records, &kills);
+    let mut row = Row::new("failover", "dead leader's slots, kill -2 s to +5 s");
+    row.ops = late_h.summary().map_or(0, |s| s.count);
+    row.latency = late_h.summary();
+    note(&format!(
+        "  the dead leaders' slots from {AROUND_KILL_BEFORE_S} s before each kill to {AROUND_KILL_AFTER_S} s after: {} arrived, {} of them over {:.1} s late",
+        row.ops,
+        over,
+        LATE_US as f64 / 1e6
+    ));
+    rows.push(row.with("late_over_1_5_s", over));
     let rounds = u64::from(a.rounds);
     for (case, samples, h) in
         [("first write", &write_s, &write_h), ("first fire of dead leader's shard", &fire_s, &fire_h)]
@@ -207,6 +228,31 @@ fn crash_window_resends(records: &[Record], kills: &[Kill], from_s: i64, to_s: i
         }
     }
     n
+}
+
+/// How late the first receipt of each slot of a killed leader's jobs was (slots due from
+/// [`AROUND_KILL_BEFORE_S`] before the kill to [`AROUND_KILL_AFTER_S`] after it), and how many
+/// were later than [`LATE_US`]. A slot that never arrived is a miss, counted by the tally.
+fn around_kills(records: &[Record], kills: &[Kill]) -> (Latency, u64) {
+    let mut first: HashMap<(&str, i64), i64> = HashMap::new();
+    for r in records {
+        let e = first.entry((r.job.as_str(), r.scheduled_us)).or_insert(r.received_us);
+        *e = (*e).min(r.received_us);
+    }
+    let (mut h, mut over) = (Latency::new(), 0u64);
+    for ((job, scheduled_us), received_us) in first {
+        let dead = kills.iter().any(|k| {
+            k.jobs.contains(job)
+                && scheduled_us >= k.at_us - AROUND_KILL_BEFORE_S * 1_000_000
+                && scheduled_us <= k.at_us + AROUND_KILL_AFTER_S * 1_000_000
+        });
+        if dead {
+            let late = (received_us - scheduled_us).max(0);
+            h.record_micros(late as u64);
+            over += u64::from(late > LATE_US);
+        }
+    }
+    (h, over)
 }
 
 /// Every-second jobs firing at the sink; returns their ids.
@@ -286,6 +332,31 @@ mod tests {
             rec("a-101", "a", 101),
         ];
         assert_eq!(crash_window_resends(&records, &[kill], 90, 110), 1);
+    }
+
+    #[test]
+    fn every_slot_of_a_dead_leaders_jobs_near_its_kill_is_timed_by_its_first_receipt() {
+        let rec = |job: &str, s: i64, late_ms: i64| Record {
+            key: format!("{job}-{s}"),
+            job: job.into(),
+            scheduled_us: s * 1_000_000,
+            received_us: s * 1_000_000 + late_ms * 1000,
+        };
+        let kill = Kill { at_us: 100 * 1_000_000 + 300_000, jobs: HashSet::from(["a".to_string()]) };
+        let records = [
+            rec("a", 97, 4),      // more than 2 s before the kill: not counted
+            rec("a", 99, 3),      // sent by the leader before it died
+            rec("a", 101, 1_200), // fired late by the next owner
+            rec("a", 101, 1_900), // a second receipt: the first one counts
+            rec("a", 102, 2_500), // later than 1.5 s
+            rec("a", 106, 5),     // more than 5 s after: not counted
+            rec("b", 101, 9_000), // not the dead leader's job
+        ];
+        let (h, over) = around_kills(&records, &[kill]);
+        let s = h.summary().expect("three slots");
+        assert_eq!(s.count, 3);
+        assert_eq!(over, 1);
+        assert!((s.max_ms - 2_500.0).abs() < 5.0, "{}", s.max_ms);
     }
 
     #[test]

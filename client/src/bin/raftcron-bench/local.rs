@@ -87,8 +87,11 @@ impl LocalCluster {
         let ports = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<Vec<_>>>()?;
         drop(listeners);
         let initial = (1..=n).zip(&ports).map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        // Every node is known before the first starts, so each gets its share of the cores.
         for (id, port) in (1..=n).zip(ports) {
             c.add(id, port, Some(initial.clone()))?;
+        }
+        for id in 1..=n {
             c.spawn(id)?;
         }
         let started = Instant::now();
