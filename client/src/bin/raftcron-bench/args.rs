@@ -159,6 +159,11 @@ pub struct FailoverArgs {
     /// Concurrent writers creating jobs during the rounds.
     #[arg(long, default_value_t = 4)]
     pub writers: usize,
+    /// Seconds the cluster runs undisturbed before each kill, once its shards are spread over
+    /// every node: the previous round's moves and late slots are over, and the restarted node
+    /// is past its first seconds. 0 kills as soon as the shards are spread.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub settle: u64,
 }
 
 #[derive(Debug, Clone, Args)]

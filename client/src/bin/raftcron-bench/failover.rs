@@ -1,7 +1,8 @@
 //! The failover scenario (local clusters only): under a steady write load and every-second
 //! jobs firing at the sink, kill -9 the leader and time (a) the first write acknowledged among
 //! those sent after the kill and (b) the first fire received for a job whose shard the dead
-//! leader owned. The node is restarted and the cluster rebalanced before the next round.
+//! leader owned. The node is restarted and the cluster rebalanced before the next round, and
+//! left to settle for `--settle` seconds (0: the next kill as soon as the shards are spread).
 //! Afterwards every slot of the fire jobs over all the rounds is accounted for: each must have
 //! arrived, once, except that a slot the dead leader was sending when it died may arrive again
 //! with the same `Idempotency-Key` (the crash window of docs/design/firing.md). And every slot
@@ -98,6 +99,7 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
     for round in 1..=a.rounds {
         let leader = c.wait_ready(FORM_TIMEOUT).await?;
         wait_balanced(&nodes, c.running().len()).await;
+        tokio::time::sleep(Duration::from_secs(a.settle)).await;
         let shards = nodes.any()?.shards().await?;
         let owned: HashSet<u32> = shards.shards.iter().filter(|s| s.node_id == Some(leader)).map(|s| s.shard).collect();
         let dead: HashSet<String> =

@@ -194,7 +194,7 @@ async fn scenarios(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
                 fire(cli, &f, rows).await?;
             }
             if run(Scenario::Failover) && local {
-                let f = FailoverArgs { rounds: a.failover_rounds, fire_jobs: 256, writers: 4 };
+                let f = FailoverArgs { rounds: a.failover_rounds, fire_jobs: 256, writers: 4, settle: 5 };
                 failover(cli, &f, rows).await?;
             }
             if run(Scenario::Scale) && local {
