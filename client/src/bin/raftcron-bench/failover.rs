@@ -212,20 +212,26 @@ struct Kill {
     jobs: HashSet<String>,
 }
 
-/// Repeated receipts (same `Idempotency-Key`) of slots that a killed leader owned and that were
-/// due in the 1.5 s before its kill: it may have sent them without recording the result, so
-/// the next owner sends them again (at-least-once delivery). Any other repeat is a duplicate.
+/// Repeated receipts (same `Idempotency-Key`) of slots of a killed leader's jobs that first
+/// arrived before its kill and again after it: the dead leader sent them and died before their
+/// result was recorded, so the next owner sent them again (at-least-once delivery, the crash
+/// window). Any other repeat is a duplicate. (Until run 20 a repeat counted here only if its
+/// slot was due in the 1.5 s before the kill; a leader whose result writes were still being
+/// retried after the previous failover held results longer than that.)
 fn crash_window_resends(records: &[Record], kills: &[Kill], from_s: i64, to_s: i64) -> u64 {
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut first: HashMap<&str, i64> = HashMap::new();
     let mut n = 0;
     for r in records {
         let second = r.scheduled_us.div_euclid(1_000_000);
-        if second < from_s || second >= to_s || seen.insert(r.key.as_str()) {
+        if second < from_s || second >= to_s {
             continue;
         }
-        let in_window =
-            |k: &Kill| k.jobs.contains(&r.job) && r.scheduled_us <= k.at_us && r.scheduled_us > k.at_us - 1_500_000;
-        if kills.iter().any(in_window) {
+        let Some(&before) = first.get(r.key.as_str()) else {
+            first.insert(r.key.as_str(), r.received_us);
+            continue;
+        };
+        let across = |k: &Kill| k.jobs.contains(&r.job) && before < k.at_us && r.received_us >= k.at_us;
+        if kills.iter().any(across) {
             n += 1;
         }
     }
@@ -316,24 +322,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_dead_leaders_slots_just_before_its_kill_count_as_crash_window_resends() {
-        let rec = |key: &str, job: &str, s: i64| Record {
+    fn only_a_dead_leaders_slots_sent_before_its_kill_and_again_after_count_as_crash_window_resends() {
+        let rec = |key: &str, job: &str, s: i64, received_ms: i64| Record {
             key: key.into(),
             job: job.into(),
             scheduled_us: s * 1_000_000,
-            received_us: s * 1_000_000 + 5_000,
+            received_us: s * 1_000_000 + received_ms * 1000,
         };
         let kill = Kill { at_us: 100 * 1_000_000 + 300_000, jobs: HashSet::from(["a".to_string()]) };
         let records = [
-            rec("a-100", "a", 100),
-            rec("a-100", "a", 100), // re-sent by the next owner: the crash window
-            rec("b-100", "b", 100),
-            rec("b-100", "b", 100), // not the dead leader's job: a duplicate
-            rec("a-98", "a", 98),
-            rec("a-98", "a", 98), // too long before the kill: a duplicate
-            rec("a-101", "a", 101),
+            rec("a-100", "a", 100, 5),
+            rec("a-100", "a", 100, 1_400), // re-sent by the next owner: the crash window
+            rec("a-97", "a", 97, 5),
+            rec("a-97", "a", 97, 4_500), // held longer before the kill, still the crash window
+            rec("b-100", "b", 100, 5),
+            rec("b-100", "b", 100, 1_400), // not the dead leader's job: a duplicate
+            rec("a-98", "a", 98, 5),
+            rec("a-98", "a", 98, 10), // both before the kill: a duplicate
+            rec("a-101", "a", 101, 5),
+            rec("a-101", "a", 101, 9), // both after: a duplicate
+            rec("a-102", "a", 102, 5),
         ];
-        assert_eq!(crash_window_resends(&records, &[kill], 90, 110), 1);
+        assert_eq!(crash_window_resends(&records, &[kill], 90, 110), 2);
     }
 
     #[test]
