@@ -5,7 +5,8 @@
 //! Tasks (all stop when `stop` fires):
 //! - [`lease`]: asks the leader for this node's lease every `lease / 4`.
 //! - [`leader`]: on the leader, moves shards of dead nodes and rebalances, waiting out leases.
-//! - [`owner`]: claims the slots of this node's shards ahead of time and dispatches them.
+//! - [`owner`]: claims the slots of this node's shards ahead of time and dispatches them;
+//!   its dispatched slots wake at their instant through [`wake`]'s one thread.
 //!
 //! It must not send a slot without a committed claim, nor while its lease is not valid.
 

@@ -177,8 +177,8 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
     );
     let (late_h, over) = around_kills(&records, &kills);
     let mut row = Row::new("failover", "dead leader's slots, kill -2 s to +5 s");
-    row.ops = late_h.summary().map_or(0, |s| s.count);
     row.latency = late_h.summary();
+    row.ops = row.latency.as_ref().map_or(0, |s| s.count);
     note(&format!(
         "  the dead leaders' slots from {AROUND_KILL_BEFORE_S} s before each kill to {AROUND_KILL_AFTER_S} s after: {} arrived, {} of them over {:.1} s late",
         row.ops,
