@@ -148,6 +148,11 @@ pub struct RaftMetrics {
     pub reachable_voters: IntGauge,
     pub proposals: IntCounter,
     pub proposal_batch_size: Histogram,
+    pub proposal_wait: Histogram,
+    pub write_duration: Histogram,
+    pub log_sync_duration: Histogram,
+    pub apply_duration: Histogram,
+    pub append_round_trip: HistogramVec,
     pub early_campaigns: IntCounter,
     pub eager_appends: IntCounter,
     snapshots: IntCounterVec,
@@ -249,6 +254,9 @@ const REQUEST_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 const API_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Buckets of snapshot builds, in seconds.
 const SNAPSHOT_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// From a tenth of a millisecond (a log sync on a fast disk, a loopback round trip) to a second.
+const DISK_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 struct Builder(Registry);
@@ -323,6 +331,32 @@ impl Metrics {
                 "raftcron_raft_proposal_batch_size",
                 "Commands in each log entry this node, as leader, proposed",
                 &BATCH_BUCKETS,
+            )?,
+            proposal_wait: b.histogram(
+                "raftcron_raft_proposal_wait_seconds",
+                "On the leader: how long a command waited for a place in a log entry (two entries are on their way at once)",
+                &DISK_BUCKETS,
+            )?,
+            write_duration: b.histogram(
+                "raftcron_raft_write_duration_seconds",
+                "On the leader: one log entry from its proposal to its answer (append, replication, commit, apply)",
+                &DISK_BUCKETS,
+            )?,
+            log_sync_duration: b.histogram(
+                "raftcron_raft_log_sync_duration_seconds",
+                "One sync of the Raft log's write-ahead log (every append waits for one)",
+                &DISK_BUCKETS,
+            )?,
+            apply_duration: b.histogram(
+                "raftcron_raft_apply_duration_seconds",
+                "Applying one committed log entry to this node's state (its effects written in one batch)",
+                &DISK_BUCKETS,
+            )?,
+            append_round_trip: b.histograms(
+                "raftcron_raft_append_round_trip_seconds",
+                "On the leader: one AppendEntries that carried entries, to its answer (the peer's log sync included)",
+                &["peer"],
+                &DISK_BUCKETS,
             )?,
             snapshots: b.counters(
                 "raftcron_raft_snapshots_total",
@@ -461,6 +495,7 @@ mod tests {
             replication_lag: vec![(2, 5)],
         });
         m.executor.request_duration.observe(0.2);
+        m.raft.append_round_trip.with_label_values(&["2"]).observe(0.001);
         m.api.request("/api/v1/jobs/{id}", "GET", 200, 0.01);
         m.scheduler.fire(FireOutcome::Missed);
         let text = m.encode().unwrap();
@@ -472,6 +507,11 @@ mod tests {
             ("raftcron_raft_early_campaigns_total", "counter"),
             ("raftcron_raft_eager_appends_total", "counter"),
             ("raftcron_raft_proposal_batch_size", "histogram"),
+            ("raftcron_raft_proposal_wait_seconds", "histogram"),
+            ("raftcron_raft_write_duration_seconds", "histogram"),
+            ("raftcron_raft_log_sync_duration_seconds", "histogram"),
+            ("raftcron_raft_apply_duration_seconds", "histogram"),
+            ("raftcron_raft_append_round_trip_seconds", "histogram"),
             ("raftcron_raft_snapshot_duration_seconds", "histogram"),
             ("raftcron_scheduler_fires_total", "counter"),
             ("raftcron_scheduler_fire_lateness_seconds", "histogram"),

@@ -62,7 +62,7 @@ pub async fn run(
     let peers = PeerClient::new(cfg.cluster_secret.clone(), cfg.peer_overrides.clone(), &keyring_ids, cfg.tls.as_ref())
         .map_err(|e| anyhow::anyhow!("building the peer client: {e}"))?;
     let contact = LastContact::default();
-    let network = PeerNetwork { client: peers.clone(), contact: contact.clone(), inflight: Default::default() };
+    let network = PeerNetwork::new(peers.clone(), contact.clone());
     let raft = crate::raft::start(cfg.node_id, store.clone(), network, &cfg.tuning, metrics.clone())
         .await
         .context("starting raft")?;

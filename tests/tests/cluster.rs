@@ -283,6 +283,14 @@ async fn concurrent_writes_through_a_follower_each_get_their_own_answer() -> Res
         entries.zip(commands).is_some_and(|(e, c)| c > e),
         "no entry held more than one command: {entries:?} entries, {commands:?} commands"
     );
+    // It timed every entry's way through Raft, and its AppendEntries to each follower.
+    for series in ["raftcron_raft_write_duration_seconds_count", "raftcron_raft_log_sync_duration_seconds_count"] {
+        ensure!(value(series).is_some_and(|n| n >= 1.0), "{series} missing or 0:\n{metrics}");
+    }
+    for peer in (1..=3u64).filter(|n| *n != leader) {
+        let series = format!("raftcron_raft_append_round_trip_seconds_count{{peer=\"{peer}\"}}");
+        ensure!(value(&series).is_some_and(|n| n >= 1.0), "{series} missing or 0:\n{metrics}");
+    }
     c.stop()
 }
 

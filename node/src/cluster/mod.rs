@@ -567,7 +567,7 @@ mod tests {
         let ids = crate::crypto::KeyringIds { current: "k1".into(), all: vec!["k1".into()] };
         let peers = PeerClient::new("secret".into(), BTreeMap::new(), &ids, None).unwrap();
         let contact = LastContact::default();
-        let network = PeerNetwork { client: peers.clone(), contact: contact.clone(), inflight: Default::default() };
+        let network = PeerNetwork::new(peers.clone(), contact.clone());
         let raft =
             crate::raft::start(1, store.clone(), network, &RaftTuning::default(), metrics.clone()).await.unwrap();
         let handle = RaftHandle::new(raft, 1, store.clone(), contact, metrics);

@@ -47,6 +47,8 @@ pub struct LogStore {
     seen: Arc<Mutex<Seen>>,
     /// The newest entries, for the reads right after their append ([`crate::raft::log_cache`]).
     recent: Arc<Mutex<LogCache>>,
+    /// Times each WAL sync, when set.
+    sync_timer: Option<prometheus::Histogram>,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +73,7 @@ impl Debug for SyncQueue {
 
 /// Syncs the WAL until no append waits: each round takes every callback queued so far (all of
 /// their entries are already written), syncs once and completes them in order.
-fn sync_until_idle(store: Store, syncs: Arc<Mutex<SyncQueue>>) {
+fn sync_until_idle(store: Store, syncs: Arc<Mutex<SyncQueue>>, timer: Option<prometheus::Histogram>) {
     loop {
         let round = {
             let mut q = syncs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -81,7 +83,11 @@ fn sync_until_idle(store: Store, syncs: Arc<Mutex<SyncQueue>>) {
             }
             std::mem::take(&mut q.waiting)
         };
+        let started = std::time::Instant::now();
         let res = store.sync().map_err(|e| e.to_string());
+        if let Some(t) = &timer {
+            t.observe(started.elapsed().as_secs_f64());
+        }
         for callback in round {
             callback.log_io_completed(res.clone().map_err(std::io::Error::other));
         }
@@ -148,7 +154,20 @@ pub fn seed(store: &Store, last: LogId, node: crate::ids::NodeId) -> Result<(), 
 
 impl LogStore {
     pub fn new(store: Store) -> LogStore {
-        LogStore { store, syncs: Arc::default(), eager: Arc::default(), seen: Arc::default(), recent: Arc::default() }
+        LogStore {
+            store,
+            syncs: Arc::default(),
+            eager: Arc::default(),
+            seen: Arc::default(),
+            recent: Arc::default(),
+            sync_timer: None,
+        }
+    }
+
+    /// Observes the time of each WAL sync in `timer`.
+    pub fn timed(mut self, timer: prometheus::Histogram) -> LogStore {
+        self.sync_timer = Some(timer);
+        self
     }
 
     /// From now on, send this leader's new entries to idle followers as they are written
@@ -187,8 +206,8 @@ impl LogStore {
             !std::mem::replace(&mut q.running, true)
         };
         if start {
-            let (store, syncs) = (self.store.clone(), self.syncs.clone());
-            tokio::task::spawn_blocking(move || sync_until_idle(store, syncs));
+            let (store, syncs, timer) = (self.store.clone(), self.syncs.clone(), self.sync_timer.clone());
+            tokio::task::spawn_blocking(move || sync_until_idle(store, syncs, timer));
         }
     }
 

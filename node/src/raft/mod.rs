@@ -124,8 +124,9 @@ pub async fn start(
     if log_store::resign_on_start(&store, node_id)? {
         tracing::info!("this node led before it stopped: it leads again only through a new election");
     }
-    let log_store = log_store::LogStore::new(store.clone());
+    let log_store = log_store::LogStore::new(store.clone()).timed(metrics.raft.log_sync_duration.clone());
     let eager_appends = metrics.raft.eager_appends.clone();
+    let network = network.timed(metrics.raft.append_round_trip.clone());
     let sm = state_machine::StateMachine::open(store, metrics).await?;
     let commands = sm.commands_since_snapshot();
     let raft = Raft::new(node_id, config, network.clone(), log_store.clone(), sm).await?;

@@ -226,6 +226,20 @@ pub struct PeerNetwork {
     pub contact: LastContact,
     /// AppendEntries in flight per peer (see [`crate::raft::eager`]).
     pub inflight: crate::raft::eager::InFlight,
+    /// Times each AppendEntries that carries entries, per peer, when set.
+    pub round_trip: Option<prometheus::HistogramVec>,
+}
+
+impl PeerNetwork {
+    pub fn new(client: PeerClient, contact: LastContact) -> PeerNetwork {
+        PeerNetwork { client, contact, inflight: Default::default(), round_trip: None }
+    }
+
+    /// Observes each AppendEntries round trip that carried entries in `round_trip` (`peer` label).
+    pub fn timed(mut self, round_trip: prometheus::HistogramVec) -> PeerNetwork {
+        self.round_trip = Some(round_trip);
+        self
+    }
 }
 
 /// A connection to one peer. Connections are pooled inside the shared client.
@@ -234,6 +248,8 @@ pub struct PeerConnection {
     client: PeerClient,
     contact: LastContact,
     inflight: crate::raft::eager::InFlight,
+    /// This peer's series of [`PeerNetwork::round_trip`].
+    round_trip: Option<prometheus::Histogram>,
     target: NodeId,
     addr: String,
 }
@@ -246,6 +262,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             client: self.client.clone(),
             contact: self.contact.clone(),
             inflight: self.inflight.clone(),
+            round_trip: self.round_trip.as_ref().map(|h| h.with_label_values(&[&target.to_string()])),
             target,
             addr: node.addr.clone(),
         }
@@ -282,7 +299,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse, openraft::error::Infallible> {
         let _counted = self.inflight.count(self.target);
-        self.rpc("/internal/raft/append", &req, option.hard_ttl()).await
+        let timer = self.round_trip.as_ref().filter(|_| !req.entries.is_empty()).map(|h| (h, Instant::now()));
+        let answer = self.rpc("/internal/raft/append", &req, option.hard_ttl()).await;
+        if let (Some((h, sent)), Ok(_)) = (timer, &answer) {
+            h.observe(sent.elapsed().as_secs_f64());
+        }
+        answer
     }
 
     async fn install_snapshot(

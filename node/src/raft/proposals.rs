@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -42,6 +43,8 @@ struct Waiting {
     cmd: Command,
     bytes: usize,
     tx: oneshot::Sender<Answer>,
+    /// When it joined the queue.
+    queued: Instant,
 }
 
 /// The next entry's commands, oldest first, within the limits.
@@ -75,7 +78,7 @@ impl Proposals {
     pub async fn propose(&self, cmd: Command) -> Answer {
         let bytes = bincode::serialized_size(&cmd).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let (tx, rx) = oneshot::channel();
-        if self.queue.push(Waiting { cmd, bytes, tx }) {
+        if self.queue.push(Waiting { cmd, bytes, tx, queued: Instant::now() }) {
             // A task of its own, so a caller that gives up (a client that hangs up) cannot
             // drop the other commands of its entry.
             tokio::spawn(self.clone().run());
@@ -92,6 +95,10 @@ impl Proposals {
 
     async fn send(&self, batch: Vec<Waiting>) {
         let n = batch.len();
+        let started = Instant::now();
+        for w in &batch {
+            self.metrics.raft.proposal_wait.observe(started.saturating_duration_since(w.queued).as_secs_f64());
+        }
         let (mut cmds, txs): (Vec<Command>, Vec<oneshot::Sender<Answer>>) =
             batch.into_iter().map(|w| (w.cmd, w.tx)).unzip();
         let entry = match cmds.pop() {
@@ -107,6 +114,7 @@ impl Proposals {
         if !matches!(result, Err(ProposeError::ForwardTo { .. } | ProposeError::NoLeader)) {
             self.metrics.raft.proposals.inc_by(n as u64);
             self.metrics.raft.proposal_batch_size.observe(n as f64);
+            self.metrics.raft.write_duration.observe(started.elapsed().as_secs_f64());
         }
         match result {
             Ok(CommandResult::Batch(results)) if n > 1 => {
@@ -129,7 +137,12 @@ mod tests {
 
     fn waiting(bytes: usize) -> Waiting {
         let (tx, _rx) = oneshot::channel();
-        Waiting { cmd: Command { proposed_at_ms: 0, body: CommandBody::Noop, actor: None }, bytes, tx }
+        Waiting {
+            cmd: Command { proposed_at_ms: 0, body: CommandBody::Noop, actor: None },
+            bytes,
+            tx,
+            queued: Instant::now(),
+        }
     }
 
     #[test]

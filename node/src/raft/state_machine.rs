@@ -256,6 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 )
                 .into()
             };
+            let started = std::time::Instant::now();
             let mut batch = Batch::default();
             if let EntryPayload::Normal(cmd) = &entry.payload {
                 let n = match &cmd.body {
@@ -278,6 +279,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // The applied id travels in the same batch as the effects (see module docs).
             batch.put_value(Table::RaftMeta, SM_APPLIED.to_vec(), &Some(log_id)).map_err(|e| apply_err(&e))?;
             self.store.write(batch, false).map_err(|e| apply_err(&e))?;
+            self.metrics.raft.apply_duration.observe(started.elapsed().as_secs_f64());
             self.last_applied = Some(log_id);
             results.push(result);
         }
