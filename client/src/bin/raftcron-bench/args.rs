@@ -44,6 +44,10 @@ pub struct Target {
     /// `--node-arg=--election-timeout-ms=150`), to measure a setting other than the default.
     #[arg(long = "node-arg", global = true, allow_hyphen_values = true, value_name = "ARG", requires = "bin")]
     pub node_args: Vec<String>,
+    /// The log filter of every node of the local cluster (its `RAFTCRON_LOG`, for example
+    /// `info,raftcron_node::scheduler=debug`); with --keep, to read what the nodes did.
+    #[arg(long = "node-log", global = true, value_name = "FILTER", requires = "bin")]
+    pub node_log: Option<String>,
     /// Nodes of the local cluster.
     #[arg(long, default_value_t = 3, global = true, value_parser = clap::value_parser!(u64).range(1..=7))]
     pub nodes: u64,

@@ -175,17 +175,27 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
             .with("early", t.early)
             .with("max_early_ms", t.max_early_us as f64 / 1000.0),
     );
-    let (late_h, over) = around_kills(&records, &kills);
+    let (late_h, late) = around_kills(&records, &kills);
     let mut row = Row::new("failover", "dead leader's slots, kill -2 s to +5 s");
     row.latency = late_h.summary();
     row.ops = row.latency.as_ref().map_or(0, |s| s.count);
     note(&format!(
         "  the dead leaders' slots from {AROUND_KILL_BEFORE_S} s before each kill to {AROUND_KILL_AFTER_S} s after: {} arrived, {} of them over {:.1} s late",
         row.ops,
-        over,
+        late.len(),
         LATE_US as f64 / 1e6
     ));
-    rows.push(row.with("late_over_1_5_s", over));
+    for s in late.iter().take(5) {
+        note(&format!(
+            "    {:.3} s late: job {} at {} (kill {})",
+            s.late_us as f64 / 1e6,
+            s.job,
+            s.json()["scheduled_at"].as_str().unwrap_or(""),
+            s.kill
+        ));
+    }
+    let listed: Vec<serde_json::Value> = late.iter().take(LATE_SLOTS_LISTED).map(LateSlot::json).collect();
+    rows.push(row.with("late_over_1_5_s", late.len() as u64).with("late_slots", listed));
     let rounds = u64::from(a.rounds);
     for (case, samples, h) in
         [("first write", &write_s, &write_h), ("first fire of dead leader's shard", &fire_s, &fire_h)]
@@ -241,27 +251,55 @@ fn crash_window_resends(records: &[Record], kills: &[Kill], from_s: i64, to_s: i
 /// How late the first receipt of each slot of a killed leader's jobs was (slots due from
 /// [`AROUND_KILL_BEFORE_S`] before the kill to [`AROUND_KILL_AFTER_S`] after it), and how many
 /// were later than [`LATE_US`]. A slot that never arrived is a miss, counted by the tally.
-fn around_kills(records: &[Record], kills: &[Kill]) -> (Latency, u64) {
+fn around_kills(records: &[Record], kills: &[Kill]) -> (Latency, Vec<LateSlot>) {
     let mut first: HashMap<(&str, i64), i64> = HashMap::new();
     for r in records {
         let e = first.entry((r.job.as_str(), r.scheduled_us)).or_insert(r.received_us);
         *e = (*e).min(r.received_us);
     }
-    let (mut h, mut over) = (Latency::new(), 0u64);
+    let (mut h, mut over) = (Latency::new(), Vec::new());
     for ((job, scheduled_us), received_us) in first {
-        let dead = kills.iter().any(|k| {
+        let near = kills.iter().position(|k| {
             k.jobs.contains(job)
                 && scheduled_us >= k.at_us - AROUND_KILL_BEFORE_S * 1_000_000
                 && scheduled_us <= k.at_us + AROUND_KILL_AFTER_S * 1_000_000
         });
-        if dead {
+        if let Some(kill) = near {
             let late = (received_us - scheduled_us).max(0);
             h.record_micros(late as u64);
-            over += u64::from(late > LATE_US);
+            if late > LATE_US {
+                over.push(LateSlot { job: job.to_string(), scheduled_us, late_us: late, kill: kill + 1 });
+            }
         }
     }
+    over.sort_by(|a, b| b.late_us.cmp(&a.late_us).then(a.scheduled_us.cmp(&b.scheduled_us)));
     (h, over)
 }
+
+/// A slot of a dead leader's job that arrived more than [`LATE_US`] late.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LateSlot {
+    job: String,
+    scheduled_us: i64,
+    late_us: i64,
+    /// Which kill (1, 2, ...) it was near.
+    kill: usize,
+}
+
+impl LateSlot {
+    fn json(&self) -> serde_json::Value {
+        let at = chrono::DateTime::from_timestamp_micros(self.scheduled_us).unwrap_or_default();
+        serde_json::json!({
+            "job": self.job,
+            "scheduled_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "late_s": self.late_us as f64 / 1e6,
+            "kill": self.kill,
+        })
+    }
+}
+
+/// How many late slots the report lists (the latest first).
+const LATE_SLOTS_LISTED: usize = 50;
 
 /// Every-second jobs firing at the sink; returns their ids.
 async fn create_fire_jobs(nodes: &Nodes, sink: &Sink, n: u32) -> Result<Vec<Uuid>> {
@@ -364,10 +402,11 @@ mod tests {
             rec("a", 106, 5),     // more than 5 s after: not counted
             rec("b", 101, 9_000), // not the dead leader's job
         ];
-        let (h, over) = around_kills(&records, &[kill]);
+        let (h, late) = around_kills(&records, &[kill]);
         let s = h.summary().expect("three slots");
         assert_eq!(s.count, 3);
-        assert_eq!(over, 1);
+        assert_eq!(late, vec![LateSlot { job: "a".into(), scheduled_us: 102_000_000, late_us: 2_500_000, kill: 1 }]);
+        assert_eq!(late[0].json()["scheduled_at"], "1970-01-01T00:01:42.000Z");
         assert!((s.max_ms - 2_500.0).abs() < 5.0, "{}", s.max_ms);
     }
 

@@ -37,6 +37,8 @@ pub struct LocalCluster {
     bin: PathBuf,
     /// `--node-arg`s, passed to every node.
     node_args: Vec<String>,
+    /// `--node-log`: every node's `RAFTCRON_LOG`.
+    node_log: Option<String>,
     nodes: BTreeMap<u64, Node>,
     pub admin_key: String,
     secret: String,
@@ -68,7 +70,7 @@ fn free_port() -> Result<u16> {
 
 impl LocalCluster {
     /// Starts `n` nodes and waits until they agree on a leader and serve `/readyz`.
-    pub async fn start(bin: &Path, n: u64, node_args: &[String]) -> Result<LocalCluster> {
+    pub async fn start(bin: &Path, n: u64, node_args: &[String], node_log: Option<&str>) -> Result<LocalCluster> {
         if !bin.is_file() {
             bail!("{} is not a file (build it: cargo build --release -p raftcron-node --bin raftcron)", bin.display());
         }
@@ -77,6 +79,7 @@ impl LocalCluster {
             root: Some(root),
             bin: bin.to_path_buf(),
             node_args: node_args.to_vec(),
+            node_log: node_log.map(str::to_string),
             nodes: BTreeMap::new(),
             admin_key: format!("bench-{}", hex(&random_bytes(20)?)),
             secret: hex(&random_bytes(16)?),
@@ -152,6 +155,9 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
+        if let Some(filter) = &self.node_log {
+            cmd.env("RAFTCRON_LOG", filter);
+        }
         node.child = Some(cmd.spawn().with_context(|| format!("starting {}", bin.display()))?);
         Ok(())
     }

@@ -121,7 +121,7 @@ pub fn print_last(rows: &[Row]) {
 async fn open(cli: &Cli) -> Result<(Nodes, Option<LocalCluster>)> {
     let t = &cli.target;
     if let Some(bin) = &t.bin {
-        let c = LocalCluster::start(bin, t.nodes, &t.node_args).await?;
+        let c = LocalCluster::start(bin, t.nodes, &t.node_args, t.node_log.as_deref()).await?;
         return Ok((Nodes::of_local(&c), Some(c)));
     }
     if t.urls.is_empty() {
@@ -254,7 +254,8 @@ async fn fire(cli: &Cli, a: &FireArgs, rows: &mut Vec<Row>) -> Result<()> {
 async fn failover(cli: &Cli, a: &FailoverArgs, rows: &mut Vec<Row>) -> Result<()> {
     let bin = local_only(cli, "failover")?;
     let sink = sink::Sink::start().await?;
-    let mut c = LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args).await?;
+    let mut c =
+        LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args, cli.target.node_log.as_deref()).await?;
     let r = failover::run(&mut c, &sink, a, rows).await;
     c.stop(cli.target.keep);
     r
@@ -263,7 +264,8 @@ async fn failover(cli: &Cli, a: &FailoverArgs, rows: &mut Vec<Row>) -> Result<()
 async fn scale(cli: &Cli, jobs: u64, concurrency: usize, rows: &mut Vec<Row>) -> Result<()> {
     let bin = local_only(cli, "scale")?;
     let sink = sink::Sink::start().await?;
-    let mut c = LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args).await?;
+    let mut c =
+        LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args, cli.target.node_log.as_deref()).await?;
     let r = scale::run(&mut c, &sink, jobs, concurrency, rows).await;
     c.stop(cli.target.keep);
     r
@@ -271,7 +273,7 @@ async fn scale(cli: &Cli, jobs: u64, concurrency: usize, rows: &mut Vec<Row>) ->
 
 async fn serve(cli: &Cli, a: &args::ServeArgs) -> Result<()> {
     let bin = local_only(cli, "serve")?;
-    let c = LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args).await?;
+    let c = LocalCluster::start(&bin, cli.target.nodes, &cli.target.node_args, cli.target.node_log.as_deref()).await?;
     let nodes = Nodes::of_local(&c);
     let pids: Vec<String> = nodes.pids.iter().map(|p| p.map(|p| p.to_string()).unwrap_or_default()).collect();
     let env = format!(

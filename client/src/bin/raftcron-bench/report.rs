@@ -111,6 +111,8 @@ fn extras(r: &Row) -> String {
                 _ => format!("{k}={n}"),
             },
             Value::String(s) => format!("{k}={s}"),
+            // Lists (late slots) are for the JSON report; the table only counts them.
+            Value::Array(items) => format!("{k}=[{} in the JSON]", items.len()),
             other => format!("{k}={other}"),
         })
         .collect::<Vec<_>>()
