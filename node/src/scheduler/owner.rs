@@ -72,7 +72,8 @@ pub async fn run(
 ) {
     let Holding { incarnation, active } = holding;
     let running: Running = Arc::default();
-    let dropped: Dropped = Arc::default();
+    let fences = KeptFences::open(cluster.store.clone());
+    let dropped: Dropped = Arc::new(Mutex::new(round::LetGo::resume(fences.earlier())));
     let (results_tx, results_rx) = tokio::sync::mpsc::channel::<Report>(65_536);
     let recorder = tokio::spawn(record_results(
         cluster.clone(),
@@ -80,6 +81,7 @@ pub async fn run(
         notifier,
         active.clone(),
         dropped.clone(),
+        fences.clone(),
         results_rx,
         stop.clone(),
     ));
@@ -128,6 +130,14 @@ pub async fn run(
         match round(&ctx, incarnation, &cfg, &mut claimed_to, &mut idle, &holders).await {
             Ok(left) => more = left,
             Err(e) => tracing::warn!(error = %e, "claim round failed"),
+        }
+        // After the first round, when the disk kept no fence: the bound this process assumed
+        // for its predecessors, so that the next process assumes it too (`round::LetGo`).
+        let bound = dropped.lock().ok().and_then(|d| d.bound_to_keep());
+        if let Some(bound) = bound.filter(|b| fences.kept().is_none_or(|k| k < *b)) {
+            if let Err(e) = fences.keep(bound) {
+                tracing::warn!(error = %e, "keeping the earlier processes' release fence; the next process waits it out");
+            }
         }
     }
     drop(results_tx);
@@ -390,15 +400,63 @@ fn dispatch(ctx: &Ctx<'_>, p: Pending) {
     });
 }
 
+/// Where this node's disk keeps the latest fence of a release write any of its processes sent
+/// (`round::EarlierReleases`): local to the node, next to Raft's own vote, never replicated.
+const RELEASE_FENCES_KEY: &[u8] = b"scheduler_release_fences_until";
+
+/// The latest release fence kept on this node's disk. Clones share it; keeping is serialized,
+/// so the kept value only grows.
+#[derive(Clone)]
+struct KeptFences {
+    store: crate::store::Store,
+    kept: Arc<Mutex<Option<i64>>>,
+}
+
+impl KeptFences {
+    /// Reads what the disk keeps (an unreadable value counts as none: the longest wait).
+    fn open(store: crate::store::Store) -> KeptFences {
+        let kept = store.get_value::<i64>(Table::RaftMeta, RELEASE_FENCES_KEY).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the earlier processes' release fence; waiting the longest");
+            None
+        });
+        KeptFences { store, kept: Arc::new(Mutex::new(kept)) }
+    }
+
+    /// What the disk kept when this process started, for `LetGo::resume`.
+    fn earlier(&self) -> round::EarlierReleases {
+        round::EarlierReleases { fences_until_ms: self.kept() }
+    }
+
+    fn kept(&self) -> Option<i64> {
+        self.kept.lock().ok().and_then(|k| *k)
+    }
+
+    /// Makes the disk keep at least `fence`, synced, before the caller goes on.
+    fn keep(&self, fence: i64) -> Result<(), crate::store::StoreError> {
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.is_some_and(|k| k >= fence) {
+            return Ok(());
+        }
+        let mut b = crate::store::Batch::default();
+        b.put_value(Table::RaftMeta, RELEASE_FENCES_KEY.to_vec(), &fence)?;
+        self.store.write(b, true)?;
+        *kept = Some(fence);
+        Ok(())
+    }
+}
+
 /// Records results in batches; a fire id leaves `active` once its result is committed. A
 /// let-go slot may be claimed back once its release write was answered "committed"
 /// (`round::LetGo`).
+// Each is a separate handle the recorder owns, as in `run`.
+#[allow(clippy::too_many_arguments)]
 async fn record_results(
     cluster: Cluster,
     clock: ClusterClock,
     notifier: Notifier,
     active: Active,
     dropped: Dropped,
+    fences: KeptFences,
     mut rx: tokio::sync::mpsc::Receiver<Report>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -438,7 +496,22 @@ async fn record_results(
             // A retry waits for this fence (plus its margin) after an attempt whose outcome is
             // unknown, so a slot whose release failed fires again up to that much later.
             let by = clock.now_ms() + round::RELEASE_FENCE_MS;
-            match cluster.write_fenced(CommandBody::ReleaseSlots { node, items: releases.clone() }, by).await {
+            // On this node's disk before the write leaves: a later process of this node waits
+            // out this fence before it claims anything back (`round::EarlierReleases`).
+            let kept = fences.keep(by);
+            if let Err(e) = &kept {
+                tracing::warn!(error = %e, "keeping a release's fence on disk failed; releasing later");
+            }
+            // Nothing left this node when the fence could not be kept: no fence to wait out.
+            let sent = kept.is_ok();
+            let written = match kept {
+                Ok(()) => cluster
+                    .write_fenced(CommandBody::ReleaseSlots { node, items: releases.clone() }, by)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match written {
                 Ok(_) => {
                     if let Ok(mut d) = dropped.lock() {
                         for r in &releases {
@@ -449,7 +522,7 @@ async fn record_results(
                     release_fence = None;
                 }
                 Err(e) => {
-                    release_fence = Some(by);
+                    release_fence = sent.then_some(by);
                     tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry");
                 }
             }

@@ -239,6 +239,25 @@ pub struct LetGo {
     /// Until those fences have passed, this process claims nothing back, so that no such
     /// release can mark a slot it claimed back and sent "never sent" (`LetGo::quiet`).
     first_round_ms: Option<i64>,
+    /// The latest fence of any release write an earlier process of this node may have sent,
+    /// as those processes kept it on this node's disk before each write
+    /// ([`EarlierReleases`]); `None` when the disk keeps none (a node's first process, or one
+    /// whose predecessors never kept one), and then the bound is this process's first round
+    /// plus `RELEASE_FENCE_MS`.
+    earlier_fences_until: Option<i64>,
+}
+
+/// What this node's disk says about the release writes of its earlier processes: the latest
+/// fence any of them may still have on its way. Every process keeps it there, durably, before
+/// it sends a release write (`owner::record_results`), and after its first round keeps the
+/// bound it assumed for its predecessors when the disk had none. So a restarted process waits
+/// only for the fences that were really sent, usually long past, instead of a whole fence after
+/// its first round: a node restarted in the middle of other restarts (a rolling restart, a
+/// crash loop, leaders killed one after another) claims back at once what the others let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlierReleases {
+    /// The latest fence, on the cluster's timeline; `None`: the disk keeps none.
+    pub fences_until_ms: Option<i64>,
 }
 
 /// How far ahead of the cluster's time a release write is fenced (`Cluster::write_fenced`): a
@@ -255,6 +274,22 @@ struct LetGoSlot {
 }
 
 impl LetGo {
+    /// The memory of a process that starts on a disk that says `earlier` about its
+    /// predecessors' release writes.
+    pub fn resume(earlier: EarlierReleases) -> LetGo {
+        LetGo { earlier_fences_until: earlier.fences_until_ms, ..LetGo::default() }
+    }
+
+    /// What the disk must keep after this process's first round when it kept nothing before:
+    /// the bound this process assumed for its predecessors' fences (its first round plus
+    /// `RELEASE_FENCE_MS`); `None` when the disk kept one, or before the first round.
+    pub fn bound_to_keep(&self) -> Option<i64> {
+        match (self.earlier_fences_until, self.first_round_ms) {
+            (None, Some(first)) => Some(first.saturating_add(RELEASE_FENCE_MS)),
+            _ => None,
+        }
+    }
+
     /// Dispatch reached the slot's instant and did not send it; its release goes to the
     /// recorder.
     pub fn dropped(&mut self, id: FireId) {
@@ -285,10 +320,13 @@ impl LetGo {
 
     /// Whether this process must not claim anything back yet, at the cluster's time `now_ms`:
     /// until every release an earlier process of this node may have fenced has surely passed
-    /// its fence (`RELEASE_FENCE_MS` after this process's first round, plus the fence's margin
-    /// for the leader's step to Raft and for the readings' uncertainty).
+    /// its fence (the latest fence the disk keeps, or, when it keeps none, `RELEASE_FENCE_MS`
+    /// after this process's first round; plus the fence's margin for the leader's step to Raft
+    /// and for the readings' uncertainty).
     fn quiet(&self, now_ms: i64) -> bool {
-        self.first_round_ms.is_none_or(|first| now_ms < first + RELEASE_FENCE_MS + crate::cluster::FENCE_MARGIN_MS)
+        let Some(first) = self.first_round_ms else { return true };
+        let until = self.earlier_fences_until.unwrap_or(first.saturating_add(RELEASE_FENCE_MS));
+        now_ms < until.saturating_add(crate::cluster::FENCE_MARGIN_MS)
     }
 
     /// Whether this process must not claim back yet another holder's slot due at `at_ms`: while
@@ -886,6 +924,34 @@ mod tests {
         let p = plan_now(&s, inc, T0 + 500 + quiet_for, &mut fresh);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
+        // The disk kept nothing: it must keep the bound this process assumed.
+        assert_eq!(fresh.bound_to_keep(), Some(T0 + 500 + super::RELEASE_FENCE_MS));
+    }
+
+    #[test]
+    fn a_restarted_process_waits_only_for_the_release_fences_its_disk_kept() {
+        // The same slot, due within the margin of the first round; the earlier processes of
+        // this node kept their latest release fence on disk.
+        let (s, _, fire) = claimed(Delivery::AtLeastOnce, ME, Uuid::new_v4());
+        let margin = crate::cluster::FENCE_MARGIN_MS;
+        // A fence long past (the last release was minutes ago): claimed back in the first round.
+        let mut resumed = LetGo::resume(super::EarlierReleases { fences_until_ms: Some(T0 - 60_000) });
+        let p = plan(&s, Uuid::new_v4(), &HashSet::new(), &mut resumed);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
+        assert_eq!(p.pending[0].as_ref().map(|p| p.fire_id), Some(fire));
+        assert_eq!(resumed.bound_to_keep(), None, "the disk keeps one already");
+        // A fence still ahead (a release sent just before the process died): quiet until that
+        // fence plus its margin, not a whole fence after the first round.
+        let fence = T0 + 700;
+        let mut resumed = LetGo::resume(super::EarlierReleases { fences_until_ms: Some(fence) });
+        let inc = Uuid::new_v4();
+        let p = plan(&s, inc, &HashSet::new(), &mut resumed);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "before the fence: {p:?}");
+        let p = plan_now(&s, inc, fence + margin - 1, &mut resumed);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "1 ms before its margin ends: {p:?}");
+        let p = plan_now(&s, inc, fence + margin, &mut resumed);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
+        assert!(fence + margin < T0 + 500 + super::RELEASE_FENCE_MS + margin, "earlier than the bound");
     }
 
     #[test]

@@ -28,7 +28,8 @@ const FORMAT_MAGIC: &str = "raftcron-data-dir";
 pub enum Table {
     /// Raft log entries, keyed by big-endian index.
     Log,
-    /// Vote, committed log id, last purged log id.
+    /// Vote, committed log id, last purged log id; and the latest release fence the scheduler
+    /// kept (`scheduler::owner`). Local to this node, never replicated.
     RaftMeta,
     /// State machine metadata: last applied log id, membership, counters.
     SmMeta,

@@ -196,13 +196,13 @@ pub async fn start(world: &Arc<World>, id: NodeId) {
         let s = &slots[&id];
         (s.disk.clone(), s.clock)
     };
-    let generation = {
+    let (generation, fences_until) = {
         let mut d = disk.lock().unwrap();
         // As `raft::start` does: a node that led starts as a follower.
         if let Some(resigned) = d.vote.and_then(|v| raftcron_node::raft::log_store::resigned(&v, id)) {
             d.vote = Some(resigned);
         }
-        d.generation
+        (d.generation, d.release_fences_until)
     };
     let (uuid, election) = world.rand(|r| (r.uuid(), r.range(500, 1000)));
     // openraft draws each election timeout from min..max with a thread-local RNG the seed does
@@ -243,6 +243,10 @@ pub async fn start(world: &Arc<World>, id: NodeId) {
         // its budget of thousands of jobs) and the checks hold with rounds that skip shards.
         sched: Mutex::new(Sched {
             idle: raftcron_node::scheduler::round::IdleJobs::with_scan_budget(SIM_SCAN_BUDGET),
+            // As `scheduler::owner::run`: from what the disk keeps of its predecessors' fences.
+            dropped: raftcron_node::scheduler::round::LetGo::resume(raftcron_node::scheduler::round::EarlierReleases {
+                fences_until_ms: fences_until,
+            }),
             ..Sched::default()
         }),
         tasks: Mutex::new(Some(JoinSet::new())),

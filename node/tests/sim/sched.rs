@@ -272,6 +272,11 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
             },
         );
         let Ok(plan) = plan else { return };
+        // As the node after a round: keep the bound assumed for the predecessors when the disk
+        // kept none (the node syncs it; a crash keeps it).
+        if let Some(bound) = s.dropped.bound_to_keep() {
+            disk.release_fences_until = Some(disk.release_fences_until.map_or(bound, |k| k.max(bound)));
+        }
         for p in &plan.unknown {
             if s.active.insert(p.fire_id) {
                 let run = round::unsent_run(p.fire_id, p.at_ms, h.id, RunStatus::Unknown, "not sent");
@@ -374,6 +379,11 @@ async fn recorder_loop(world: Arc<World>, h: Arc<NodeHandle>) {
         if !releases.is_empty() && release_fence.is_none_or(|by| h.fence_passed(by)) {
             let body = Box::new(CommandBody::ReleaseSlots { node: h.id, items: releases.clone() });
             let by = h.firing_now_ms() + RELEASE_FENCE_MS;
+            // As the node: the fence is on disk (synced) before the write leaves.
+            {
+                let mut disk = h.disk.lock().unwrap();
+                disk.release_fences_until = Some(disk.release_fences_until.map_or(by, |k| k.max(by)));
+            }
             let op = if world.unfenced_releases { Fwd::Write(body) } else { Fwd::WriteBy(body, by) };
             let answer = on_leader(&world, &h, op).await;
             if !world.unfenced_releases && !matches!(answer, Some(FwdResult::Written(..))) {

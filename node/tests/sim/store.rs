@@ -152,6 +152,9 @@ pub struct Disk {
     /// Indexes of log entries written but not yet synced (a leader's eager appends, see
     /// `World::eager`): a crash takes them away.
     pub unsynced: std::collections::BTreeSet<u64>,
+    /// The latest release fence any process of this node kept (`scheduler::owner`'s
+    /// `KeptFences`): written synced, so a crash keeps it.
+    pub release_fences_until: Option<i64>,
 }
 
 impl Disk {
