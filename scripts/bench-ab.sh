@@ -31,17 +31,7 @@ for round in $(seq 1 "$ROUNDS"); do
     [ -s "$WORK/env" ] || { cat "$WORK/serve.log" >&2; exit 1; }
     # shellcheck disable=SC1091
     . "$WORK/env"
-    cat >"$WORK/create.lua" <<LUA
-local n = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $RAFTCRON_API_KEY"
-request = function()
-  n = n + 1
-  local body = string.format('{"name":"ab-%08d","url":"http://127.0.0.1:9/ab","method":"POST","cron_expression":"0 0 1 1 *"}', n)
-  return wrk.format(nil, "/api/v1/jobs", nil, body)
-end
-LUA
+    "$(dirname "$0")/create-lua.sh" "$RAFTCRON_API_KEY" ab >"$WORK/create.lua"
     node1=${RAFTCRON_URL%%,*}
     c1=$(wrk -t1 -c1 -d10s --latency -s "$WORK/create.lua" "$node1" | awk '/^Requests\/sec/ {r=$2} $1=="50%" {p=$2} END {print r, p}')
     c64=$(wrk -t2 -c64 -d10s --latency -s "$WORK/create.lua" "$node1" | awk '/^Requests\/sec/ {r=$2} $1=="50%" {p=$2} $1=="99%" {q=$2} END {print r, p, q}')
