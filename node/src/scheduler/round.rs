@@ -320,12 +320,15 @@ impl LetGo {
 
     /// Whether this process must not claim anything back yet, at the cluster's time `now_ms`:
     /// until every release an earlier process of this node may have fenced has surely passed
-    /// its fence (the latest fence the disk keeps, or, when it keeps none, `RELEASE_FENCE_MS`
-    /// after this process's first round; plus the fence's margin for the leader's step to Raft
-    /// and for the readings' uncertainty).
+    /// its fence, plus the fence's margin for the leader's step to Raft and for the readings'
+    /// uncertainty. The fences lie at most `RELEASE_FENCE_MS` after this process's first round
+    /// (every earlier process died before it started), and no later than the latest fence the
+    /// disk keeps: the earlier of the two bounds. So a fence kept far ahead (a wrong reading, a
+    /// damaged value) never makes the wait longer than without it.
     fn quiet(&self, now_ms: i64) -> bool {
         let Some(first) = self.first_round_ms else { return true };
-        let until = self.earlier_fences_until.unwrap_or(first.saturating_add(RELEASE_FENCE_MS));
+        let bound = first.saturating_add(RELEASE_FENCE_MS);
+        let until = self.earlier_fences_until.map_or(bound, |kept| kept.min(bound));
         now_ms < until.saturating_add(crate::cluster::FENCE_MARGIN_MS)
     }
 
@@ -952,6 +955,16 @@ mod tests {
         let p = plan_now(&s, inc, fence + margin, &mut resumed);
         assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
         assert!(fence + margin < T0 + 500 + super::RELEASE_FENCE_MS + margin, "earlier than the bound");
+        // A fence kept far ahead (a wrong reading, a damaged value): never a longer wait than
+        // the bound from the first round.
+        let mut resumed = LetGo::resume(super::EarlierReleases { fences_until_ms: Some(T0 + 3_600_000) });
+        let end = T0 + 500 + super::RELEASE_FENCE_MS + margin;
+        let p = plan(&s, inc, &HashSet::new(), &mut resumed);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "first round: {p:?}");
+        let p = plan_now(&s, inc, end - 1, &mut resumed);
+        assert!(p.items.is_empty() && p.send_now.is_empty(), "1 ms before the bound: {p:?}");
+        let p = plan_now(&s, inc, end, &mut resumed);
+        assert_eq!(kinds(&p), vec![ClaimKind::Reclaim]);
     }
 
     #[test]
