@@ -133,8 +133,8 @@ pub async fn run(
         }
         // After the first round, when the disk kept no fence: the bound this process assumed
         // for its predecessors, so that the next process assumes it too (`round::LetGo`).
-        let bound = dropped.lock().ok().and_then(|d| d.bound_to_keep());
-        if let Some(bound) = bound.filter(|b| fences.kept().is_none_or(|k| k < *b)) {
+        // (`keep` writes only a fence later than the one kept.)
+        if let Some(bound) = dropped.lock().ok().and_then(|d| d.bound_to_keep()) {
             if let Err(e) = fences.keep(bound) {
                 tracing::warn!(error = %e, "keeping the earlier processes' release fence; the next process waits it out");
             }
@@ -498,32 +498,25 @@ async fn record_results(
             let by = clock.now_ms() + round::RELEASE_FENCE_MS;
             // On this node's disk before the write leaves: a later process of this node waits
             // out this fence before it claims anything back (`round::EarlierReleases`).
-            let kept = fences.keep(by);
-            if let Err(e) = &kept {
-                tracing::warn!(error = %e, "keeping a release's fence on disk failed; releasing later");
-            }
-            // Nothing left this node when the fence could not be kept: no fence to wait out.
-            let sent = kept.is_ok();
-            let written = match kept {
-                Ok(()) => cluster
-                    .write_fenced(CommandBody::ReleaseSlots { node, items: releases.clone() }, by)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match written {
-                Ok(_) => {
-                    if let Ok(mut d) = dropped.lock() {
-                        for r in &releases {
-                            d.release_written(&r.fire_id);
+            // Nothing leaves this node when it cannot be kept: no fence to wait out, the next
+            // pass tries again.
+            if let Err(e) = fences.keep(by) {
+                tracing::warn!(error = %e, pending = releases.len(), "keeping a release's fence on disk failed; releasing later");
+            } else {
+                match cluster.write_fenced(CommandBody::ReleaseSlots { node, items: releases.clone() }, by).await {
+                    Ok(_) => {
+                        if let Ok(mut d) = dropped.lock() {
+                            for r in &releases {
+                                d.release_written(&r.fire_id);
+                            }
                         }
+                        releases.clear();
+                        release_fence = None;
                     }
-                    releases.clear();
-                    release_fence = None;
-                }
-                Err(e) => {
-                    release_fence = sent.then_some(by);
-                    tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry");
+                    Err(e) => {
+                        release_fence = Some(by);
+                        tracing::warn!(error = %e, pending = releases.len(), "releasing unsent slots; will retry");
+                    }
                 }
             }
         }

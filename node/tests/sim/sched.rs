@@ -275,7 +275,7 @@ async fn owner_round(world: &Arc<World>, h: &Arc<NodeHandle>) {
         // As the node after a round: keep the bound assumed for the predecessors when the disk
         // kept none (the node syncs it; a crash keeps it).
         if let Some(bound) = s.dropped.bound_to_keep() {
-            disk.release_fences_until = Some(disk.release_fences_until.map_or(bound, |k| k.max(bound)));
+            disk.keep_release_fence(bound);
         }
         for p in &plan.unknown {
             if s.active.insert(p.fire_id) {
@@ -380,10 +380,7 @@ async fn recorder_loop(world: Arc<World>, h: Arc<NodeHandle>) {
             let body = Box::new(CommandBody::ReleaseSlots { node: h.id, items: releases.clone() });
             let by = h.firing_now_ms() + RELEASE_FENCE_MS;
             // As the node: the fence is on disk (synced) before the write leaves.
-            {
-                let mut disk = h.disk.lock().unwrap();
-                disk.release_fences_until = Some(disk.release_fences_until.map_or(by, |k| k.max(by)));
-            }
+            h.disk.lock().unwrap().keep_release_fence(by);
             let op = if world.unfenced_releases { Fwd::Write(body) } else { Fwd::WriteBy(body, by) };
             let answer = on_leader(&world, &h, op).await;
             if !world.unfenced_releases && !matches!(answer, Some(FwdResult::Written(..))) {

@@ -158,6 +158,11 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// As the node's `KeptFences::keep`: the kept fence only grows.
+    pub fn keep_release_fence(&mut self, fence: i64) {
+        self.release_fences_until = Some(self.release_fences_until.map_or(fence, |k| k.max(fence)));
+    }
+
     fn synced(&mut self) {
         self.synced_applied = self.sm.last_applied.map(|l| l.index);
         self.synced_committed = self.committed;
