@@ -190,7 +190,7 @@ pub async fn run(c: &mut LocalCluster, sink: &Sink, a: &FailoverArgs, rows: &mut
             "    {:.3} s late: job {} at {} (kill {})",
             s.late_us as f64 / 1e6,
             s.job,
-            s.json()["scheduled_at"].as_str().unwrap_or(""),
+            s.scheduled_at(),
             s.kill
         ));
     }
@@ -287,11 +287,16 @@ struct LateSlot {
 }
 
 impl LateSlot {
-    fn json(&self) -> serde_json::Value {
+    /// Its instant, RFC 3339 in UTC.
+    fn scheduled_at(&self) -> String {
         let at = chrono::DateTime::from_timestamp_micros(self.scheduled_us).unwrap_or_default();
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "job": self.job,
-            "scheduled_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "scheduled_at": self.scheduled_at(),
             "late_s": self.late_us as f64 / 1e6,
             "kill": self.kill,
         })
